@@ -1,0 +1,91 @@
+"""MNIST (or another TFDS image dataset) from TFDS: prepare once, then read as uint8 arrays.
+
+Preparing uses TFDS's own builder, which imports TensorFlow; reading uses only the prepared
+ArrayRecord files (`tfds.builder_from_directory(...).as_data_source`), so the training path never
+imports TensorFlow. Hosts without internet hand TFDS a folder holding the original archives
+(`manual_dir`); TFDS verifies their registered checksums before it prepares anything.
+"""
+
+import os
+
+from absl import logging
+import numpy as np
+
+from aejax.errors import UserError
+
+FILE_FORMAT = "array_record"
+
+
+def default_data_dir() -> str:
+  return os.path.expanduser(os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets"))
+
+
+def _find_prepared(name: str, data_dir: str):
+  """The read-only builder of the newest prepared version, or None. Imports no TensorFlow."""
+  from tensorflow_datasets.core import read_only_builder
+  from tensorflow_datasets.core import registered
+
+  try:
+    return read_only_builder.builder_from_files(name, data_dir=data_dir)
+  except registered.DatasetNotFoundError:
+    return None
+
+
+def _prepare(name: str, data_dir: str, manual_dir: str | None, download: bool) -> None:
+  """Runs TFDS's builder for `name` into `data_dir` (this is where TensorFlow gets imported)."""
+  import tensorflow_datasets as tfds
+
+  builder = tfds.builder(name, data_dir=data_dir, file_format=FILE_FORMAT)
+  if manual_dir is not None and not download:
+    # Check the archives ourselves first: TFDS would otherwise go to the network for any file
+    # missing from manual_dir and retry for minutes on a host without internet.
+    if not os.path.isdir(manual_dir):
+      raise UserError(f"--manual_dir={manual_dir} is not a directory; pass the folder that "
+                      f"holds the original {name} archives")
+    wanted = sorted({info.filename for info in builder.url_infos.values() if info.filename})
+    missing = [f for f in wanted if not os.path.exists(os.path.join(manual_dir, f))]
+    if missing:
+      raise UserError(f"--manual_dir={manual_dir} lacks {', '.join(missing)}; put the original "
+                      f"{name} archives there (or pass --download on a host with internet)")
+  logging.info("Preparing TFDS %r in %s (manual_dir=%s)", name, data_dir, manual_dir)
+  config = tfds.download.DownloadConfig(manual_dir=manual_dir)
+  try:
+    builder.download_and_prepare(download_config=config)
+  except tfds.download.download_manager.NonMatchingChecksumError as e:
+    raise UserError(f"an archive in --manual_dir={manual_dir} does not match TFDS's registered "
+                    f"checksum ({str(e).splitlines()[0]}); replace it with the original file") from e
+
+
+def prepare(name: str, data_dir: str | None = None, manual_dir: str | None = None,
+            download: bool = False) -> str:
+  """Makes sure `name` is prepared as ArrayRecord in `data_dir`; returns the builder's directory.
+
+  Without `manual_dir` or `download` a missing dataset is an error rather than a download
+  attempt, so an offline host fails at once with the fix instead of retrying for minutes.
+  """
+  data_dir = data_dir or default_data_dir()
+  builder = _find_prepared(name, data_dir)
+  if builder is None:
+    if manual_dir is None and not download:
+      raise UserError(f"TFDS dataset {name!r} is not prepared in {data_dir}; pass "
+                      f"--manual_dir=<folder with the original archives> (for MNIST: "
+                      f"../shared/data/mnist) or --download on a host with internet")
+    _prepare(name, data_dir, manual_dir, download)
+    builder = _find_prepared(name, data_dir)
+  if builder is None:  # TFDS claimed success but left nothing readable behind.
+    raise UserError(f"TFDS did not leave a prepared {name!r} in {data_dir}")
+  if builder.info.file_format.value != FILE_FORMAT:
+    raise UserError(f"{builder.data_dir} holds {name!r} as {builder.info.file_format.value}, "
+                    f"but aejax reads {FILE_FORMAT}; pass another --data_dir to prepare it afresh")
+  return builder.data_dir
+
+
+def load_split(builder_dir: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+  """All of `split` as (images uint8 [N, H, W, C], labels int32 [N]) host arrays."""
+  import tensorflow_datasets as tfds
+
+  source = tfds.builder_from_directory(builder_dir).as_data_source(split=split)
+  examples = source.__getitems__(range(len(source)))
+  images_NxHxWxC = np.stack([ex["image"] for ex in examples])
+  labels_N = np.asarray([ex["label"] for ex in examples], dtype=np.int32)
+  return images_NxHxWxC, labels_N

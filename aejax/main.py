@@ -1,0 +1,81 @@
+r"""Trains an experiment: `python -m aejax.main --config=experiments/vae.py --workdir=/tmp/vae`.
+
+Any config field can be overridden: `--config.model.latents=32 --config.num_epochs=3`.
+Running the same command again resumes from the workdir's latest checkpoint.
+"""
+
+import logging as py_logging
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+from ml_collections import config_flags
+
+from aejax import train
+from aejax.errors import UserError
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Experiment file, e.g. experiments/vae.py.", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory: checkpoints, metrics, config.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None,
+                                "TFDS data dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets).")
+_MANUAL_DIR = flags.DEFINE_string(
+    "manual_dir", None, "Folder holding the original dataset archives, for hosts without "
+    "internet; TFDS checks their checksums and prepares the dataset from them.")
+_DOWNLOAD = flags.DEFINE_bool("download", False,
+                              "Let TFDS download a dataset that is not prepared yet.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def fail(message: str) -> None:
+  """One line on stderr and exit code 2: the error convention for bad input."""
+  print(f"aejax: error: {message}", file=sys.stderr)
+  sys.exit(2)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    fail(" ".join(str(e).split()))
+  except (AttributeError, KeyError) as e:
+    # A --config.<key> override naming no field of the locked config; ml_collections's message
+    # holds the key and a "did you mean" suggestion, spread over lines and quotes.
+    text = str(e).replace("\\n", " ").translate({ord(c): None for c in "\\'\""})
+    key, _, hint = " ".join(text.split()).partition(" ")
+    fail(f"unknown config field {key!r}{f' ({hint})' if hint else ''}; the valid fields are "
+         f"those of the experiment's config (aejax/configs.py)")
+
+
+def quiet_library_info_logs() -> None:
+  """Orbax logs every save phase at INFO through absl; keep the console for aejax's own lines."""
+  noisy = ("/orbax/",)
+  logging.get_absl_logger().addFilter(
+      lambda r: r.levelno >= py_logging.WARNING or not any(n in r.pathname for n in noisy))
+
+
+def main(argv: list[str]) -> None:
+  quiet_library_info_logs()
+  if len(argv) > 1:
+    fail(f"unexpected arguments {argv[1:]}; config fields are set as --config.<key>=<value>")
+  logging.info("JAX %s: process %d of %d, %d local of %d devices (%s)", jax.__version__,
+               jax.process_index(), jax.process_count(), jax.local_device_count(),
+               jax.device_count(), jax.devices()[0].platform)
+  try:
+    config = _CONFIG.value
+    config.keys()  # config_flags defers a file that failed to load until the config is read.
+  except Exception as e:
+    detail = " ".join(str(e).split()[-12:])
+    fail(f"cannot load --config={flags.FLAGS['config'].config_filename}: ...{detail}; pass an "
+         f"existing experiment file such as experiments/vae.py")
+  try:
+    train.train_and_evaluate(config, _WORKDIR.value, data_dir=_DATA_DIR.value,
+                             manual_dir=_MANUAL_DIR.value, download=_DOWNLOAD.value)
+  except UserError as e:
+    fail(str(e))
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=parse_flags)

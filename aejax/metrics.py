@@ -1,0 +1,65 @@
+"""Where metrics go: metrics.jsonl, TensorBoard event files and the console.
+
+Only process 0 writes; the other processes get a writer that does nothing, so callers need no
+`if jax.process_index() == 0` of their own.
+"""
+
+import json
+import os
+from typing import Any
+
+from absl import logging
+
+
+def _is_finite_number(v: Any) -> bool:
+  return isinstance(v, (int, float)) and v == v and v not in (float("inf"), float("-inf"))
+
+
+class MetricWriter:
+  """Appends one JSON object per line to `<workdir>/metrics.jsonl` and mirrors it to TensorBoard."""
+
+  def __init__(self, workdir: str, enabled: bool = True):
+    self.path = os.path.join(workdir, "metrics.jsonl")
+    self._enabled = enabled
+    self._tb = None
+    if enabled:
+      import tensorboardX  # Writes event files without TensorFlow.
+      self._tb = tensorboardX.SummaryWriter(os.path.join(workdir, "tensorboard"))
+
+  def drop_after(self, step: int) -> None:
+    """Removes lines written after `step`: the work they describe is being redone on resume."""
+    if not self._enabled or not os.path.exists(self.path):
+      return
+    with open(self.path) as f:
+      lines = f.readlines()
+    keep = [line for line in lines if json.loads(line)["step"] <= step]
+    if len(keep) != len(lines):
+      logging.warning("Dropping %d line(s) of %s written after the checkpoint at step %d",
+                      len(lines) - len(keep), self.path, step)
+      tmp = self.path + ".tmp"
+      with open(tmp, "w") as f:
+        f.writelines(keep)
+      os.replace(tmp, self.path)  # Atomic: a crash here leaves the old file or the new one.
+
+  def write(self, step: int, epoch: int, split: str, values: dict[str, float]) -> None:
+    if not self._enabled:
+      return
+    record = {"step": step, "epoch": epoch, "split": split}
+    record.update({k: float(v) for k, v in values.items()})
+    with open(self.path, "a") as f:
+      f.write(json.dumps(record) + "\n")
+    for k, v in values.items():
+      if _is_finite_number(float(v)):
+        self._tb.add_scalar(f"{split}/{k}", float(v), step)
+    self._tb.flush()
+
+  def close(self) -> None:
+    if self._tb is not None:
+      self._tb.close()
+
+
+def format_duration(seconds: float) -> str:
+  seconds = int(round(seconds))
+  h, rem = divmod(seconds, 3600)
+  m, s = divmod(rem, 60)
+  return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"

@@ -1,0 +1,20 @@
+r"""784-500-20 MLP VAE (the shape of the Flax VAE example), Bernoulli decoder, ELBO.
+
+  python -m aejax.main --config=experiments/vae.py --workdir=/tmp/vae \
+      --manual_dir=../shared/data/mnist
+
+Result: see the README's experiments table.
+"""
+
+from aejax import configs
+
+
+def get_config():
+  config = configs.base()
+  config.model.name = "vae"
+  config.model.hidden = (500,)
+  config.model.latents = 20
+  config.loss = "elbo"
+  config.input.binarize = "dynamic"
+  config.num_epochs = 30
+  return config

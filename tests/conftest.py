@@ -1,0 +1,58 @@
+"""Shared fixtures: the real MNIST, prepared once per session from the original archives.
+
+Pass the folder with the four MNIST archives as `--manual_dir` (CI: ../shared/data/mnist), and
+optionally `--data_dir` to reuse a prepared TFDS data dir between sessions.
+"""
+
+import os
+import subprocess
+import sys
+
+import jax
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Catch accidental broadcasting between [B] and [B, 1] shaped terms.
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+def pytest_addoption(parser):
+  parser.addoption("--manual_dir", default=os.environ.get("AEJAX_MANUAL_DIR"),
+                   help="folder holding the original MNIST archives")
+  parser.addoption("--data_dir", default=os.environ.get("AEJAX_TEST_DATA_DIR"),
+                   help="TFDS data dir to prepare MNIST in and reuse (default: a temp dir)")
+
+
+def run_aejax(*args: str, env: dict[str, str] | None = None, timeout: float = 600,
+              module: str = "aejax.main") -> subprocess.CompletedProcess:
+  """Runs `python -m <module> args...` from the repo root, as a user would."""
+  full_env = {**os.environ, **(env or {})}
+  return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=full_env,
+                        capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def data_dir(request, tmp_path_factory) -> str:
+  """A TFDS data dir holding the real MNIST, prepared by TFDS from the manual dir."""
+  data_dir = request.config.getoption("data_dir") or str(tmp_path_factory.mktemp("tfds"))
+  manual_dir = request.config.getoption("manual_dir")
+  args = [f"data_dir={data_dir!r}"]
+  if manual_dir:
+    args.append(f"manual_dir={os.path.abspath(manual_dir)!r}")
+  # A subprocess, so TensorFlow (imported by TFDS to prepare) never enters the test process.
+  code = f"from aejax import data; data.prepare('mnist', {', '.join(args)})"
+  proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+  if proc.returncode:
+    pytest.fail("could not prepare MNIST (pass --manual_dir=../shared/data/mnist): "
+                + proc.stderr.strip().splitlines()[-1])
+  return data_dir
+
+
+@pytest.fixture(scope="session")
+def mnist(data_dir):
+  """(train_images, train_labels, test_images, test_labels) as uint8/int32 host arrays."""
+  from aejax import data
+
+  builder_dir = data.prepare("mnist", data_dir)
+  return (*data.load_split(builder_dir, "train"), *data.load_split(builder_dir, "test"))
