@@ -1,19 +1,109 @@
 #!/usr/bin/env bash
-# Starts `python -m aejax.main` with the given flags. Run ./launch.sh --help for the routes.
+# Starts the same `python -m aejax.main` command on a laptop, N local processes, a SLURM
+# allocation or every worker of a TPU VM pod. ./launch.sh --help lists the routes.
 set -euo pipefail
 
 usage() {
   cat <<'USAGE'
-usage: ./launch.sh [main flags]
+usage: ./launch.sh [route] [main flags]
 
+routes
+  (none)                       one process using every local device
+  --nproc N [--cpu_devices K]  N processes on this host, coordinator on 127.0.0.1; with GPUs one
+                               process per GPU, on CPU K devices per process (default 1)
+  --slurm                      inside a SLURM allocation: one process per task via srun
+  --tpu NAME --zone ZONE       the command on every worker of TPU VM NAME via
+                               gcloud compute tpus tpu-vm ssh --worker=all (the repository must be
+                               at $AEJAX_REMOTE_DIR, default ~/aejax, on every worker)
+
+options
+  --host_address ADDR          for --nproc: bind the coordinator to ADDR instead of loopback
+  --grace S                    for --nproc: seconds the others get to exit after one process fails
+                               before they are killed (default 60)
+
+examples
   ./launch.sh --config=experiments/vae.py --workdir=/tmp/vae --manual_dir=../shared/data/mnist
-      one process using every local device.
+  ./launch.sh --nproc 2 --cpu_devices 2 --config=experiments/vae.py --workdir=/tmp/vae2
+  salloc -N2 --gpus-per-node=8 --ntasks-per-node=8 ./launch.sh --slurm --config=experiments/vae.py --workdir=/shared/vae
+  ./launch.sh --tpu my-v4-32 --zone us-central2-b --config=experiments/vae.py --workdir=gs://bucket/vae
 
-Every flag is handed to `python -m aejax.main` unchanged.
+Every other flag is handed to `python -m aejax.main` unchanged, identically on every process.
 USAGE
 }
 
-case "${1:-}" in
-  -h|--help) usage; exit 0 ;;
+die() { echo "launch.sh: error: $*" >&2; exit 2; }
+
+route=local nproc=0 cpu_devices=1 tpu_name="" tpu_zone="" host_address=127.0.0.1 grace=60
+args=()
+while (($#)); do
+  case "$1" in
+    -h|--help) usage; exit 0 ;;
+    --nproc) route=nproc; nproc=${2:?--nproc needs a number}; shift 2 ;;
+    --cpu_devices) cpu_devices=${2:?--cpu_devices needs a number}; shift 2 ;;
+    --slurm) route=slurm; shift ;;
+    --tpu) route=tpu; tpu_name=${2:?--tpu needs the TPU VM name}; shift 2 ;;
+    --zone) tpu_zone=${2:?--zone needs a zone}; shift 2 ;;
+    --host_address) host_address=${2:?--host_address needs an address}; shift 2 ;;
+    --grace) grace=${2:?--grace needs seconds}; shift 2 ;;
+    *) args+=("$1"); shift ;;
+  esac
+done
+python=${PYTHON:-python}
+
+case "$route" in
+  local)
+    exec "$python" -m aejax.main "${args[@]}" ;;
+
+  slurm)
+    [[ -n "${SLURM_JOB_ID:-}" ]] || die "--slurm needs a SLURM allocation: run it inside salloc or sbatch"
+    # JAX reads the coordinator, process count and index from SLURM's environment.
+    exec srun --kill-on-bad-exit=1 "$python" -m aejax.main --distributed "${args[@]}" ;;
+
+  tpu)
+    [[ -n "$tpu_zone" ]] || die "--tpu needs --zone ZONE"
+    command -v gcloud >/dev/null || die "--tpu needs the gcloud CLI on PATH"
+    remote_dir=${AEJAX_REMOTE_DIR:-'~/aejax'}
+    printf -v cmd '%q ' "$python" -m aejax.main --distributed "${args[@]}"
+    exec gcloud compute tpus tpu-vm ssh "$tpu_name" --zone "$tpu_zone" --worker=all \
+      --command "cd $remote_dir && $cmd" ;;
+
+  nproc)
+    [[ "$nproc" =~ ^[1-9][0-9]*$ ]] || die "--nproc needs a positive number, got '$nproc'"
+    [[ "$cpu_devices" =~ ^[1-9][0-9]*$ ]] || die "--cpu_devices needs a positive number"
+    port=$("$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    gpus=0
+    if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then
+      gpus=$(nvidia-smi -L | wc -l)
+      ((nproc <= gpus)) || die "--nproc $nproc exceeds the $gpus GPUs of this host"
+    fi
+    pids=()
+    trap 'kill "${pids[@]}" 2>/dev/null || true' INT TERM
+    for ((i = 0; i < nproc; i++)); do
+      if ((gpus > 0)); then
+        env=(JAX_LOCAL_DEVICE_IDS=$i)
+      else
+        env=(JAX_PLATFORMS=cpu "XLA_FLAGS=${XLA_FLAGS:-} --xla_force_host_platform_device_count=$cpu_devices")
+      fi
+      env "${env[@]}" JAX_COORDINATOR_BIND_ADDRESS="$host_address:$port" \
+        "$python" -m aejax.main --distributed --coordinator_address="$host_address:$port" \
+        --num_processes="$nproc" --process_id="$i" "${args[@]}" &
+      pids+=($!)
+    done
+    # Wait for all; once one fails, the others get `grace` seconds (JAX's heartbeat usually ends
+    # them sooner) and are then killed, so a dead process never hangs the run.
+    status=0 left=$nproc watchdog=""
+    while ((left > 0)); do
+      if wait -n -p done_pid "${pids[@]}" 2>/dev/null; then rc=0; else rc=$?; fi
+      [[ -n "${done_pid:-}" ]] || break
+      left=$((left - 1))
+      pids=("${pids[@]/$done_pid}")
+      if ((rc != 0 && status == 0)); then
+        status=$rc
+        echo "launch.sh: process $done_pid exited with $rc; stopping the others within ${grace}s" >&2
+        ( sleep "$grace"; kill ${pids[*]} 2>/dev/null || true ) >/dev/null 2>&1 &
+        watchdog=$!
+      fi
+    done
+    [[ -z "$watchdog" ]] || kill "$watchdog" 2>/dev/null || true
+    exit $status ;;
 esac
-exec "${PYTHON:-python}" -m aejax.main "$@"

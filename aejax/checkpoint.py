@@ -13,7 +13,10 @@ import orbax.checkpoint as ocp
 
 def manager(directory: str, max_to_keep: int) -> ocp.CheckpointManager:
   options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
-  return ocp.CheckpointManager(directory, options=options, item_names=("state", "meta"))
+  # Handlers named up front (not inferred from the first save) so that a manager that has not
+  # saved anything yet can read a checkpoint's metadata: restore_on_one_device needs it.
+  handlers = {"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}
+  return ocp.CheckpointManager(directory, options=options, item_handlers=handlers)
 
 
 def save(mngr: ocp.CheckpointManager, step: int, state: Any, meta: dict[str, Any]) -> None:
@@ -28,6 +31,18 @@ def restore(mngr: ocp.CheckpointManager, step: int, like: Any) -> tuple[Any, dic
   onto however many devices this process has.
   """
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+  restored = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
+                                                        meta=ocp.args.JsonRestore()))
+  return restored.state, dict(restored.meta)
+
+
+def restore_on_one_device(mngr: ocp.CheckpointManager, step: int) -> tuple[Any, dict[str, Any]]:
+  """Restores `step` as it was saved (a nested dict of arrays), all on this process's first
+  device, whatever device count wrote it: for analysis, where no train state exists yet."""
+  metadata = mngr.item_metadata(step).state
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  abstract = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                          metadata)
   restored = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
                                                         meta=ocp.args.JsonRestore()))
   return restored.state, dict(restored.meta)

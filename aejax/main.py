@@ -26,6 +26,15 @@ _MANUAL_DIR = flags.DEFINE_string(
     "internet; TFDS checks their checksums and prepares the dataset from them.")
 _DOWNLOAD = flags.DEFINE_bool("download", False,
                               "Let TFDS download a dataset that is not prepared yet.")
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed", False, "Call jax.distributed.initialize(): set by launch.sh for multi-process "
+    "runs. Without the three flags below JAX detects SLURM, TPU pods and other clusters itself.")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
+_HEARTBEAT = flags.DEFINE_integer(
+    "heartbeat_timeout", 30, "Seconds without a heartbeat after which the other processes "
+    "treat a process as dead and exit with an error instead of waiting for it forever.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -56,10 +65,24 @@ def quiet_library_info_logs() -> None:
       lambda r: r.levelno >= py_logging.WARNING or not any(n in r.pathname for n in noisy))
 
 
+def initialize_distributed() -> None:
+  if not _DISTRIBUTED.value:
+    if _COORDINATOR.value or _NUM_PROCESSES.value or _PROCESS_ID.value is not None:
+      fail("--coordinator_address/--num_processes/--process_id need --distributed")
+    return
+  jax.distributed.initialize(
+      coordinator_address=_COORDINATOR.value, num_processes=_NUM_PROCESSES.value,
+      process_id=_PROCESS_ID.value, heartbeat_timeout_seconds=_HEARTBEAT.value,
+      initialization_timeout=max(60, 4 * _HEARTBEAT.value))
+
+
 def main(argv: list[str]) -> None:
   quiet_library_info_logs()
   if len(argv) > 1:
     fail(f"unexpected arguments {argv[1:]}; config fields are set as --config.<key>=<value>")
+  initialize_distributed()
+  if jax.process_index() != 0:  # Process 0 reports for everyone.
+    logging.set_verbosity(logging.WARNING)
   logging.info("JAX %s: process %d of %d, %d local of %d devices (%s)", jax.__version__,
                jax.process_index(), jax.process_count(), jax.local_device_count(),
                jax.device_count(), jax.devices()[0].platform)

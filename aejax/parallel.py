@@ -1,10 +1,14 @@
 """Device mesh and shardings for data parallelism: state replicated, batches split on 'data'."""
 
+from typing import Any
+
+import flax.jax_utils
 import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
 
 DATA_AXIS = "data"
+MODES = ("mesh", "pmap")  # config.parallel: jit over a Mesh (default) or pmap.
 
 
 def make_mesh() -> Mesh:
@@ -33,3 +37,13 @@ def put_replicated(x: np.ndarray, mesh: Mesh) -> jax.Array:
   processes own some of the devices.
   """
   return jax.make_array_from_callback(x.shape, replicated(mesh), lambda index: x[index])
+
+
+def to_pmap(tree: Any) -> Any:
+  """A copy of every leaf on each local device, stacked on a new leading axis (pmap layout)."""
+  return flax.jax_utils.replicate(tree)
+
+
+def from_pmap(tree: Any, mesh: Mesh) -> Any:
+  """pmap layout (identical copies) -> one global array per leaf, replicated over the mesh."""
+  return jax.tree.map(lambda x: put_replicated(np.asarray(x[0]), mesh), tree)

@@ -3,6 +3,8 @@
 import jax
 import jax.numpy as jnp
 
+from aejax import sampling
+
 BINARIZE = ("none", "dynamic", "threshold")
 
 
@@ -10,12 +12,12 @@ def to_unit_interval(x_uint8: jax.Array) -> jax.Array:
   return x_uint8.astype(jnp.float32) / 255.0
 
 
-def binarize(x: jax.Array, rng: jax.Array, mode: str) -> jax.Array:
-  """Grey levels in [0, 1] -> the model's target, per `config.input.binarize`."""
+def binarize(x: jax.Array, keys_B: jax.Array, mode: str) -> jax.Array:
+  """Grey levels in [0, 1] -> the model's input and target, per `config.input.binarize`."""
   if mode == "none":
     return x
   if mode == "dynamic":  # A fresh sample each call: the binarisation of Burda et al. (2015).
-    return jax.random.bernoulli(rng, x).astype(x.dtype)
+    return sampling.bernoulli(keys_B, x).astype(x.dtype)
   if mode == "threshold":
     return (x > 0.5).astype(x.dtype)
   raise ValueError(f"unknown binarize mode {mode!r}; use one of {BINARIZE}")

@@ -27,6 +27,7 @@ from aejax import models
 from aejax import optimizers
 from aejax import parallel
 from aejax import preprocess
+from aejax import sampling
 from aejax.errors import UserError
 
 Metrics = dict[str, jax.Array]
@@ -49,27 +50,41 @@ def split_keys(seed: int) -> dict[str, jax.Array]:
 
 # --- The pure steps ----------------------------------------------------------------------------
 
-def per_example_metrics(params: Any, x_uint8: jax.Array, rng: jax.Array, *, model: Any,
+def per_example_metrics(params: Any, x_uint8: jax.Array, keys_B: jax.Array, *, model: Any,
                         config: ml_collections.ConfigDict) -> Metrics:
-  """Scores a batch of uint8 images: a dict of [B] arrays with the objective under 'loss'."""
-  rng_input, rng_model = jax.random.split(rng)
-  x = preprocess.binarize(preprocess.to_unit_interval(x_uint8), rng_input,
+  """Scores a batch of uint8 images: a dict of [B] arrays with the objective under 'loss'.
+
+  `keys_B` holds one key per example, so every example's randomness (binarisation, posterior
+  samples) is the same however the batch is split across devices.
+  """
+  keys_input_B, keys_model_B = sampling.split(keys_B)
+  x = preprocess.binarize(preprocess.to_unit_interval(x_uint8), keys_input_B,
                           config.input.binarize)
-  outputs = model.apply({"params": params}, x, rng_model)
+  outputs = model.apply({"params": params}, x, keys_model_B)
   return losses.get_objective(config.model.name, config.loss)(outputs, x)
 
 
 def train_step(state: TrainState, x_uint8: jax.Array, rng: jax.Array, *, model: Any,
-               tx: optax.GradientTransformation,
-               config: ml_collections.ConfigDict) -> tuple[TrainState, Metrics]:
-  """One optimizer update on a global batch; metrics are batch means before the update."""
+               tx: optax.GradientTransformation, config: ml_collections.ConfigDict,
+               axis_name: str | None = None) -> tuple[TrainState, Metrics]:
+  """One optimizer update on a global batch; metrics are batch means before the update.
+
+  Under `jit` over a mesh, `x_uint8` is the global batch (sharded) and `axis_name` is None: XLA
+  inserts the gradient all-reduce. Under `pmap`, `x_uint8` is this device's slice and the
+  gradients and metrics are averaged over `axis_name` explicitly. The same function serves both.
+  """
+  local_batch = x_uint8.shape[0]
+  first = jax.lax.axis_index(axis_name) * local_batch if axis_name else 0
+  keys_B = sampling.example_keys(rng, first, local_batch)
 
   def loss_fn(params):
-    per_example = per_example_metrics(params, x_uint8, rng, model=model, config=config)
+    per_example = per_example_metrics(params, x_uint8, keys_B, model=model, config=config)
     means = {k: jnp.mean(v) for k, v in per_example.items()}
     return means["loss"], means
 
   grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params)
+  if axis_name:  # Equal local batches, so the mean of local means is the global mean.
+    grads, metrics = jax.lax.pmean((grads, metrics), axis_name)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   metrics["grad_norm"] = optax.tree.norm(grads)
@@ -79,15 +94,22 @@ def train_step(state: TrainState, x_uint8: jax.Array, rng: jax.Array, *, model: 
 def init_state(key: jax.Array, image_shape: tuple[int, ...], *, model: Any,
                tx: optax.GradientTransformation) -> TrainState:
   x = jnp.zeros((1, *image_shape), jnp.float32)
-  params = model.init(key, x, jax.random.key(0))["params"]
+  params = model.init(key, x, sampling.example_keys(jax.random.key(0), 0, 1))["params"]
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
 
 
 # --- Device-resident epochs --------------------------------------------------------------------
 
 def make_train_epoch(step_fn: Callable, *, batch_size: int, steps_per_epoch: int,
-                     keys: dict[str, jax.Array], mesh: jax.sharding.Mesh) -> Callable:
-  """(state, images_NxHxWxC uint8, epoch) -> (state, epoch-mean metrics), all on device."""
+                     keys: dict[str, jax.Array], mesh: jax.sharding.Mesh,
+                     mode: str = "mesh") -> Callable:
+  """(state, images_NxHxWxC uint8, epoch) -> (state, epoch-mean metrics), all on device.
+
+  mode 'mesh': jit over the mesh; `step_fn` sees the global batch, sharded on 'data'.
+  mode 'pmap': pmap over the devices; state and images carry a leading device axis, each device
+  gathers its slice of every global batch and `step_fn` must average over parallel.DATA_AXIS.
+  """
+  local_batch = batch_size // mesh.size
   batch_sharding = parallel.batch_sharded(mesh)
 
   def train_epoch(state, images_NxHxWxC, epoch):
@@ -96,14 +118,22 @@ def make_train_epoch(step_fn: Callable, *, batch_size: int, steps_per_epoch: int
 
     def body(state, i):
       idx_B = jax.lax.dynamic_slice_in_dim(perm_N, i * batch_size, batch_size)
-      # The gather reads a replicated dataset; the constraint makes each device compute (and
-      # differentiate) only its slice of the global batch, with XLA all-reducing the gradients.
-      x_B = jax.lax.with_sharding_constraint(images_NxHxWxC[idx_B], batch_sharding)
-      return step_fn(state, x_B, jax.random.fold_in(keys["train"], state.step))
+      if mode == "pmap":
+        idx_b = jax.lax.dynamic_slice_in_dim(
+            idx_B, jax.lax.axis_index(parallel.DATA_AXIS) * local_batch, local_batch)
+        x_b = images_NxHxWxC[idx_b]
+      else:
+        # The gather reads a replicated dataset; the constraint makes each device compute (and
+        # differentiate) only its slice of the global batch.
+        x_b = jax.lax.with_sharding_constraint(images_NxHxWxC[idx_B], batch_sharding)
+      return step_fn(state, x_b, jax.random.fold_in(keys["train"], state.step))
 
     state, metrics = jax.lax.scan(body, state, jnp.arange(steps_per_epoch))
     return state, jax.tree.map(jnp.mean, metrics)
 
+  if mode == "pmap":
+    return jax.pmap(train_epoch, axis_name=parallel.DATA_AXIS, in_axes=(0, 0, None),
+                    donate_argnums=0)
   return jax.jit(train_epoch, donate_argnums=0)
 
 
@@ -123,11 +153,12 @@ def make_evaluate(params_metrics_fn: Callable, *, eval_batch_size: int,
       x_B = jax.lax.dynamic_slice_in_dim(images_MxHxWxC, i * eval_batch_size, eval_batch_size)
       m_B = jax.lax.dynamic_slice_in_dim(mask_M, i * eval_batch_size, eval_batch_size)
       x_B = jax.lax.with_sharding_constraint(x_B, batch_sharding)
-      per_example = params_metrics_fn(params, x_B, jax.random.fold_in(keys["eval"], i))
+      keys_B = sampling.example_keys(keys["eval"], i * eval_batch_size, eval_batch_size)
+      per_example = params_metrics_fn(params, x_B, keys_B)
       return {k: totals[k] + jnp.sum(v * m_B) for k, v in per_example.items()}, None
 
     shapes = jax.eval_shape(params_metrics_fn, params, images_MxHxWxC[:eval_batch_size],
-                            keys["eval"])
+                            sampling.example_keys(keys["eval"], 0, eval_batch_size))
     zeros = {k: jnp.zeros((), jnp.float32) for k in shapes}
     totals, _ = jax.lax.scan(body, zeros, jnp.arange(num_batches))
     return {k: v / jnp.sum(mask_M) for k, v in totals.items()}
@@ -147,6 +178,8 @@ def pad_to_multiple(images: np.ndarray, multiple: int) -> tuple[np.ndarray, np.n
 def validate(config: ml_collections.ConfigDict, num_train: int) -> None:
   """Checks what the step functions cannot check for themselves, before any compile."""
   devices = jax.device_count()
+  if config.parallel not in parallel.MODES:
+    raise UserError(f"unknown config.parallel={config.parallel!r}; use one of {parallel.MODES}")
   for name in ("batch_size", "eval_batch_size", "num_epochs", "eval_every_epochs"):
     if config[name] < 1:
       raise UserError(f"config.{name}={config[name]} must be >= 1")
@@ -225,12 +258,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       f.write(config.to_json_best_effort(indent=2))
 
   # Update step and evals, compiled ahead of time so compile time is not counted as training.
+  # pmap wants state and data with a leading local-device axis; between epochs the state is kept
+  # in the mesh layout, which evaluation and checkpoints share with the default path.
+  pmap = config.parallel == "pmap"
   metrics_fn = functools.partial(per_example_metrics, model=model, config=config)
-  step_fn = functools.partial(train_step, model=model, tx=tx, config=config)
+  step_fn = functools.partial(train_step, model=model, tx=tx, config=config,
+                              axis_name=parallel.DATA_AXIS if pmap else None)
+  to_epoch = parallel.to_pmap if pmap else (lambda tree: tree)
+  from_epoch = functools.partial(parallel.from_pmap, mesh=mesh) if pmap else (lambda tree: tree)
+  if pmap:
+    train_images = parallel.to_pmap(train_images)
   t0 = time.time()
   train_epoch = make_train_epoch(step_fn, batch_size=config.batch_size,
-                                 steps_per_epoch=steps_per_epoch, keys=keys, mesh=mesh)
-  train_epoch = train_epoch.lower(state, train_images, 0).compile()
+                                 steps_per_epoch=steps_per_epoch, keys=keys, mesh=mesh,
+                                 mode=config.parallel)
+  train_epoch = train_epoch.lower(to_epoch(state), train_images, 0).compile()
   evaluate = make_evaluate(metrics_fn, eval_batch_size=config.eval_batch_size, keys=keys,
                            mesh=mesh).lower(state.params, test_images, test_mask).compile()
   logging.info("Compiled the train epoch and the evaluation in %.1fs", time.time() - t0)
@@ -238,7 +280,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   epoch_seconds = []
   for epoch in range(start_epoch + 1, config.num_epochs + 1):
     t0 = time.time()
-    state, train_metrics = train_epoch(state, train_images, epoch)
+    state, train_metrics = from_epoch(train_epoch(to_epoch(state), train_images, epoch))
     train_metrics = jax.device_get(train_metrics)  # Waits for the epoch to finish.
     epoch_seconds.append(time.time() - t0)
     step = int(state.step)

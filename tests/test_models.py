@@ -7,14 +7,16 @@ import pytest
 
 from aejax import configs
 from aejax import models
+from aejax import sampling
 from aejax.errors import UserError
 
 
 def _init_apply(model_cfg, batch=5):
   model = models.create_model(model_cfg, (28, 28, 1))
   x = jnp.zeros((batch, 28, 28, 1))
-  params = model.init(jax.random.key(0), x, jax.random.key(1))["params"]
-  return model, params, model.apply({"params": params}, x, jax.random.key(2))
+  keys = lambda seed: sampling.example_keys(jax.random.key(seed), 0, batch)
+  params = model.init(jax.random.key(0), x, keys(1))["params"]
+  return model, params, model.apply({"params": params}, x, keys(2))
 
 
 def test_ae_output_shapes():
@@ -38,7 +40,7 @@ def test_vae_output_shapes_and_sampling():
   chex.assert_shape(out["logits"], (5, 28, 28, 1))
   # The code is a sample: another key gives another z around the same mean.
   x = jnp.zeros((5, 28, 28, 1))
-  other = model.apply({"params": params}, x, jax.random.key(3))
+  other = model.apply({"params": params}, x, sampling.example_keys(jax.random.key(3), 0, 5))
   chex.assert_trees_all_close(other["mean"], out["mean"])
   assert not jnp.allclose(other["z"], out["z"])
 

@@ -11,6 +11,7 @@ from aejax import configs
 from aejax import models
 from aejax import optimizers
 from aejax import parallel
+from aejax import sampling
 from aejax import train
 
 
@@ -32,11 +33,12 @@ def test_one_train_step_lowers_the_loss_on_a_real_batch(mnist):
   for name in ("ae", "vae"):
     _, state, metrics_fn, step_fn = _setup(name)
     rng = jax.random.key(42)
-    before = jnp.mean(metrics_fn(state.params, x, rng)["loss"])
+    keys_B = sampling.example_keys(rng, 0, 128)  # What train_step derives from its step key.
+    before = jnp.mean(metrics_fn(state.params, x, keys_B)["loss"])
     new_state, metrics = jax.jit(step_fn)(state, x, rng)
     # The step reports the loss before its update, on the same draws.
     chex.assert_trees_all_close(metrics["loss"], before, rtol=1e-5)
-    after = jnp.mean(metrics_fn(new_state.params, x, rng)["loss"])
+    after = jnp.mean(metrics_fn(new_state.params, x, keys_B)["loss"])
     assert after < before, (name, float(before), float(after))
     assert int(new_state.step) == 1
 
@@ -73,6 +75,7 @@ def test_evaluation_ignores_padding(mnist):
                                  mesh=parallel.make_mesh())
   got = evaluate(state.params, jnp.asarray(padded), jnp.asarray(mask))
   # The AE's metrics do not depend on the key, so one pass over the real images is the truth.
-  want = metrics_fn(state.params, jnp.asarray(test_images), keys["eval"])
+  want = metrics_fn(state.params, jnp.asarray(test_images),
+                    sampling.example_keys(keys["eval"], 0, 1000))
   for k in ("sq_err", "bce", "loss"):
     np.testing.assert_allclose(got[k], np.mean(want[k]), rtol=1e-5)

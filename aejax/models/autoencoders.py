@@ -4,6 +4,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from aejax import sampling
+
 
 class AE(nn.Module):
   """Deterministic code: z = encoder(x), logits = decoder(z)."""
@@ -17,8 +19,8 @@ class AE(nn.Module):
   def decode(self, z_BxZ: jax.Array) -> jax.Array:
     return self.decoder(z_BxZ)
 
-  def __call__(self, x_BxHxWxC: jax.Array, rng: jax.Array) -> dict[str, jax.Array]:
-    del rng  # Deterministic; the argument keeps one call signature for every family.
+  def __call__(self, x_BxHxWxC: jax.Array, keys_B: jax.Array) -> dict[str, jax.Array]:
+    del keys_B  # Deterministic; the argument keeps one call signature for every family.
     z_BxZ = self.encode(x_BxHxWxC)
     return {"z": z_BxZ, "logits": self.decode(z_BxZ)}
 
@@ -37,10 +39,11 @@ class VAE(nn.Module):
   def decode(self, z_BxZ: jax.Array) -> jax.Array:
     return self.decoder(z_BxZ)
 
-  def __call__(self, x_BxHxWxC: jax.Array, rng: jax.Array) -> dict[str, jax.Array]:
+  def __call__(self, x_BxHxWxC: jax.Array, keys_B: jax.Array) -> dict[str, jax.Array]:
+    """`keys_B`: one PRNG key per example (see aejax.sampling)."""
     mean_BxZ, logvar_BxZ = self.encode(x_BxHxWxC)
     # Reparameterisation: the sample is a differentiable function of (mean, logvar).
-    eps_BxZ = jax.random.normal(rng, mean_BxZ.shape, mean_BxZ.dtype)
+    eps_BxZ = sampling.normal(keys_B, mean_BxZ.shape[1:], mean_BxZ.dtype)
     z_BxZ = mean_BxZ + jnp.exp(0.5 * logvar_BxZ) * eps_BxZ
     return {"z": z_BxZ, "mean": mean_BxZ, "logvar": logvar_BxZ,
             "logits": self.decode(z_BxZ)}
