@@ -77,7 +77,8 @@ case "$route" in
       ((nproc <= gpus)) || die "--nproc $nproc exceeds the $gpus GPUs of this host"
     fi
     pids=()
-    trap 'kill "${pids[@]}" 2>/dev/null || true' INT TERM
+    # A preemption notice (SIGTERM) or Ctrl-C reaches every process, which checkpoints and exits 3.
+    trap 'kill -TERM ${pids[*]} 2>/dev/null || true' INT TERM
     for ((i = 0; i < nproc; i++)); do
       if ((gpus > 0)); then
         env=(JAX_LOCAL_DEVICE_IDS=$i)

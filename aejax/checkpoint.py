@@ -2,13 +2,18 @@
 
 Saves are asynchronous (training continues while the previous state is written) and atomic
 (orbax writes to a temporary directory and renames it when complete), so a run killed mid-save
-keeps its previous checkpoint.
+keeps its previous checkpoint. Nothing here uses pickle: arrays go through TensorStore, the
+position through JSON.
 """
 
+import os
 from typing import Any
 
+from absl import logging
 import jax
 import orbax.checkpoint as ocp
+
+from aejax.errors import StorageError, UserError
 
 
 def manager(directory: str, max_to_keep: int) -> ocp.CheckpointManager:
@@ -19,9 +24,25 @@ def manager(directory: str, max_to_keep: int) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(directory, options=options, item_handlers=handlers)
 
 
+def _storage_error(e: OSError, directory: str) -> StorageError:
+  return StorageError(f"could not write a checkpoint under {directory} ({e.strerror or e}); "
+                      f"free space or fix permissions and re-run to resume from the last one")
+
+
 def save(mngr: ocp.CheckpointManager, step: int, state: Any, meta: dict[str, Any]) -> None:
-  mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                          meta=ocp.args.JsonSave(meta)))
+  try:
+    mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                            meta=ocp.args.JsonSave(meta)))
+  except OSError as e:  # Also raised here for the previous asynchronous save.
+    raise _storage_error(e, str(mngr.directory)) from e
+
+
+def wait(mngr: ocp.CheckpointManager) -> None:
+  """Blocks until the asynchronous saves are on disk."""
+  try:
+    mngr.wait_until_finished()
+  except OSError as e:
+    raise _storage_error(e, str(mngr.directory)) from e
 
 
 def restore(mngr: ocp.CheckpointManager, step: int, like: Any) -> tuple[Any, dict[str, Any]]:
@@ -34,6 +55,35 @@ def restore(mngr: ocp.CheckpointManager, step: int, like: Any) -> tuple[Any, dic
   restored = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
                                                         meta=ocp.args.JsonRestore()))
   return restored.state, dict(restored.meta)
+
+
+def restore_latest(mngr: ocp.CheckpointManager, like: Any,
+                   allow_fallback: bool) -> tuple[int, Any, dict[str, Any]] | None:
+  """(step, state, meta) of the newest checkpoint, or None when there is none.
+
+  An unreadable newest checkpoint is an error unless `allow_fallback`; then it is set aside as
+  `<step>.unreadable` (not deleted) and the next older one is tried.
+  """
+  steps = sorted(mngr.all_steps(), reverse=True)
+  for i, step in enumerate(steps):
+    try:
+      return (step, *restore(mngr, step, like))
+    except Exception as e:  # Orbax/TensorStore raise many types for a damaged checkpoint.
+      reason = " ".join(str(e).split()).split(" See full")[0][:200]
+      if not allow_fallback:
+        raise UserError(
+            f"the checkpoint at step {step} in {mngr.directory} cannot be read ({reason}); pass "
+            f"--allow_fallback to resume from an older one (steps {steps[i + 1:]}) or "
+            f"--force_new to start afresh in a new workdir") from e
+      if jax.process_index() == 0:
+        bad = os.path.join(str(mngr.directory), str(step))
+        os.replace(bad, bad + ".unreadable")
+      logging.warning("Checkpoint at step %d is unreadable (%s); set aside as %d.unreadable, "
+                      "trying the next older one", step, reason, step)
+      mngr.reload()
+  if steps and allow_fallback:
+    raise UserError(f"no checkpoint in {mngr.directory} can be read; use --force_new")
+  return None
 
 
 def restore_on_one_device(mngr: ocp.CheckpointManager, step: int) -> tuple[Any, dict[str, Any]]:

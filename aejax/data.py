@@ -80,6 +80,13 @@ def prepare(name: str, data_dir: str | None = None, manual_dir: str | None = Non
   return builder.data_dir
 
 
+def num_examples(builder_dir: str, split: str) -> int:
+  """From the dataset's metadata, without reading any example."""
+  import tensorflow_datasets as tfds
+
+  return tfds.builder_from_directory(builder_dir).info.splits[split].num_examples
+
+
 def load_split(builder_dir: str, split: str) -> tuple[np.ndarray, np.ndarray]:
   """All of `split` as (images uint8 [N, H, W, C], labels int32 [N]) host arrays."""
   import tensorflow_datasets as tfds

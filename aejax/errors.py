@@ -1,9 +1,29 @@
-"""The one exception type for bad input (flags, configs, paths, data).
+"""The exceptions that end a run with a one-line message and a documented exit code.
 
-`aejax.main` reports it as a single line on stderr and exits with code 2, so a typo never turns
-into a traceback or, worse, a run that silently trains on the wrong thing.
+`aejax.main` prints `aejax: error: <message>` (or `aejax: <message>` for a preemption) on stderr
+and exits with the class's `exit_code`, so scripts and schedulers can tell the cases apart.
 """
 
 
-class UserError(Exception):
-  """Bad input from the user; the message names the problem and the fix."""
+class AejaxError(Exception):
+  exit_code = 1
+
+
+class UserError(AejaxError):
+  """Bad input (flags, config, experiment file, dataset, paths, workdir); the message names the fix."""
+  exit_code = 2
+
+
+class Preempted(AejaxError):
+  """Stopped on SIGTERM/SIGINT after writing a checkpoint; the same command resumes."""
+  exit_code = 3
+
+
+class Diverged(AejaxError):
+  """A non-finite loss; the last good checkpoint is kept and named."""
+  exit_code = 4
+
+
+class StorageError(AejaxError):
+  """A checkpoint could not be written (e.g. a full disk); older checkpoints are intact."""
+  exit_code = 5

@@ -14,7 +14,8 @@ import jax
 from ml_collections import config_flags
 
 from aejax import train
-from aejax.errors import UserError
+from aejax import workdir as workdir_lib
+from aejax.errors import AejaxError, Preempted
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment file, e.g. experiments/vae.py.", lock_config=True)
@@ -26,6 +27,12 @@ _MANUAL_DIR = flags.DEFINE_string(
     "internet; TFDS checks their checksums and prepares the dataset from them.")
 _DOWNLOAD = flags.DEFINE_bool("download", False,
                               "Let TFDS download a dataset that is not prepared yet.")
+_ALLOW_FALLBACK = flags.DEFINE_bool(
+    "allow_fallback", False, "If the newest checkpoint cannot be read, set it aside and resume "
+    "from the newest readable older one instead of stopping with an error.")
+_FORCE_NEW = flags.DEFINE_bool(
+    "force_new", False, "If --workdir already holds a run, start afresh in a new sibling "
+    "directory <workdir>-2, -3, ... (nothing is deleted).")
 _DISTRIBUTED = flags.DEFINE_bool(
     "distributed", False, "Call jax.distributed.initialize(): set by launch.sh for multi-process "
     "runs. Without the three flags below JAX detects SLURM, TPU pods and other clusters itself.")
@@ -38,10 +45,10 @@ _HEARTBEAT = flags.DEFINE_integer(
 flags.mark_flags_as_required(["config", "workdir"])
 
 
-def fail(message: str) -> None:
-  """One line on stderr and exit code 2: the error convention for bad input."""
+def fail(message: str, exit_code: int = 2) -> None:
+  """One line on stderr and a documented exit code (2: bad input; see aejax/errors.py)."""
   print(f"aejax: error: {message}", file=sys.stderr)
-  sys.exit(2)
+  sys.exit(exit_code)
 
 
 def parse_flags(argv: list[str]) -> list[str]:
@@ -93,11 +100,22 @@ def main(argv: list[str]) -> None:
     detail = " ".join(str(e).split()[-12:])
     fail(f"cannot load --config={flags.FLAGS['config'].config_filename}: ...{detail}; pass an "
          f"existing experiment file such as experiments/vae.py")
+  workdir = _WORKDIR.value
+  if _FORCE_NEW.value:
+    workdir = workdir_lib.fresh_workdir(workdir)
+    if jax.process_count() > 1:  # Every process names the same directory before any creates it.
+      from jax.experimental import multihost_utils
+      multihost_utils.sync_global_devices("workdir chosen")
+    logging.info("--force_new: this run's workdir is %s", workdir)
   try:
-    train.train_and_evaluate(config, _WORKDIR.value, data_dir=_DATA_DIR.value,
-                             manual_dir=_MANUAL_DIR.value, download=_DOWNLOAD.value)
-  except UserError as e:
-    fail(str(e))
+    train.train_and_evaluate(config, workdir, data_dir=_DATA_DIR.value,
+                             manual_dir=_MANUAL_DIR.value, download=_DOWNLOAD.value,
+                             allow_fallback=_ALLOW_FALLBACK.value)
+  except Preempted as e:
+    print(f"aejax: {e}", file=sys.stderr)
+    sys.exit(e.exit_code)
+  except AejaxError as e:
+    fail(str(e), e.exit_code)
 
 
 if __name__ == "__main__":

@@ -21,10 +21,8 @@ class MetricWriter:
   def __init__(self, workdir: str, enabled: bool = True):
     self.path = os.path.join(workdir, "metrics.jsonl")
     self._enabled = enabled
-    self._tb = None
-    if enabled:
-      import tensorboardX  # Writes event files without TensorFlow.
-      self._tb = tensorboardX.SummaryWriter(os.path.join(workdir, "tensorboard"))
+    self._tb_dir = os.path.join(workdir, "tensorboard")
+    self._tb = None  # Opened at the first write, so a run that fails early leaves no new file.
 
   def drop_after(self, step: int) -> None:
     """Removes lines written after `step`: the work they describe is being redone on resume."""
@@ -48,6 +46,9 @@ class MetricWriter:
     record.update({k: float(v) for k, v in values.items()})
     with open(self.path, "a") as f:
       f.write(json.dumps(record) + "\n")
+    if self._tb is None:
+      import tensorboardX  # Writes event files without TensorFlow.
+      self._tb = tensorboardX.SummaryWriter(self._tb_dir)
     for k, v in values.items():
       if _is_finite_number(float(v)):
         self._tb.add_scalar(f"{split}/{k}", float(v), step)

@@ -1,9 +1,10 @@
-"""Train state, the pure train and eval steps, and the epoch loop.
+"""Train state, the pure train and eval steps, and the loop.
 
 The loop keeps a small dataset (MNIST) on the devices: each epoch draws its permutation on device
-from `fold_in(data_key, epoch)` and runs all its steps as one `lax.scan` inside one jit call, so
-the host does no per-step work. Randomness of step `s` is `fold_in(train_key, s)`: it depends on
-the step number alone, which makes a resumed run bitwise equal to an uninterrupted one.
+from `fold_in(data_key, epoch)` and runs its steps as `lax.scan`s inside jit calls of
+`steps_per_call` steps (default: the whole epoch), so the host does no per-step work. Randomness
+of step `s` is `fold_in(train_key, s)` and the data position is (epoch, step in epoch): both are
+in every checkpoint, which makes a resumed run bitwise equal to an uninterrupted one.
 """
 
 import functools
@@ -26,9 +27,12 @@ from aejax import metrics as metrics_lib
 from aejax import models
 from aejax import optimizers
 from aejax import parallel
+from aejax import preemption
 from aejax import preprocess
 from aejax import sampling
-from aejax.errors import UserError
+from aejax import validation
+from aejax import workdir as workdir_lib
+from aejax.errors import Diverged, Preempted, UserError
 
 Metrics = dict[str, jax.Array]
 
@@ -100,19 +104,20 @@ def init_state(key: jax.Array, image_shape: tuple[int, ...], *, model: Any,
 
 # --- Device-resident epochs --------------------------------------------------------------------
 
-def make_train_epoch(step_fn: Callable, *, batch_size: int, steps_per_epoch: int,
-                     keys: dict[str, jax.Array], mesh: jax.sharding.Mesh,
-                     mode: str = "mesh") -> Callable:
-  """(state, images_NxHxWxC uint8, epoch) -> (state, epoch-mean metrics), all on device.
+def make_train_chunk(step_fn: Callable, *, batch_size: int, keys: dict[str, jax.Array],
+                     mesh: jax.sharding.Mesh, mode: str = "mesh") -> Callable:
+  """(state, images_NxHxWxC uint8, epoch, start, num_steps) -> (state, metrics), on device.
 
-  mode 'mesh': jit over the mesh; `step_fn` sees the global batch, sharded on 'data'.
-  mode 'pmap': pmap over the devices; state and images carry a leading device axis, each device
-  gathers its slice of every global batch and `step_fn` must average over parallel.DATA_AXIS.
+  Runs steps start, ..., start + num_steps - 1 of `epoch` (num_steps is static) and returns
+  per-metric sums over them plus the index of the first step whose loss was not finite (-1 if
+  none). mode 'mesh': jit over the mesh; `step_fn` sees the global batch, sharded on 'data'.
+  mode 'pmap': state and images carry a leading device axis, each device gathers its slice of
+  every global batch and `step_fn` must average over parallel.DATA_AXIS.
   """
   local_batch = batch_size // mesh.size
   batch_sharding = parallel.batch_sharded(mesh)
 
-  def train_epoch(state, images_NxHxWxC, epoch):
+  def train_chunk(state, images_NxHxWxC, epoch, start, num_steps):
     perm_N = jax.random.permutation(jax.random.fold_in(keys["data"], epoch),
                                     images_NxHxWxC.shape[0])
 
@@ -128,13 +133,16 @@ def make_train_epoch(step_fn: Callable, *, batch_size: int, steps_per_epoch: int
         x_b = jax.lax.with_sharding_constraint(images_NxHxWxC[idx_B], batch_sharding)
       return step_fn(state, x_b, jax.random.fold_in(keys["train"], state.step))
 
-    state, metrics = jax.lax.scan(body, state, jnp.arange(steps_per_epoch))
-    return state, jax.tree.map(jnp.mean, metrics)
+    state, metrics = jax.lax.scan(body, state, start + jnp.arange(num_steps))
+    bad = ~jnp.isfinite(metrics["loss"])
+    sums = jax.tree.map(jnp.sum, metrics)
+    sums["first_nonfinite"] = jnp.where(jnp.any(bad), jnp.argmax(bad), -1)
+    return state, sums
 
   if mode == "pmap":
-    return jax.pmap(train_epoch, axis_name=parallel.DATA_AXIS, in_axes=(0, 0, None),
-                    donate_argnums=0)
-  return jax.jit(train_epoch, donate_argnums=0)
+    return jax.pmap(train_chunk, axis_name=parallel.DATA_AXIS, in_axes=(0, 0, None, None),
+                    static_broadcasted_argnums=4, donate_argnums=0)
+  return jax.jit(train_chunk, static_argnums=4, donate_argnums=0)
 
 
 def make_evaluate(params_metrics_fn: Callable, *, eval_batch_size: int,
@@ -173,68 +181,61 @@ def pad_to_multiple(images: np.ndarray, multiple: int) -> tuple[np.ndarray, np.n
   return np.concatenate([images, np.zeros((pad, *images.shape[1:]), images.dtype)]), mask
 
 
-# --- Validation --------------------------------------------------------------------------------
-
-def validate(config: ml_collections.ConfigDict, num_train: int) -> None:
-  """Checks what the step functions cannot check for themselves, before any compile."""
-  devices = jax.device_count()
-  if config.parallel not in parallel.MODES:
-    raise UserError(f"unknown config.parallel={config.parallel!r}; use one of {parallel.MODES}")
-  for name in ("batch_size", "eval_batch_size", "num_epochs", "eval_every_epochs"):
-    if config[name] < 1:
-      raise UserError(f"config.{name}={config[name]} must be >= 1")
-  if config.batch_size % devices:
-    raise UserError(f"config.batch_size={config.batch_size} is not divisible by the "
-                    f"{devices} devices; use a multiple of {devices}")
-  if config.eval_batch_size % devices:
-    raise UserError(f"config.eval_batch_size={config.eval_batch_size} is not divisible by the "
-                    f"{devices} devices; use a multiple of {devices}")
-  if config.batch_size > num_train:
-    raise UserError(f"config.batch_size={config.batch_size} exceeds the {num_train} training "
-                    f"images; use a smaller batch")
-  if not config.learning_rate > 0:
-    raise UserError(f"config.learning_rate={config.learning_rate} must be > 0")
-  if config.model.latents < 1:
-    raise UserError(f"config.model.latents={config.model.latents} must be >= 1")
-  if config.input.binarize not in preprocess.BINARIZE:
-    raise UserError(f"unknown config.input.binarize={config.input.binarize!r}; "
-                    f"use one of {preprocess.BINARIZE}")
-  allowed = losses.LOSSES.get(config.model.name)
-  if allowed is not None and config.loss not in allowed:
-    raise UserError(f"config.loss={config.loss!r} does not fit config.model.name="
-                    f"{config.model.name!r}; use one of {allowed}")
-
-
 # --- The loop ----------------------------------------------------------------------------------
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
-                       data_dir: str | None = None, manual_dir: str | None = None,
-                       download: bool = False) -> TrainState:
-  is_chief = jax.process_index() == 0
-  os.makedirs(workdir, exist_ok=True)
 
-  # Input: every process holds the whole (small) dataset; it is put on the devices once.
-  if is_chief:
+def _prepare_data(config: ml_collections.ConfigDict, data_dir: str | None,
+                  manual_dir: str | None, download: bool) -> str:
+  """The prepared dataset's directory; only process 0 prepares it, the others wait."""
+  if jax.process_index() == 0:
     builder_dir = data.prepare(config.dataset, data_dir, manual_dir, download)
-  if jax.process_count() > 1:  # The others wait until process 0 has prepared it.
+  if jax.process_count() > 1:
     from jax.experimental import multihost_utils
     multihost_utils.sync_global_devices("dataset prepared")
     builder_dir = data.prepare(config.dataset, data_dir)
-  train_images, _ = data.load_split(builder_dir, "train")
-  test_images, _ = data.load_split(builder_dir, "test")
-  validate(config, len(train_images))
+  return builder_dir
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
+                       data_dir: str | None = None, manual_dir: str | None = None,
+                       download: bool = False, allow_fallback: bool = False) -> TrainState:
+  """Trains (or resumes) the run in `workdir`; returns the final train state."""
+  # Signals are caught from the start, so a SIGTERM during start-up stops at the first call.
+  with preemption.PreemptionWatcher() as watcher:
+    return _train_and_evaluate(config, workdir, watcher, data_dir=data_dir,
+                               manual_dir=manual_dir, download=download,
+                               allow_fallback=allow_fallback)
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                        watcher: preemption.PreemptionWatcher, *, data_dir: str | None,
+                        manual_dir: str | None, download: bool,
+                        allow_fallback: bool) -> TrainState:
+  is_chief = jax.process_index() == 0
+  validation.validate_config(config, jax.device_count())
+  if not workdir:
+    raise UserError("--workdir is empty; pass a directory (new, or a run to resume)")
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise UserError(f"--workdir={workdir} is a file; pass a directory (new or a run to resume)")
+  workdir_lib.check_resumable(workdir, config)
+  os.makedirs(workdir, exist_ok=True)
+
+  # --- Input: put on the devices once. -------------------------------------------------------
+  builder_dir = _prepare_data(config, data_dir, manual_dir, download)
+  validation.validate_data(config, data.num_examples(builder_dir, "train"))
+  # Every process holds the whole (small) dataset.
+  train_images, test_images = (data.load_split(builder_dir, s)[0] for s in ("train", "test"))
   image_shape = train_images.shape[1:]
   steps_per_epoch = len(train_images) // config.batch_size  # The remainder waits a permutation.
   logging.info("Data: %d train and %d test images of shape %s; %d steps per epoch",
                len(train_images), len(test_images), image_shape, steps_per_epoch)
-
   mesh = parallel.make_mesh()
   train_images = parallel.put_replicated(train_images, mesh)
   test_images, test_mask = pad_to_multiple(test_images, config.eval_batch_size)
   test_images = parallel.put_replicated(test_images, mesh)
   test_mask = parallel.put_replicated(test_mask, mesh)
 
-  # Model and optimizer.
+  # --- Model and optimizer. ------------------------------------------------------------------
   model = models.create_model(config.model, image_shape)
   tx = optimizers.create_optimizer(config)
   keys = split_keys(config.seed)
@@ -243,69 +244,110 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   num_params = sum(x.size for x in jax.tree.leaves(state.params))
   logging.info("Model %s with %s parameters", config.model.name, f"{num_params:,}")
 
-  # Checkpoint: resume from the latest one if the workdir has it.
-  mngr = checkpoint.manager(os.path.join(workdir, "checkpoints"), config.checkpoint.max_to_keep)
+  # --- Checkpoint: resume from the latest one if the workdir has it. ------------------------
+  ckpt_dir = os.path.join(workdir, "checkpoints")
+  mngr = checkpoint.manager(ckpt_dir, config.checkpoint.max_to_keep)
   writer = metrics_lib.MetricWriter(workdir, enabled=is_chief)
-  start_epoch = 0
-  if (latest := mngr.latest_step()) is not None:
-    state, meta = checkpoint.restore(mngr, latest, state)
-    start_epoch = meta["epoch"]
-    writer.drop_after(latest)
+  epochs_done, epoch_step, sums = 0, 0, {}
+  if resumed := checkpoint.restore_latest(mngr, state, allow_fallback):
+    step, state, meta = resumed
+    if meta["steps_per_epoch"] != steps_per_epoch:
+      raise UserError(f"the checkpoint at step {step} has {meta['steps_per_epoch']} steps per "
+                      f"epoch, this config {steps_per_epoch}; resume with the original batch "
+                      f"size or use --force_new")
+    epochs_done, epoch_step, sums = meta["epoch"], meta["epoch_step"], meta["metric_sums"]
     logging.info("Resuming from the checkpoint at step %d: epochs 1-%d are done, starting "
-                 "epoch %d of %d", latest, start_epoch, start_epoch + 1, config.num_epochs)
+                 "epoch %d of %d at step %d of %d", step, epochs_done, epochs_done + 1,
+                 config.num_epochs, epoch_step, steps_per_epoch)
+  # Lines written after the checkpoint describe work about to be redone (all of them if a crash
+  # came before the first checkpoint).
+  writer.drop_after(resumed[0] if resumed else 0)
   if is_chief:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2))
+    workdir_lib.write_config(workdir, config)
 
-  # Update step and evals, compiled ahead of time so compile time is not counted as training.
-  # pmap wants state and data with a leading local-device axis; between epochs the state is kept
+  # --- Update step and evals, compiled ahead so compile time is not counted as training. -----
+  # pmap wants state and data with a leading local-device axis; between calls the state is kept
   # in the mesh layout, which evaluation and checkpoints share with the default path.
   pmap = config.parallel == "pmap"
   metrics_fn = functools.partial(per_example_metrics, model=model, config=config)
   step_fn = functools.partial(train_step, model=model, tx=tx, config=config,
                               axis_name=parallel.DATA_AXIS if pmap else None)
-  to_epoch = parallel.to_pmap if pmap else (lambda tree: tree)
-  from_epoch = functools.partial(parallel.from_pmap, mesh=mesh) if pmap else (lambda tree: tree)
+  to_call = parallel.to_pmap if pmap else (lambda tree: tree)
+  from_call = functools.partial(parallel.from_pmap, mesh=mesh) if pmap else (lambda tree: tree)
   if pmap:
     train_images = parallel.to_pmap(train_images)
-  t0 = time.time()
-  train_epoch = make_train_epoch(step_fn, batch_size=config.batch_size,
-                                 steps_per_epoch=steps_per_epoch, keys=keys, mesh=mesh,
+  train_chunk = make_train_chunk(step_fn, batch_size=config.batch_size, keys=keys, mesh=mesh,
                                  mode=config.parallel)
-  train_epoch = train_epoch.lower(to_epoch(state), train_images, 0).compile()
+  compiled = {}
+
+  def run_chunk(state, epoch, start, num_steps):
+    if num_steps not in compiled:  # At most two sizes: steps_per_call and an epoch's remainder.
+      compiled[num_steps] = train_chunk.lower(to_call(state), train_images, epoch, start,
+                                              num_steps).compile()
+    return from_call(compiled[num_steps](to_call(state), train_images, epoch, start))
+
+  chunk = min(config.steps_per_call or steps_per_epoch, steps_per_epoch)
+  t0 = time.time()
+  compiled[chunk] = train_chunk.lower(to_call(state), train_images, 1, 0, chunk).compile()
   evaluate = make_evaluate(metrics_fn, eval_batch_size=config.eval_batch_size, keys=keys,
                            mesh=mesh).lower(state.params, test_images, test_mask).compile()
-  logging.info("Compiled the train epoch and the evaluation in %.1fs", time.time() - t0)
+  logging.info("Compiled %d-step train calls and the evaluation in %.1fs", chunk, time.time() - t0)
 
+  def save(state, epochs_done, epoch_step, sums):
+    step = epochs_done * steps_per_epoch + epoch_step
+    checkpoint.save(mngr, step, state, {"epoch": epochs_done, "epoch_step": epoch_step,
+                                        "steps_per_epoch": steps_per_epoch, "metric_sums": sums})
+
+  def preempted(signal_name, epochs_done, epoch_step):
+    checkpoint.wait(mngr)
+    step = epochs_done * steps_per_epoch + epoch_step
+    return Preempted(f"stopped by {signal_name} at step {step} (epoch {epochs_done + 1}, step "
+                     f"{epoch_step} of {steps_per_epoch}); checkpoint written to {ckpt_dir}; "
+                     f"re-run the same command to resume")
+
+  # --- The loop. ----------------------------------------------------------------------------
   epoch_seconds = []
-  for epoch in range(start_epoch + 1, config.num_epochs + 1):
-    t0 = time.time()
-    state, train_metrics = from_epoch(train_epoch(to_epoch(state), train_images, epoch))
-    train_metrics = jax.device_get(train_metrics)  # Waits for the epoch to finish.
+  for epoch in range(epochs_done + 1, config.num_epochs + 1):
+    t0, steps_run = time.time(), 0
+    while epoch_step < steps_per_epoch:
+      num_steps = min(chunk, steps_per_epoch - epoch_step)
+      new_state, chunk_sums = run_chunk(state, epoch, epoch_step, num_steps)
+      chunk_sums = jax.device_get(chunk_sums)  # Waits for the call to finish.
+      if (bad := int(chunk_sums.pop("first_nonfinite"))) >= 0:
+        good = mngr.latest_step()
+        where = f"step {good} in {ckpt_dir}" if good is not None else "none: no checkpoint yet"
+        raise Diverged(f"non-finite loss at step {(epoch - 1) * steps_per_epoch + epoch_step + bad}"
+                       f" (epoch {epoch}); the last good checkpoint is {where}, kept intact")
+      state, epoch_step, steps_run = new_state, epoch_step + num_steps, steps_run + num_steps
+      sums = {k: sums.get(k, 0.0) + float(v) for k, v in chunk_sums.items()}
+      if epoch_step < steps_per_epoch and watcher.should_stop():
+        save(state, epoch - 1, epoch_step, sums)
+        raise preempted(watcher.signal_name, epoch - 1, epoch_step)
     epoch_seconds.append(time.time() - t0)
-    step = int(state.step)
-    examples_per_sec = steps_per_epoch * config.batch_size / epoch_seconds[-1]
-    if not np.isfinite(train_metrics["loss"]):
-      raise FloatingPointError(f"non-finite training loss at epoch {epoch} (step {step})")
-    writer.write(step, epoch, "train", {**train_metrics, "examples_per_sec": examples_per_sec})
 
-    line = (f"epoch {epoch}/{config.num_epochs} step {step} | train loss "
-            f"{train_metrics['loss']:.4f}")
+    step = epoch * steps_per_epoch
+    examples_per_sec = steps_run * config.batch_size / epoch_seconds[-1]
+    train_metrics = {k: v / steps_per_epoch for k, v in sums.items()}
+    writer.write(step, epoch, "train", {**train_metrics, "examples_per_sec": examples_per_sec})
+    line = f"epoch {epoch}/{config.num_epochs} step {step} | train loss {train_metrics['loss']:.4f}"
     if epoch % config.eval_every_epochs == 0 or epoch == config.num_epochs:
       test_metrics = jax.device_get(evaluate(state.params, test_images, test_mask))
       writer.write(step, epoch, "test", test_metrics)
       line += " | test " + " ".join(f"{k} {v:.4f}" for k, v in sorted(test_metrics.items()))
-
-    if epoch % config.checkpoint.every_epochs == 0 or epoch == config.num_epochs:
-      checkpoint.save(mngr, step, state, {"epoch": epoch, "steps_per_epoch": steps_per_epoch})
+    epoch_step, sums = 0, {}
+    stop = watcher.should_stop()
+    if epoch % config.checkpoint.every_epochs == 0 or epoch == config.num_epochs or stop:
+      save(state, epoch, 0, {})
     eta = np.mean(epoch_seconds) * (config.num_epochs - epoch)
     logging.info("%s | %s ex/s | ETA %s", line, f"{examples_per_sec:,.0f}",
                  metrics_lib.format_duration(eta))
+    if stop and epoch < config.num_epochs:
+      raise preempted(watcher.signal_name, epoch, 0)
 
-  if start_epoch >= config.num_epochs:
+  if epochs_done >= config.num_epochs:
     logging.info("Nothing to do: the checkpoint already holds %d of %d epochs",
-                 start_epoch, config.num_epochs)
-  mngr.wait_until_finished()
+                 epochs_done, config.num_epochs)
+  checkpoint.wait(mngr)
   mngr.close()
   writer.close()
   return state

@@ -41,15 +41,15 @@ def ten_steps(config, images, mode, devices):
                                     tx=tx), out_shardings=parallel.replicated(mesh))(keys["init"])
   step_fn = functools.partial(train.train_step, model=model, tx=tx, config=config,
                               axis_name=parallel.DATA_AXIS if mode == "pmap" else None)
-  epoch_fn = train.make_train_epoch(step_fn, batch_size=config.batch_size, steps_per_epoch=10,
-                                    keys=keys, mesh=mesh, mode=mode)
+  chunk_fn = train.make_train_chunk(step_fn, batch_size=config.batch_size, keys=keys, mesh=mesh,
+                                    mode=mode)
   if mode == "pmap":
     state, metrics = parallel.from_pmap(
-        epoch_fn(parallel.to_pmap(state), parallel.to_pmap(images), 1), mesh)
+        chunk_fn(parallel.to_pmap(state), parallel.to_pmap(images), 1, 0, 10), mesh)
   else:
-    state, metrics = epoch_fn(state, parallel.put_replicated(images, mesh), 1)
+    state, metrics = chunk_fn(state, parallel.put_replicated(images, mesh), 1, 0, 10)
   assert int(state.step) == 10
-  return jax.device_get(state.params), float(metrics["loss"])
+  return jax.device_get(state.params), float(metrics["loss"]) / 10  # Mean over the steps.
 
 
 def main():

@@ -1,0 +1,64 @@
+"""Start-up checks of a config: every field's type and range, before any data or compile.
+
+Each failure is a `UserError` naming the field, the bad value and what to use instead, so a typo
+costs a second, not a crashed run.
+"""
+
+import ml_collections
+
+from aejax import losses
+from aejax import parallel
+from aejax import preprocess
+from aejax.errors import UserError
+from aejax.models import factory
+from aejax import optimizers
+
+
+def _check(ok: bool, message: str) -> None:
+  if not ok:
+    raise UserError(message)
+
+
+def _at_least(config: ml_collections.ConfigDict, path: str, low: float) -> None:
+  value = config
+  for part in path.split("."):
+    value = value[part]
+  _check(isinstance(value, (int, float)) and not isinstance(value, bool),
+         f"config.{path}={value!r} must be a number")
+  _check(value >= low, f"config.{path}={value} must be >= {low}")
+
+
+def _one_of(value: str, choices, field: str) -> None:
+  _check(value in choices, f"unknown config.{field}={value!r}; use one of {tuple(choices)}")
+
+
+def validate_config(config: ml_collections.ConfigDict, device_count: int) -> None:
+  for path in ("batch_size", "eval_batch_size", "num_epochs", "eval_every_epochs",
+               "model.latents", "checkpoint.every_epochs", "checkpoint.max_to_keep"):
+    _at_least(config, path, 1)
+  for path in ("seed", "steps_per_call", "opt.weight_decay", "opt.grad_clip_norm", "opt.eps"):
+    _at_least(config, path, 0)
+  _check(config.learning_rate > 0, f"config.learning_rate={config.learning_rate} must be > 0")
+  for b in ("b1", "b2"):
+    _check(0 <= config.opt[b] < 1, f"config.opt.{b}={config.opt[b]} must be in [0, 1)")
+  for divisor_of in ("batch_size", "eval_batch_size"):
+    _check(config[divisor_of] % device_count == 0,
+           f"config.{divisor_of}={config[divisor_of]} is not divisible by the {device_count} "
+           f"devices; use a multiple of {device_count}")
+  _one_of(config.parallel, parallel.MODES, "parallel")
+  _one_of(config.input.binarize, preprocess.BINARIZE, "input.binarize")
+  _one_of(config.model.name, factory.FAMILIES, "model.name")
+  _one_of(config.model.encoder, factory.ENCODERS, "model.encoder")
+  _one_of(config.model.activation, factory.ACTIVATIONS, "model.activation")
+  _one_of(config.opt.name, optimizers.NAMES, "opt.name")
+  _check(len(config.model.hidden) > 0 and all(
+      isinstance(w, int) and w >= 1 for w in config.model.hidden),
+         f"config.model.hidden={tuple(config.model.hidden)} must be positive layer widths")
+  allowed = losses.LOSSES[config.model.name]
+  _check(config.loss in allowed, f"config.loss={config.loss!r} does not fit config.model.name="
+         f"{config.model.name!r}; use one of {allowed}")
+
+
+def validate_data(config: ml_collections.ConfigDict, num_train: int) -> None:
+  _check(config.batch_size <= num_train, f"config.batch_size={config.batch_size} exceeds the "
+         f"{num_train} training images; use a smaller batch")

@@ -1,0 +1,189 @@
+"""Runs survive preemption, divergence, damaged checkpoints, config drift and bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from aejax import checkpoint
+from aejax import configs
+from aejax import train
+from aejax.errors import Diverged
+from conftest import REPO, run_aejax
+
+TINY_AE = ["--config=experiments/mlp_ae.py", "--config.model.hidden=(64,)",
+           "--config.steps_per_call=20"]
+
+
+def _tree(workdir):
+  """Every file under workdir, with its size: to show that nothing was deleted."""
+  return {os.path.join(d, f): os.path.getsize(os.path.join(d, f))
+          for d, _, files in os.walk(workdir) for f in files}
+
+
+def _params(workdir):
+  mngr = checkpoint.manager(os.path.join(workdir, "checkpoints"), max_to_keep=3)
+  return checkpoint.restore_on_one_device(mngr, mngr.latest_step())[0]["params"]
+
+
+def _rows(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return [json.loads(line) for line in f]
+
+
+def _error_line(proc):
+  lines = [l for l in proc.stderr.splitlines() if l.startswith("aejax: error:")]
+  assert len(lines) == 1, proc.stderr[-3000:]
+  assert "Traceback" not in proc.stderr
+  return lines[0]
+
+
+def test_sigterm_mid_epoch_then_resume_is_bitwise_equal_to_an_uninterrupted_run(data_dir,
+                                                                                   tmp_path):
+  flags = [*TINY_AE, f"--data_dir={data_dir}", "--config.num_epochs=2"]
+  straight, interrupted = str(tmp_path / "straight"), str(tmp_path / "interrupted")
+  assert run_aejax(f"--workdir={straight}", *flags).returncode == 0
+
+  proc = subprocess.Popen([sys.executable, "-m", "aejax.main", f"--workdir={interrupted}", *flags],
+                          cwd=REPO, stderr=subprocess.PIPE, text=True)
+  for line in proc.stderr:  # SIGTERM as soon as the first epoch starts.
+    if "Compiled" in line:
+      proc.send_signal(signal.SIGTERM)
+      break
+  rest = proc.stderr.read()
+  assert proc.wait(timeout=300) == 3, rest[-3000:]
+  assert "aejax: stopped by SIGTERM at step" in rest and "re-run the same command" in rest
+  mngr = checkpoint.manager(os.path.join(interrupted, "checkpoints"), max_to_keep=3)
+  stopped_at = mngr.latest_step()
+  assert 0 < stopped_at < 468, stopped_at  # Mid-epoch: a multiple of steps_per_call.
+  assert stopped_at % 20 == 0
+
+  resumed = run_aejax(f"--workdir={interrupted}", *flags)
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  assert f"Resuming from the checkpoint at step {stopped_at}" in resumed.stderr
+  jax.tree.map(np.testing.assert_array_equal, _params(interrupted), _params(straight))
+  drop = ("examples_per_sec", "time")
+  strip = lambda rows: [{k: v for k, v in r.items() if k not in drop} for r in rows]
+  assert strip(_rows(interrupted)) == strip(_rows(straight))
+
+
+def test_a_nan_stops_the_run_naming_the_step_and_keeps_the_last_good_checkpoint(
+    mnist, data_dir, tmp_path, monkeypatch):
+  real_step = train.train_step
+
+  def poisoned_step(state, x, rng, **kwargs):  # A NaN loss at step 500, in epoch 2.
+    new_state, metrics = real_step(state, x, rng, **kwargs)
+    metrics["loss"] = jnp.where(state.step == 500, jnp.nan, metrics["loss"])
+    return new_state, metrics
+
+  monkeypatch.setattr(train, "train_step", poisoned_step)
+  config = configs.base()
+  config.model.hidden, config.num_epochs = (32,), 3
+  workdir = str(tmp_path / "nan")
+  with pytest.raises(Diverged, match=r"non-finite loss at step 500 \(epoch 2\); the last good "
+                     r"checkpoint is step 468 in .*, kept intact"):
+    train.train_and_evaluate(config, workdir, data_dir=data_dir)
+  mngr = checkpoint.manager(os.path.join(workdir, "checkpoints"), max_to_keep=3)
+  assert mngr.all_steps() == [468]
+  state, meta = checkpoint.restore_on_one_device(mngr, 468)
+  assert int(state["step"]) == 468 and meta["epoch"] == 1
+  assert all(np.isfinite(x).all() for x in jax.tree.leaves(state["params"]))
+
+
+def test_a_truncated_checkpoint_is_an_error_unless_fallback_is_allowed(data_dir, tmp_path):
+  workdir = str(tmp_path / "w")
+  flags = [*TINY_AE, f"--workdir={workdir}", f"--data_dir={data_dir}"]
+  assert run_aejax(*flags, "--config.num_epochs=2").returncode == 0
+  data_files = os.path.join(workdir, "checkpoints", "936", "state", "ocdbt.process_0", "d")
+  biggest = max((os.path.join(data_files, f) for f in os.listdir(data_files)),
+                key=os.path.getsize)
+  with open(biggest, "r+b") as f:
+    f.truncate(100)
+  before = _tree(workdir)
+
+  proc = run_aejax(*flags, "--config.num_epochs=3")
+  assert proc.returncode == 2
+  line = _error_line(proc)
+  assert "the checkpoint at step 936" in line and "--allow_fallback" in line and "[468]" in line
+  assert _tree(workdir) == before  # Nothing deleted, nothing written.
+
+  proc = run_aejax(*flags, "--config.num_epochs=3", "--allow_fallback")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "Resuming from the checkpoint at step 468" in proc.stderr
+  assert os.path.isdir(os.path.join(workdir, "checkpoints", "936.unreadable"))  # Set aside.
+  assert [r["epoch"] for r in _rows(workdir) if r["split"] == "test"] == [1, 2, 3]
+
+
+def test_resuming_with_another_config_is_an_error_and_force_new_uses_a_new_workdir(
+    data_dir, tmp_path):
+  workdir = str(tmp_path / "w")
+  flags = [*TINY_AE, f"--workdir={workdir}", f"--data_dir={data_dir}", "--config.num_epochs=1"]
+  assert run_aejax(*flags).returncode == 0
+  before = _tree(workdir)
+
+  proc = run_aejax(*flags, "--config.model.latents=16", "--config.learning_rate=0.01")
+  assert proc.returncode == 2
+  line = _error_line(proc)
+  assert "learning_rate: 0.001 -> 0.01" in line and "model.latents: 32 -> 16" in line
+  assert "--force_new" in line
+  assert _tree(workdir) == before
+
+  # A resumable field (more epochs) is not drift.
+  assert run_aejax(*flags[:-1], "--config.num_epochs=2").returncode == 0
+
+  proc = run_aejax(*flags, "--config.model.latents=16", "--force_new")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  new = workdir + "-2"
+  assert json.load(open(os.path.join(new, "config.json")))["model"]["latents"] == 16
+  assert json.load(open(os.path.join(workdir, "config.json")))["model"]["latents"] == 32
+  assert os.listdir(os.path.join(workdir, "checkpoints")) != []
+
+
+BAD_INPUTS = [
+    (["--config.learning_rate=-0.1"], "config.learning_rate=-0.1 must be > 0"),
+    (["--config.model.latents=0"], "config.model.latents=0 must be >= 1"),
+    (["--config.model.name=gan"], "unknown config.model.name='gan'"),
+    (["--config.loss=hinge"], "config.loss='hinge' does not fit"),
+    (["--config.batch_size=70000"], "exceeds the 60000 training images"),
+    (["--config.opt.name=adamax"], "unknown config.opt.name='adamax'"),
+    (["--config.input.binarize=maybe"], "unknown config.input.binarize='maybe'"),
+    (["--config.num_epochs=0"], "config.num_epochs=0 must be >= 1"),
+    (["--config.eval_batch_size=0"], "config.eval_batch_size=0 must be >= 1"),
+    (["--config.model.activation=swish2"], "unknown config.model.activation='swish2'"),
+    (["--config.parallel=tpu"], "unknown config.parallel='tpu'"),
+    (["--config.model.hidden=(0,)"], "must be positive layer widths"),
+    (["--config.opt.b1=1.5"], "config.opt.b1=1.5 must be in [0, 1)"),
+    (["--config.steps_per_call=-1"], "config.steps_per_call=-1 must be >= 0"),
+    (["--config.model.latnets=3"], "unknown config field 'latnets'"),
+    (["--config.num_epochs=abc"], "flag --config.num_epochs=abc"),
+    (["--config=experiments/missing.py"], "cannot load --config=experiments/missing.py"),
+    (["stray"], "unexpected arguments ['stray']"),
+    (["--workdir=FILE"], "is a file; pass a directory"),
+    (["--data_dir=EMPTY"], "is not prepared in"),
+    (["--data_dir=EMPTY", "--manual_dir=/nonexistent"], "--manual_dir=/nonexistent is not a "
+     "directory"),
+    (["--workdir="], "--workdir is empty"),
+]
+
+
+@pytest.mark.parametrize("flags,expected", BAD_INPUTS, ids=[e for _, e in BAD_INPUTS])
+def test_bad_input_exits_2_with_one_line(flags, expected, data_dir, tmp_path):
+  (tmp_path / "FILE").write_text("not a directory")
+  paths = {"FILE": str(tmp_path / "FILE"), "EMPTY": str(tmp_path / "empty")}
+  flags = [f.replace(k, v) if f.startswith(("--workdir=", "--data_dir=")) else f
+           for f in flags for k, v in [next(((k, v) for k, v in paths.items() if k in f),
+                                            ("", ""))]]
+  base = {"--config": "--config=experiments/mlp_ae.py", "--workdir": f"--workdir={tmp_path / 'w'}",
+          "--data_dir": f"--data_dir={data_dir}"}
+  for flag in flags:
+    base.pop(flag.split("=")[0], None)
+  args = [*base.values(), *flags]
+  proc = run_aejax(*args, timeout=120)
+  assert proc.returncode == 2, (args, proc.stderr[-3000:])
+  assert expected in _error_line(proc), (expected, _error_line(proc))
