@@ -184,16 +184,20 @@ def device_envs(parallel: int) -> list[dict[str, str]]:
   if backend != "gpu":
     raise UserError(f"--parallel={parallel} on {backend} is not supported (one process holds "
                     f"the host's chips); run with --parallel=1")
-  per_run = count // parallel
-  if per_run == 0:
-    raise UserError(f"--parallel={parallel} exceeds the {count} GPUs; use at most {count}")
   visible = os.environ.get("CUDA_VISIBLE_DEVICES")
   ids = visible.split(",") if visible else [str(i) for i in range(count)]
-  if per_run * parallel < count:
-    logging.warning("%d GPUs split %d ways: %d GPU(s) per run, %d unused", count, parallel,
-                    per_run, count - per_run * parallel)
-  return [{"CUDA_VISIBLE_DEVICES": ",".join(ids[i * per_run:(i + 1) * per_run])}
-          for i in range(parallel)]
+  return [{"CUDA_VISIBLE_DEVICES": ",".join(share)} for share in split_gpus(ids[:count], parallel)]
+
+
+def split_gpus(ids: list[str], parallel: int) -> list[list[str]]:
+  """`parallel` disjoint, equal shares of the GPU ids; a remainder stays unused."""
+  per_run = len(ids) // parallel
+  if per_run == 0:
+    raise UserError(f"--parallel={parallel} exceeds the {len(ids)} GPUs; use at most {len(ids)}")
+  if per_run * parallel < len(ids):
+    logging.warning("%d GPUs split %d ways: %d GPU(s) per run, %d unused", len(ids), parallel,
+                    per_run, len(ids) - per_run * parallel)
+  return [ids[i * per_run:(i + 1) * per_run] for i in range(parallel)]
 
 
 # --- Running -----------------------------------------------------------------------------------

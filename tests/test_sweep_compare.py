@@ -131,7 +131,7 @@ def test_rerunning_the_sweep_trains_nothing(swept, data_dir):
   assert snapshot() == before
 
 
-def test_compare_marks_a_crashed_run_and_averages_only_the_others(swept, tmp_path):
+def test_compare_marks_a_crashed_run_and_the_sweep_reruns_it(swept, data_dir, tmp_path):
   root = str(tmp_path / "root")
   shutil.copytree(swept, root)
   # Killed during its final evaluation: the train line is written, no test line, no checkpoint.
@@ -167,6 +167,16 @@ def test_compare_marks_a_crashed_run_and_averages_only_the_others(swept, tmp_pat
   for row in rows:
     assert row["analysis.test.sq_err ↓"] == row["test sq_err ↓"]
 
+  # The same sweep command (two at a time) runs the crashed run again and only that one.
+  others = {n: open(os.path.join(root, n, "metrics.jsonl")).read() for n in RUN_NAMES
+            if os.path.join(root, n) != crashed}
+  proc = run_aejax(*_sweep_args(root, data_dir), "--parallel=2", module="aejax.sweep",
+                   timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "3 finished (skipped), 1 to run, 2 at a time" in proc.stderr
+  assert rundir.is_finished(crashed, 1)
+  assert others == {n: open(os.path.join(root, n, "metrics.jsonl")).read() for n in others}
+
 
 @pytest.mark.parametrize("flags,expected", [
     (["--sweep=model.latnets=2,4"], "'model.latnets', which is no field"),
@@ -180,6 +190,13 @@ def test_bad_sweep_is_one_line_exit_2_before_any_run(flags, expected, data_dir, 
   (line,) = [l for l in proc.stderr.splitlines() if l.startswith("aejax: error:")]
   assert expected in line and "Traceback" not in proc.stderr
   assert not root.exists()
+
+
+def test_parallel_gpu_runs_get_disjoint_equal_shares():
+  assert sweep_lib.split_gpus(["0", "1", "2", "3"], 2) == [["0", "1"], ["2", "3"]]
+  assert sweep_lib.split_gpus(["4", "5", "6", "7", "8"], 2) == [["4", "5"], ["6", "7"]]
+  with pytest.raises(sweep_lib.UserError, match="exceeds the 2 GPUs"):
+    sweep_lib.split_gpus(["0", "1"], 3)
 
 
 def test_sweep_values_and_directory_names():
