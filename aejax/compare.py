@@ -29,6 +29,7 @@ from absl import flags
 from absl import logging
 import numpy as np
 
+from aejax import metrics as metrics_lib
 from aejax import rundir
 from aejax.errors import UserError
 
@@ -212,7 +213,7 @@ def markdown(fields: list[str], rows: list[dict[str, Any]], metrics: list[str]) 
     eps = row["examples_per_sec"]
     cells.append(f"{eps:,.0f}" if eps is not None else "-")
     wall = row["wall_seconds"]
-    cells.append(_format_duration(wall) if wall is not None else "-")
+    cells.append(metrics_lib.format_duration(wall) if wall is not None else "-")
     cells.append(status(row))
     lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
   return "\n".join(lines)
@@ -221,11 +222,6 @@ def markdown(fields: list[str], rows: list[dict[str, Any]], metrics: list[str]) 
 def _metric_header(metric: str) -> str:
   arrow = "↑" if higher_is_better(metric) else "↓"
   return f"{metric if metric.startswith(ANALYSIS_PREFIX) else 'test ' + metric} {arrow}"
-
-
-def _format_duration(seconds: float) -> str:
-  from aejax.metrics import format_duration
-  return format_duration(seconds)
 
 
 def write_csv(path: str, fields: list[str], rows: list[dict[str, Any]],

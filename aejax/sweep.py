@@ -135,8 +135,7 @@ def plan(config_file: str, root: str, specs: list[str], passed: list[str],
   keys = [k for k, _ in parsed]
   if len(set(keys)) != len(keys):
     raise UserError(f"--sweep repeats a key among {keys}; give each key once with all its values")
-  overridden = {re.match(r"^--?(no)?config\.([^=]+)", a).group(2) for a in passed
-                if a.startswith("-")}
+  overridden = {m.group(2) for a in passed if (m := re.match(r"^--?(no)?config\.([^=]+)", a))}
   if both := overridden.intersection(keys):
     raise UserError(f"{sorted(both)} is both swept and set by --config.<key>; drop one of them")
 
@@ -253,7 +252,8 @@ def sweep(argv: list[str]) -> int:
       slots.put(env)
 
   failed = []
-  with concurrent.futures.ThreadPoolExecutor(len(envs)) as pool:
+  pool = concurrent.futures.ThreadPoolExecutor(len(envs))
+  try:
     futures = {pool.submit(run_one, run): run for run in todo}
     for future in concurrent.futures.as_completed(futures):
       run = futures[future]
@@ -265,6 +265,11 @@ def sweep(argv: list[str]) -> int:
         failed.append(run)
         logging.error("FAILED %s (exit %d after %.0fs; see %s): %s", run.workdir, rc, seconds,
                       log, last_line(log))
+  except BaseException:
+    # Ctrl-C reached the running children too (same process group): start no further runs.
+    pool.shutdown(wait=True, cancel_futures=True)
+    raise
+  pool.shutdown()
   if failed:
     logging.error("%d of %d runs failed; re-run the same command to resume them", len(failed),
                   len(runs))
@@ -283,6 +288,9 @@ def main(argv: list[str]) -> None:
     sys.exit(sweep(sys.argv))
   except UserError as e:
     main_lib.fail(str(e))
+  except KeyboardInterrupt:
+    print("aejax: interrupted; the same command resumes the sweep", file=sys.stderr)
+    sys.exit(130)
 
 
 if __name__ == "__main__":
