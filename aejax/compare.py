@@ -6,7 +6,7 @@ A variant is a set of runs whose configs agree on every field except `seed`; the
 columns are the fields that differ between variants. For each variant it gives, over its complete
 runs (those whose metrics hold the test line of their final epoch):
 - each metric's final value as mean ± std (sample std, ddof=1; only the mean when n = 1);
-- the best epoch of the first test metric's mean curve;
+- the best epoch of the mean curve of the first test metric that has a better direction;
 - the parameter count (from the checkpoint's metadata), mean examples/s of the train lines, and
   the wall time from the start of epoch 1 to the last metrics line (start-up and compilation
   excluded; a resumed run's time includes its interruption).
@@ -39,7 +39,9 @@ _METRIC = flags.DEFINE_list(
 _OUT = flags.DEFINE_string("out", None, "Folder to write compare.csv and curves.png to.")
 
 MAIN_METRIC = {"ae": "sq_err", "vae": "elbo"}
-HIGHER_IS_BETTER = ("elbo", "acc", "auroc")  # Names holding one of these; lower is better otherwise.
+# Which way is better, by words in the metric's name; others (kl, grad_norm) have no best.
+HIGHER_IS_BETTER = ("elbo", "acc", "auroc")
+LOWER_IS_BETTER = ("sq_err", "bce", "loss", "rec", "nll", "err")
 ANALYSIS_PREFIX = "analysis."
 
 
@@ -77,8 +79,12 @@ class Run:
     return self.records[-1]["time"] - start
 
 
-def higher_is_better(metric: str) -> bool:
-  return any(word in metric.rsplit(".", 1)[-1] for word in HIGHER_IS_BETTER)
+def direction(metric: str) -> int:
+  """+1 when higher is better, -1 when lower is, 0 when neither (a diagnostic such as kl)."""
+  name = metric.rsplit(".", 1)[-1]
+  if any(word in name for word in HIGHER_IS_BETTER):
+    return 1
+  return -1 if any(word in name for word in LOWER_IS_BETTER) else 0
 
 
 def find_runs(paths: list[str]) -> list[Run]:
@@ -139,6 +145,11 @@ def mean_std(values: list[float]) -> tuple[float | None, float | None]:
   return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else None
 
 
+def best_epoch_metric(metrics: list[str]) -> str | None:
+  """The first per-epoch (test) metric that has a better direction."""
+  return next((m for m in metrics if not m.startswith(ANALYSIS_PREFIX) and direction(m)), None)
+
+
 def best_epoch(runs: list[Run], metric: str) -> int | None:
   """The epoch where the mean over runs (at the epochs they all evaluated) is best."""
   curves = [r.curve(metric) for r in runs]
@@ -146,7 +157,7 @@ def best_epoch(runs: list[Run], metric: str) -> int | None:
   if not epochs:
     return None
   means = [np.mean([c[e] for c in curves]) for e in epochs]
-  return epochs[int(np.argmax(means) if higher_is_better(metric) else np.argmin(means))]
+  return epochs[int(np.argmax(means) if direction(metric) > 0 else np.argmin(means))]
 
 
 def build_rows(runs: list[Run], metrics: list[str]) -> tuple[list[str], list[dict[str, Any]]]:
@@ -155,7 +166,7 @@ def build_rows(runs: list[Run], metrics: list[str]) -> tuple[list[str], list[dic
   groups: dict[tuple, list[Run]] = {}
   for r in runs:
     groups.setdefault(tuple(r.config.get(k) for k in fields), []).append(r)
-  curve_metric = next((m for m in metrics if not m.startswith(ANALYSIS_PREFIX)), None)
+  curve_metric = best_epoch_metric(metrics)
   rows = []
   for values in sorted(groups, key=_sort_key):
     group = groups[values]
@@ -193,7 +204,7 @@ def status(row: dict[str, Any]) -> str:
 
 
 def markdown(fields: list[str], rows: list[dict[str, Any]], metrics: list[str]) -> str:
-  curve_metric = next((m for m in metrics if not m.startswith(ANALYSIS_PREFIX)), "-")
+  curve_metric = best_epoch_metric(metrics) or "-"
   header = [*(fields or ["variant"]), "n", *(_metric_header(m) for m in metrics),
             f"best epoch ({curve_metric})", "params", "examples/s", "wall time", "status"]
   lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -220,8 +231,8 @@ def markdown(fields: list[str], rows: list[dict[str, Any]], metrics: list[str]) 
 
 
 def _metric_header(metric: str) -> str:
-  arrow = "↑" if higher_is_better(metric) else "↓"
-  return f"{metric if metric.startswith(ANALYSIS_PREFIX) else 'test ' + metric} {arrow}"
+  arrow = {1: " ↑", -1: " ↓", 0: ""}[direction(metric)]
+  return f"{metric if metric.startswith(ANALYSIS_PREFIX) else 'test ' + metric}{arrow}"
 
 
 def write_csv(path: str, fields: list[str], rows: list[dict[str, Any]],
@@ -271,7 +282,8 @@ def plot_curves(path: str, fields: list[str], rows: list[dict[str, Any]],
       ax.set_xticks(sorted(plotted))
     else:
       ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel(f"test {metric} ({'higher' if higher_is_better(metric) else 'lower'} is better)")
+    better = {1: " (higher is better)", -1: " (lower is better)", 0: ""}[direction(metric)]
+    ax.set_ylabel(f"test {metric}{better}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
   fig.suptitle("mean over seeds, band: min to max")
