@@ -76,7 +76,7 @@ class Run:
       return None  # Written before metrics lines carried a time.
     first = train[0]
     start = first["time"] - first["step"] * self.config["batch_size"] / first["examples_per_sec"]
-    return self.records[-1]["time"] - start
+    return max(r["time"] for r in self.records) - start
 
 
 def direction(metric: str) -> int:
@@ -189,6 +189,8 @@ def build_rows(runs: list[Run], metrics: list[str]) -> tuple[list[str], list[dic
 
 def _decimals(x: float) -> int:
   """Four significant digits for the mean; its std gets the same decimals."""
+  if not math.isfinite(x):
+    return 0  # 'nan' / 'inf' print as such.
   return max(0, 3 - math.floor(math.log10(abs(x)))) if x else 4
 
 
