@@ -6,6 +6,7 @@ Only process 0 writes; the other processes get a writer that does nothing, so ca
 
 import json
 import os
+import time
 from typing import Any
 
 from absl import logging
@@ -42,7 +43,8 @@ class MetricWriter:
   def write(self, step: int, epoch: int, split: str, values: dict[str, float]) -> None:
     if not self._enabled:
       return
-    record = {"step": step, "epoch": epoch, "split": split}
+    # `time` (unix seconds at writing) lets aejax.compare report a run's wall time.
+    record = {"step": step, "epoch": epoch, "split": split, "time": time.time()}
     record.update({k: float(v) for k, v in values.items()})
     with open(self.path, "a") as f:
       f.write(json.dumps(record) + "\n")

@@ -1,0 +1,343 @@
+r"""Compares runs: one table over the variants (markdown on stdout, CSV) and their test curves (PNG).
+
+  python -m aejax.compare /tmp/sweep [more run dirs or folders of runs] --out=/tmp/sweep/compare
+
+A variant is a set of runs whose configs agree on every field except `seed`; the table's first
+columns are the fields that differ between variants. For each variant it gives, over its complete
+runs (those whose metrics hold the test line of their final epoch):
+- each metric's final value as mean ± std (sample std, ddof=1; only the mean when n = 1);
+- the best epoch of the mean curve of the first test metric that has a better direction;
+- the parameter count (from the checkpoint's metadata), mean examples/s of the train lines, and
+  the wall time from the start of epoch 1 to the last metrics line (start-up and compilation
+  excluded; a resumed run's time includes its interruption).
+A run that is still running or crashed is listed in the status column and left out of every mean.
+
+The default metric is the model family's main test metric, written out in the table's header:
+`sq_err` (squared error per image) for `ae`, `elbo` for `vae`, `loss` for any other family.
+`--metric=analysis.<key>` reads `<run>/analysis/metrics.json` (written by aejax.analyze).
+"""
+
+import csv
+import dataclasses
+import math
+import os
+import sys
+from typing import Any
+
+from absl import app
+from absl import flags
+from absl import logging
+import numpy as np
+
+from aejax import metrics as metrics_lib
+from aejax import rundir
+from aejax.errors import UserError
+
+_METRIC = flags.DEFINE_list(
+    "metric", None, "Metrics to tabulate: test metrics of metrics.jsonl (sq_err, bce, elbo, ...) "
+    "or analysis.<key>; default: sq_err for ae, elbo for vae, loss otherwise.")
+_OUT = flags.DEFINE_string("out", None, "Folder to write compare.csv and curves.png to.")
+
+MAIN_METRIC = {"ae": "sq_err", "vae": "elbo"}
+# Which way is better, by words in the metric's name; others (kl, grad_norm) have no best.
+HIGHER_IS_BETTER = ("elbo", "acc", "auroc")
+LOWER_IS_BETTER = ("sq_err", "bce", "loss", "rec", "nll", "err")
+ANALYSIS_PREFIX = "analysis."
+
+
+@dataclasses.dataclass
+class Run:
+  path: str
+  config: dict[str, Any]  # Flat: {'model.latents': 2, ...}.
+  records: list[dict[str, Any]]
+  progress: rundir.Progress
+
+  @classmethod
+  def read(cls, path: str) -> "Run":
+    config = rundir.flatten(rundir.read_config(path))
+    records = rundir.read_metrics(path)
+    return cls(path, config, records, rundir.progress(config["num_epochs"], records))
+
+  def final(self, metric: str) -> float | None:
+    if metric.startswith(ANALYSIS_PREFIX):
+      return rundir.read_analysis(self.path).get(metric[len(ANALYSIS_PREFIX):])
+    return self.progress.final_test.get(metric)
+
+  def curve(self, metric: str) -> dict[int, float]:
+    return {r["epoch"]: r[metric] for r in self.records if r["split"] == "test" and metric in r}
+
+  def examples_per_sec(self) -> float | None:
+    values = [r["examples_per_sec"] for r in self.records if r["split"] == "train"]
+    return float(np.mean(values)) if values else None
+
+  def wall_seconds(self) -> float | None:
+    train = [r for r in self.records if r["split"] == "train"]
+    if not train or any("time" not in r for r in self.records):
+      return None  # Written before metrics lines carried a time.
+    first = train[0]
+    start = first["time"] - first["step"] * self.config["batch_size"] / first["examples_per_sec"]
+    return max(r["time"] for r in self.records) - start
+
+
+def direction(metric: str) -> int:
+  """+1 when higher is better, -1 when lower is, 0 when neither (a diagnostic such as kl)."""
+  name = metric.rsplit(".", 1)[-1]
+  if any(word in name for word in HIGHER_IS_BETTER):
+    return 1
+  return -1 if any(word in name for word in LOWER_IS_BETTER) else 0
+
+
+def find_runs(paths: list[str]) -> list[Run]:
+  """Run directories given directly or found anywhere below the given folders."""
+  found = []
+  for path in paths:
+    if not os.path.isdir(path):
+      raise UserError(f"{path} is not a directory; pass run directories or folders holding them")
+    if rundir.is_run(path):
+      found.append(path)
+      continue
+    for parent, dirs, _ in os.walk(path):
+      dirs.sort()
+      runs = [d for d in dirs if rundir.is_run(os.path.join(parent, d))]
+      found.extend(os.path.join(parent, d) for d in runs)
+      dirs[:] = [d for d in dirs if d not in runs]  # A run's own folders hold no runs.
+  if not found:
+    raise UserError(f"no run directories (with a config.json) in {' '.join(paths)}; pass the "
+                    f"--workdir of aejax.main or aejax.sweep")
+  return [Run.read(p) for p in dict.fromkeys(os.path.normpath(p) for p in found)]
+
+
+def default_metrics(runs: list[Run]) -> list[str]:
+  families = sorted({r.config.get("model.name") for r in runs}, key=str)
+  metrics = sorted({MAIN_METRIC.get(f, "loss") for f in families})
+  if len(metrics) > 1:
+    raise UserError(f"the runs mix model families {families} whose main metrics differ "
+                    f"({metrics}); choose one with --metric, e.g. --metric=loss")
+  return metrics
+
+
+def check_metrics(metrics: list[str], runs: list[Run]) -> None:
+  complete = [r for r in runs if r.progress.complete]
+  test_keys = {k for r in complete for k in r.progress.final_test} - {"step", "epoch", "split",
+                                                                       "time"}
+  analysis = {ANALYSIS_PREFIX + k for r in complete for k in rundir.read_analysis(r.path)}
+  for m in metrics:
+    if complete and m not in test_keys | analysis:
+      raise UserError(f"--metric={m} is in no complete run; choose from "
+                      f"{sorted(test_keys | analysis)}")
+
+
+# --- The table ---------------------------------------------------------------------------------
+
+def variant_fields(runs: list[Run]) -> list[str]:
+  keys = sorted({k for r in runs for k in r.config} - {"seed"})
+  return [k for k in keys if len({repr(r.config.get(k)) for r in runs}) > 1]
+
+
+def _sort_key(values: tuple) -> tuple:
+  return tuple((0, v, "") if isinstance(v, (int, float)) and not isinstance(v, bool)
+               else (1, 0, repr(v)) for v in values)
+
+
+def mean_std(values: list[float]) -> tuple[float | None, float | None]:
+  if not values:
+    return None, None
+  return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else None
+
+
+def best_epoch_metric(metrics: list[str]) -> str | None:
+  """The first per-epoch (test) metric that has a better direction."""
+  return next((m for m in metrics if not m.startswith(ANALYSIS_PREFIX) and direction(m)), None)
+
+
+def best_epoch(runs: list[Run], metric: str) -> int | None:
+  """The epoch where the mean over runs (at the epochs they all evaluated) is best."""
+  curves = [r.curve(metric) for r in runs]
+  epochs = sorted(set.intersection(*(set(c) for c in curves))) if curves else []
+  if not epochs:
+    return None
+  means = [np.mean([c[e] for c in curves]) for e in epochs]
+  return epochs[int(np.argmax(means) if direction(metric) > 0 else np.argmin(means))]
+
+
+def build_rows(runs: list[Run], metrics: list[str]) -> tuple[list[str], list[dict[str, Any]]]:
+  """One dict per variant, raw numbers (the markdown and the CSV are both written from these)."""
+  fields = variant_fields(runs)
+  groups: dict[tuple, list[Run]] = {}
+  for r in runs:
+    groups.setdefault(tuple(r.config.get(k) for k in fields), []).append(r)
+  curve_metric = best_epoch_metric(metrics)
+  rows = []
+  for values in sorted(groups, key=_sort_key):
+    group = groups[values]
+    done = [r for r in group if r.progress.complete]
+    row = {"fields": dict(zip(fields, values)), "n": len(done),
+           "seeds": [r.config.get("seed") for r in done]}
+    for m in metrics:
+      finals = [v for r in done if (v := r.final(m)) is not None]
+      row[m] = (*mean_std(finals), len(finals))
+    row["best_epoch"] = best_epoch(done, curve_metric) if curve_metric else None
+    params = sorted({p for r in done if (p := rundir.count_params(r.path)) is not None})
+    row["params"] = params
+    row["examples_per_sec"] = mean_std([v for r in done if (v := r.examples_per_sec())])[0]
+    row["wall_seconds"] = mean_std([v for r in done if (v := r.wall_seconds()) is not None])[0]
+    row["incomplete"] = [r for r in group if not r.progress.complete]
+    row["runs"] = group
+    rows.append(row)
+  return fields, rows
+
+
+def _decimals(x: float) -> int:
+  """Four significant digits for the mean; its std gets the same decimals."""
+  if not math.isfinite(x):
+    return 0  # 'nan' / 'inf' print as such.
+  return max(0, 3 - math.floor(math.log10(abs(x)))) if x else 4
+
+
+def _fmt_field(v: Any) -> str:
+  return repr(v) if isinstance(v, tuple) else str(v)
+
+
+def status(row: dict[str, Any]) -> str:
+  if not row["incomplete"]:
+    return "complete"
+  return "; ".join(f"seed {r.config.get('seed')} {r.progress.describe()}"
+                   for r in row["incomplete"])
+
+
+def markdown(fields: list[str], rows: list[dict[str, Any]], metrics: list[str]) -> str:
+  curve_metric = best_epoch_metric(metrics) or "-"
+  header = [*(fields or ["variant"]), "n", *(_metric_header(m) for m in metrics),
+            f"best epoch ({curve_metric})", "params", "examples/s", "wall time", "status"]
+  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+  for row in rows:
+    cells = [_fmt_field(v) for v in row["fields"].values()] or ["all runs"]
+    cells.append(str(row["n"]))
+    for m in metrics:
+      mean, std, count = row[m]
+      if mean is None:
+        cells.append("-")
+        continue
+      d = _decimals(mean)
+      cell = f"{mean:.{d}f}" + (f" ± {std:.{d}f}" if std is not None else "")
+      cells.append(cell + (f" (n={count})" if count != row["n"] else ""))
+    cells.append(str(row["best_epoch"]) if row["best_epoch"] is not None else "-")
+    cells.append("/".join(f"{p:,}" for p in row["params"]) or "-")
+    eps = row["examples_per_sec"]
+    cells.append(f"{eps:,.0f}" if eps is not None else "-")
+    wall = row["wall_seconds"]
+    cells.append(metrics_lib.format_duration(wall) if wall is not None else "-")
+    cells.append(status(row))
+    lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+  return "\n".join(lines)
+
+
+def _metric_header(metric: str) -> str:
+  arrow = {1: " ↑", -1: " ↓", 0: ""}[direction(metric)]
+  return f"{metric if metric.startswith(ANALYSIS_PREFIX) else 'test ' + metric}{arrow}"
+
+
+def write_csv(path: str, fields: list[str], rows: list[dict[str, Any]],
+              metrics: list[str]) -> None:
+  """The table's rows and columns, numbers at full precision (mean and std in two columns)."""
+  header = [*fields, "n", *(f"{m}_{s}" for m in metrics for s in ("mean", "std")),
+            "best_epoch", "params", "examples_per_sec", "wall_seconds", "status"]
+  with open(path, "w", newline="") as f:
+    writer = csv.writer(f)
+    writer.writerow(header)
+    for row in rows:
+      writer.writerow([*(_fmt_field(v) for v in row["fields"].values()), row["n"],
+                       *(row[m][i] for m in metrics for i in (0, 1)), row["best_epoch"],
+                       "/".join(map(str, row["params"])), row["examples_per_sec"],
+                       row["wall_seconds"], status(row)])
+
+
+def plot_curves(path: str, fields: list[str], rows: list[dict[str, Any]],
+                metrics: list[str]) -> None:
+  """Per test metric: each variant's mean over its complete runs, with the min-max band."""
+  import matplotlib
+  matplotlib.use("Agg")
+  from matplotlib import pyplot as plt
+  from matplotlib.ticker import MaxNLocator
+
+  curve_metrics = [m for m in metrics if not m.startswith(ANALYSIS_PREFIX)]
+  fig, axes = plt.subplots(1, max(1, len(curve_metrics)), figsize=(6 * len(curve_metrics), 4),
+                           squeeze=False)
+  for ax, metric in zip(axes[0], curve_metrics):
+    plotted = set()
+    for row in rows:
+      curves = [r.curve(metric) for r in row["runs"] if r.progress.complete]
+      if not curves:
+        continue
+      epochs = sorted(set.intersection(*(set(c) for c in curves)))
+      values_RxE = np.array([[c[e] for e in epochs] for c in curves])
+      plotted.update(epochs)
+      label = ", ".join(f"{k}={_fmt_field(v)}" for k, v in row["fields"].items()) or "all runs"
+      line, = ax.plot(epochs, values_RxE.mean(0), marker="o", label=f"{label} (n={len(curves)})")
+      lo_E, hi_E = values_RxE.min(0), values_RxE.max(0)
+      if len(epochs) > 1:
+        ax.fill_between(epochs, lo_E, hi_E, color=line.get_color(), alpha=0.25)
+      else:  # A band of one epoch has no width: draw it as a bar.
+        ax.vlines(epochs, lo_E, hi_E, color=line.get_color(), alpha=0.5, linewidth=6)
+    ax.set_xlabel("epoch")
+    if len(plotted) <= 12:
+      ax.set_xticks(sorted(plotted))
+    else:
+      ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    better = {1: " (higher is better)", -1: " (lower is better)", 0: ""}[direction(metric)]
+    ax.set_ylabel(f"test {metric}{better}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+  fig.suptitle("mean over seeds, band: min to max")
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def compare(paths: list[str], metrics: list[str] | None, out: str | None) -> str:
+  runs = find_runs(paths)
+  metrics = metrics or default_metrics(runs)
+  check_metrics(metrics, runs)
+  fields, rows = build_rows(runs, metrics)
+  table = markdown(fields, rows, metrics)
+  if out:
+    os.makedirs(out, exist_ok=True)
+    write_csv(os.path.join(out, "compare.csv"), fields, rows, metrics)
+    plot_curves(os.path.join(out, "curves.png"), fields, rows, metrics)
+  for row in rows:
+    for r in row["incomplete"]:
+      logging.warning("Left out of the means: %s, %s", r.path, r.progress.describe())
+    if len(set(row["seeds"])) != len(row["seeds"]):
+      logging.warning("Variant %s has repeated seeds %s: its std understates the seed-to-seed "
+                      "spread", row["fields"], row["seeds"])
+  return table
+
+
+def fail(message: str) -> None:
+  """aejax.main's convention (main itself is not imported: its flags are required ones)."""
+  print(f"aejax: error: {message}", file=sys.stderr)
+  sys.exit(2)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    fail(" ".join(str(e).split()))
+
+
+def main(argv: list[str]) -> None:
+  logging.set_verbosity(logging.WARNING)  # Orbax reports each metadata read at INFO.
+  if len(argv) < 2:
+    fail("no run directories given; e.g. python -m aejax.compare /tmp/sweep")
+  try:
+    print(compare(argv[1:], _METRIC.value, _OUT.value))
+  except UserError as e:
+    fail(str(e))
+  if _OUT.value:
+    print(f"\nWrote {os.path.join(_OUT.value, 'compare.csv')} and "
+          f"{os.path.join(_OUT.value, 'curves.png')}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=parse_flags)

@@ -1,0 +1,136 @@
+"""What a run directory holds and how far its run got; read by aejax.sweep and aejax.compare.
+
+A run directory is what `aejax.main` writes: `config.json`, `metrics.jsonl`, `checkpoints/<step>/`
+and, once `aejax.analyze` has run, `analysis/metrics.json`. Reading it needs no accelerator and
+loads no checkpoint arrays.
+"""
+
+import dataclasses
+import json
+import math
+import os
+from typing import Any
+
+from absl import logging
+
+from aejax.errors import UserError
+
+CONFIG = "config.json"
+METRICS = "metrics.jsonl"
+CHECKPOINTS = "checkpoints"
+ANALYSIS = os.path.join("analysis", "metrics.json")
+
+
+def is_run(path: str) -> bool:
+  return os.path.isfile(os.path.join(path, CONFIG))
+
+
+def read_config(run_dir: str) -> dict[str, Any]:
+  path = os.path.join(run_dir, CONFIG)
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, json.JSONDecodeError) as e:
+    raise UserError(f"cannot read {path} ({e}); pass a directory written by aejax.main") from e
+
+
+def read_metrics(run_dir: str) -> list[dict[str, Any]]:
+  """The lines of metrics.jsonl; [] when the run has not finished an epoch yet.
+
+  A last line without its newline is a write cut short by a crash: it is ignored, with a warning.
+  Where one (split, epoch) appears twice (an attempt that was redone), the later line wins.
+  """
+  path = os.path.join(run_dir, METRICS)
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    text = f.read()
+  lines = text.split("\n")
+  if lines[-1]:
+    logging.warning("Ignoring the unfinished last line of %s", path)
+  records = {}
+  for i, line in enumerate(lines[:-1], 1):
+    try:
+      r = json.loads(line)
+      records[(r["split"], r["epoch"])] = r
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+      raise UserError(f"{path} line {i} is not a metrics record ({e}); repair or remove that "
+                      f"line") from e
+  return sorted(records.values(), key=lambda r: (r["epoch"], r["split"] != "train"))
+
+
+def checkpoint_steps(run_dir: str) -> list[int]:
+  """Steps of the finalized checkpoints, ascending (orbax's own reading of the directory)."""
+  from orbax.checkpoint import utils as ocp_utils
+
+  return sorted(ocp_utils.checkpoint_steps(os.path.join(run_dir, CHECKPOINTS)))
+
+
+def count_params(run_dir: str) -> int | None:
+  """Parameters of the model in the latest checkpoint, from orbax's metadata (no arrays read)."""
+  steps = checkpoint_steps(run_dir)
+  if not steps:
+    return None
+  from etils import epath
+  import jax
+  import orbax.checkpoint as ocp
+
+  path = epath.Path(run_dir) / CHECKPOINTS / str(steps[-1]) / "state"
+  tree = ocp.StandardCheckpointHandler().metadata(path)
+  return sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(tree["params"]))
+
+
+def read_analysis(run_dir: str) -> dict[str, float]:
+  """The scalar numbers of analysis/metrics.json as flat dotted keys; {} when absent."""
+  path = os.path.join(run_dir, ANALYSIS)
+  if not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    return {k: v for k, v in flatten(json.load(f)).items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+  """{'model': {'latents': 2}} -> {'model.latents': 2}; lists become tuples (hashable)."""
+  out = {}
+  for k, v in tree.items():
+    if isinstance(v, dict):
+      out.update(flatten(v, f"{prefix}{k}."))
+    else:
+      out[f"{prefix}{k}"] = tuple(v) if isinstance(v, list) else v
+  return out
+
+
+@dataclasses.dataclass
+class Progress:
+  """How far a run got, read from its metrics alone."""
+  num_epochs: int  # What its config asks for.
+  epochs_trained: int  # The last epoch with a train line.
+  final_test: dict[str, Any] | None  # The test line at epoch num_epochs, if written.
+
+  @property
+  def complete(self) -> bool:
+    return self.final_test is not None
+
+  def describe(self) -> str:
+    if self.complete:
+      return "complete"
+    missing = ", no final test line" if self.epochs_trained >= self.num_epochs else ""
+    return f"incomplete (epoch {self.epochs_trained}/{self.num_epochs}{missing})"
+
+
+def progress(num_epochs: int, records: list[dict[str, Any]]) -> Progress:
+  trained = max((r["epoch"] for r in records if r["split"] == "train"), default=0)
+  final = [r for r in records if r["split"] == "test" and r["epoch"] == num_epochs]
+  return Progress(num_epochs, trained, final[-1] if final else None)
+
+
+def is_finished(run_dir: str, num_epochs: int) -> bool:
+  """The final test line is written and the latest checkpoint is the one taken after it.
+
+  Both, because main writes the final metrics before the final (asynchronous) save completes: a
+  run killed in between is re-run, and main's resume then writes that checkpoint.
+  """
+  final = progress(num_epochs, read_metrics(run_dir)).final_test
+  steps = checkpoint_steps(run_dir)
+  return final is not None and bool(steps) and steps[-1] == final["step"]

@@ -1,0 +1,297 @@
+r"""Runs the cross product of config values, each as the `aejax.main` command a user would type.
+
+  python -m aejax.sweep --config=experiments/mlp_ae.py --workdir=/tmp/sweep \
+      --sweep="seed=0,1,2" --sweep="model.latents=2,16,32" --config.num_epochs=5
+
+Each run gets `<workdir>/<experiment>-<key>=<value>-...` (e.g. `mlp_ae-seed=0-model.latents=2`)
+and is one `python -m aejax.main` subprocess with the same `--config`, the sweep's values as
+`--config.<key>=<value>`, and every other main flag and `--config.*` override passed through
+unchanged; its console output goes to `<run>/main.log`. A run whose final test line and final
+checkpoint are written is skipped; any other is (re)started, and main resumes it from its
+checkpoint. Values are split at top-level commas, so `--sweep="model.hidden=(64,),(256, 64)"`
+sweeps two tuples.
+
+`--parallel=N` runs N at a time. On GPUs each run gets its own `local GPUs // N` of them through
+CUDA_VISIBLE_DEVICES. On CPU the runs simply run concurrently: each keeps the device(s) XLA gives it
+(one, unless XLA_FLAGS forces more), and XLA's CPU thread pools compete for the same cores, so it
+helps only when one run cannot keep every core busy. TPU hosts run one at a time.
+"""
+
+import concurrent.futures
+import dataclasses
+import difflib
+import itertools
+import json
+import os
+import queue
+import re
+import subprocess
+import sys
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+import ml_collections
+
+from aejax import main as main_lib  # Defines --config, --workdir, --data_dir and main's flags.
+from aejax import rundir
+from aejax.errors import UserError
+
+_SWEEP = flags.DEFINE_multi_string(
+    "sweep", [], 'A config field and its values, e.g. --sweep="model.latents=2,16,32"; repeat the '
+    "flag for more fields: the sweep runs every combination.")
+_PARALLEL = flags.DEFINE_integer(
+    "parallel", 1, "Runs at a time; GPUs are split evenly between them (see the module doc).")
+
+FLAGS = flags.FLAGS
+# Fields a re-run may change: main trains only the missing epochs of a larger num_epochs.
+RESUMABLE_CHANGES = ("num_epochs",)
+
+
+@dataclasses.dataclass
+class Run:
+  workdir: str
+  overrides: list[str]  # The swept values, as --config.<key>=<value>.
+  config: ml_collections.ConfigDict  # What main will train, after every override.
+
+
+# --- The plan ----------------------------------------------------------------------------------
+
+def split_values(text: str) -> list[str]:
+  """'0,1' -> ['0', '1']; '(64,),(256, 64)' -> ['(64,)', '(256, 64)']: commas inside brackets stay."""
+  values, depth, start = [], 0, 0
+  for i, c in enumerate(text):
+    depth += (c in "([{") - (c in ")]}")
+    if c == "," and depth == 0:
+      values.append(text[start:i].strip())
+      start = i + 1
+  values.append(text[start:].strip())
+  return values
+
+
+def parse_spec(spec: str, config: ml_collections.ConfigDict) -> tuple[str, list[str]]:
+  key, sep, rest = spec.partition("=")
+  key = key.strip()
+  if not sep or not key:
+    raise UserError(f'--sweep={spec!r} is not key=value,value,...; e.g. --sweep="seed=0,1,2"')
+  fields = sorted(rundir.flatten(json.loads(config.to_json_best_effort())))
+  if key not in fields:
+    close = difflib.get_close_matches(key, fields, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise UserError(f"--sweep names {key!r}, which is no field of the experiment's config{hint}; "
+                    f"sweep a field of aejax/configs.py, e.g. model.latents")
+  values = split_values(rest)
+  if "" in values:
+    raise UserError(f"--sweep={spec!r} has an empty value; separate values by single commas")
+  if len(set(values)) != len(values):
+    raise UserError(f"--sweep={spec!r} repeats a value; list each value once")
+  return key, values
+
+
+def safe_name(value: str) -> str:
+  """A value as a file-name part, the same on every call: '(256, 64)' -> '256,64'."""
+  value = re.sub(r"[\s()\[\]{}'\"]", "", value)
+  return re.sub(r"[^A-Za-z0-9._,+=-]", "_", value) or "_"
+
+
+def config_overrides(argv: list[str]) -> list[str]:
+  """The --config.<key> arguments of argv as typed (a value given as the next argument included)."""
+  out, i = [], 1
+  while i < len(argv):
+    arg = argv[i]
+    match = re.match(r"^--?(no)?(config\..+?)(=|$)", arg)
+    if match:
+      out.append(arg)
+      flag = FLAGS[match.group(2)] if match.group(2) in FLAGS else None
+      if "=" not in arg and flag is not None and not flag.boolean and i + 1 < len(argv):
+        i += 1
+        out.append(argv[i])
+    i += 1
+  return out
+
+
+def load_config(config_file: str, overrides: list[str]) -> ml_collections.ConfigDict:
+  """The config main will build from the same arguments (a fresh parse by ml_collections)."""
+  argv = ["aejax.main", f"--config={config_file}", *overrides]
+  flag_values = flags.FlagValues()
+  config_flags.DEFINE_config_file("config", None, "", flag_values=flag_values,
+                                  lock_config=True, sys_argv=argv)
+  try:
+    flag_values(argv)
+    return flag_values.config
+  except (flags.Error, AttributeError, KeyError, ValueError, TypeError) as e:
+    raise UserError(f"bad config value ({' '.join(str(e).split())}); give values of the "
+                    f"field's type") from e
+
+
+def plan(config_file: str, root: str, specs: list[str], passed: list[str],
+         base: ml_collections.ConfigDict) -> list[Run]:
+  """Every run of the sweep, validated before anything starts."""
+  if not specs:
+    raise UserError('no --sweep given; e.g. --sweep="seed=0,1,2"')
+  parsed = [parse_spec(s, base) for s in specs]
+  keys = [k for k, _ in parsed]
+  if len(set(keys)) != len(keys):
+    raise UserError(f"--sweep repeats a key among {keys}; give each key once with all its values")
+  overridden = {m.group(2) for a in passed if (m := re.match(r"^--?(no)?config\.([^=]+)", a))}
+  if both := overridden.intersection(keys):
+    raise UserError(f"{sorted(both)} is both swept and set by --config.<key>; drop one of them")
+
+  experiment = os.path.splitext(os.path.basename(config_file.split(":")[0]))[0]
+  runs, names = [], {}
+  for values in itertools.product(*[v for _, v in parsed]):
+    name = "-".join([experiment, *(f"{k}={safe_name(v)}" for k, v in zip(keys, values))])
+    if name in names:
+      raise UserError(f"values {names[name]} and {values} both map to the directory name "
+                      f"{name!r}; write them so they differ in letters or digits")
+    names[name] = values
+    overrides = [f"--config.{k}={v}" for k, v in zip(keys, values)]
+    runs.append(Run(os.path.join(root, name), overrides,
+                    load_config(config_file, passed + overrides)))
+  return runs
+
+
+def check_existing(run: Run) -> None:
+  """An existing run directory must hold this run, or skipping/resuming it would be wrong."""
+  if not rundir.is_run(run.workdir):
+    return
+  have = rundir.flatten(rundir.read_config(run.workdir))
+  want = rundir.flatten(json.loads(run.config.to_json_best_effort()))
+  for key in sorted(set(have) | set(want)):
+    if key not in RESUMABLE_CHANGES and have.get(key) != want.get(key):
+      raise UserError(f"{run.workdir} holds a run with {key}={have.get(key)!r}, but this sweep "
+                      f"asks for {want.get(key)!r}; pass another --workdir or remove that run")
+
+
+# --- Devices -----------------------------------------------------------------------------------
+
+def device_envs(parallel: int) -> list[dict[str, str]]:
+  """One environment per concurrent slot; on GPUs each names its own share of the devices."""
+  if parallel < 1:
+    raise UserError(f"--parallel={parallel} must be >= 1")
+  if parallel == 1:
+    return [{}]
+  # A child process asks JAX, so this one never initialises a backend (and never holds GPU memory).
+  code = "import jax; print(jax.default_backend(), jax.local_device_count())"
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+  backend, count = out.stdout.split()[-2:]
+  count = int(count)
+  if backend == "cpu":
+    return [{} for _ in range(parallel)]
+  if backend != "gpu":
+    raise UserError(f"--parallel={parallel} on {backend} is not supported (one process holds "
+                    f"the host's chips); run with --parallel=1")
+  visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+  ids = visible.split(",") if visible else [str(i) for i in range(count)]
+  return [{"CUDA_VISIBLE_DEVICES": ",".join(share)} for share in split_gpus(ids[:count], parallel)]
+
+
+def split_gpus(ids: list[str], parallel: int) -> list[list[str]]:
+  """`parallel` disjoint, equal shares of the GPU ids; a remainder stays unused."""
+  per_run = len(ids) // parallel
+  if per_run == 0:
+    raise UserError(f"--parallel={parallel} exceeds the {len(ids)} GPUs; use at most {len(ids)}")
+  if per_run * parallel < len(ids):
+    logging.warning("%d GPUs split %d ways: %d GPU(s) per run, %d unused", len(ids), parallel,
+                    per_run, len(ids) - per_run * parallel)
+  return [ids[i * per_run:(i + 1) * per_run] for i in range(parallel)]
+
+
+# --- Running -----------------------------------------------------------------------------------
+
+def main_flags() -> list[str]:
+  """main's own flags (other than --config/--workdir) as given, so each run sees them too."""
+  return [FLAGS[f.name].serialize() for f in FLAGS.get_flags_for_module(main_lib)
+          if f.present and f.name not in ("config", "workdir")]
+
+
+def launch(run: Run, command: list[str], env: dict[str, str]) -> tuple[int, float]:
+  os.makedirs(run.workdir, exist_ok=True)
+  t0 = time.time()
+  with open(os.path.join(run.workdir, "main.log"), "a") as log:
+    proc = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT,
+                          env={**os.environ, **env})
+  return proc.returncode, time.time() - t0
+
+
+def last_line(path: str) -> str:
+  with open(path) as f:
+    lines = [line.strip() for line in f if line.strip()]
+  return lines[-1] if lines else ""
+
+
+def sweep(argv: list[str]) -> int:
+  config_file = FLAGS["config"].config_filename
+  passed = config_overrides(argv)
+  runs = plan(config_file, FLAGS.workdir, _SWEEP.value, passed, FLAGS.config)
+  for run in runs:
+    check_existing(run)
+  envs = device_envs(_PARALLEL.value)
+  todo = [r for r in runs if not rundir.is_finished(r.workdir, r.config.num_epochs)]
+  logging.info("Sweep of %d runs in %s: %d finished (skipped), %d to run, %d at a time",
+               len(runs), FLAGS.workdir, len(runs) - len(todo), len(todo), len(envs))
+  if todo:
+    # Prepare each dataset once, here, so concurrent runs never race to prepare it.
+    from aejax import data
+    for name in sorted({r.config.dataset for r in todo}):
+      data.prepare(name, FLAGS.data_dir, FLAGS.manual_dir, FLAGS.download)
+
+  common = [sys.executable, "-m", "aejax.main", f"--config={config_file}", *main_flags(), *passed]
+  slots = queue.Queue()
+  for env in envs:
+    slots.put(env)
+
+  def run_one(run: Run) -> tuple[int, float]:
+    env = slots.get()
+    try:
+      logging.info("Starting %s %s", run.workdir, " ".join(f"{k}={v}" for k, v in env.items()))
+      return launch(run, [*common, f"--workdir={run.workdir}", *run.overrides], env)
+    finally:
+      slots.put(env)
+
+  failed = []
+  pool = concurrent.futures.ThreadPoolExecutor(len(envs))
+  try:
+    futures = {pool.submit(run_one, run): run for run in todo}
+    for future in concurrent.futures.as_completed(futures):
+      run = futures[future]
+      rc, seconds = future.result()
+      if rc == 0 and rundir.is_finished(run.workdir, run.config.num_epochs):
+        logging.info("Finished %s in %.0fs", run.workdir, seconds)
+      else:
+        log = os.path.join(run.workdir, "main.log")
+        failed.append(run)
+        logging.error("FAILED %s (exit %d after %.0fs; see %s): %s", run.workdir, rc, seconds,
+                      log, last_line(log))
+  except BaseException:
+    # Ctrl-C reached the running children too (same process group): start no further runs.
+    pool.shutdown(wait=True, cancel_futures=True)
+    raise
+  pool.shutdown()
+  if failed:
+    logging.error("%d of %d runs failed; re-run the same command to resume them", len(failed),
+                  len(runs))
+    return 1
+  logging.info("All %d runs finished; compare them: python -m aejax.compare %s", len(runs),
+               FLAGS.workdir)
+  return 0
+
+
+def main(argv: list[str]) -> None:
+  main_lib.quiet_library_info_logs()
+  if len(argv) > 1:
+    main_lib.fail(f"unexpected arguments {argv[1:]}; set config fields as "
+                  f"--config.<key>=<value> and sweep them with --sweep=<key>=<v1>,<v2>")
+  try:
+    sys.exit(sweep(sys.argv))
+  except UserError as e:
+    main_lib.fail(str(e))
+  except KeyboardInterrupt:
+    print("aejax: interrupted; the same command resumes the sweep", file=sys.stderr)
+    sys.exit(130)
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=main_lib.parse_flags)
