@@ -110,6 +110,15 @@ class Restored:
     return self.decode(np.asarray(z))
 
 
+def existing_steps(workdir: str, config: ml_collections.ConfigDict) -> list[int]:
+  """The steps of the complete checkpoints in `workdir` (orbax skips unfinished saves)."""
+  ckpt_dir = os.path.join(workdir, "checkpoints")
+  if not os.path.isdir(ckpt_dir):
+    return []
+  with checkpoint.manager(ckpt_dir, config.checkpoint.max_to_keep) as mngr:
+    return sorted(mngr.all_steps())
+
+
 def restore(workdir: str, step: int | None = None,
             image_shape: tuple[int, ...] | None = None) -> Restored:
   """The run in `workdir` at checkpoint `step` (default: the latest).
@@ -117,11 +126,7 @@ def restore(workdir: str, step: int | None = None,
   `image_shape` is needed only for datasets missing from IMAGE_SHAPES.
   """
   config = load_config(workdir)
-  ckpt_dir = os.path.join(workdir, "checkpoints")
-  steps = []
-  if os.path.isdir(ckpt_dir):
-    mngr = checkpoint.manager(ckpt_dir, config.checkpoint.max_to_keep)
-    steps = sorted(mngr.all_steps())
+  steps = existing_steps(workdir, config)
   if not steps:
     raise UserError(f"--workdir={workdir} has no checkpoints; the existing steps are: none; "
                     f"train it first with `python -m aejax.main`")
@@ -142,7 +147,13 @@ def restore(workdir: str, step: int | None = None,
                                             model=model, tx=tx), jax.random.key(0))
   sharding = parallel.replicated(parallel.make_mesh())
   like = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes)
-  state, _ = checkpoint.restore(mngr, step, like)
-  mngr.close()
+  ckpt_dir = os.path.join(workdir, "checkpoints")
+  try:
+    with checkpoint.manager(ckpt_dir, config.checkpoint.max_to_keep) as mngr:
+      state, _ = checkpoint.restore(mngr, step, like)
+  except Exception as e:  # Orbax's many error types; all mean this checkpoint cannot be used.
+    detail = " ".join(str(e).split())[:300]
+    raise UserError(f"cannot restore step {step} from {ckpt_dir} with the model of "
+                    f"{workdir}/config.json ({type(e).__name__}: {detail}); the checkpoint is "
+                    f"damaged or was written by another config") from e
   return Restored(config, model, state.params, int(state.step), workdir, image_shape)
-

@@ -196,3 +196,15 @@ def test_python_api_works_on_any_batch_size(ae_run, vae_run, mnist):
   assert vae.decode(np.zeros((0, 2))).shape == (0, 28, 28, 1)
   with pytest.raises(UserError, match="existing steps are: 468"):
     aejax.restore(vae_run, step=1)
+
+
+def test_checkpoint_that_does_not_fit_the_config_is_a_user_error(vae_run, tmp_path):
+  import aejax
+  from aejax.errors import UserError
+
+  config = json.load(open(os.path.join(vae_run, "config.json")))
+  config["model"]["latents"] = 3  # The run's config.json rewritten by another invocation.
+  (tmp_path / "config.json").write_text(json.dumps(config))
+  os.symlink(os.path.join(vae_run, "checkpoints"), tmp_path / "checkpoints")
+  with pytest.raises(UserError, match="cannot restore step 468.*another config"):
+    aejax.restore(str(tmp_path))
