@@ -176,26 +176,7 @@ def analyze(workdir: str, *, step: int | None = None, k: int = 5000, data_dir: s
                    "probe_train_examples": len(subset),
                    "knn_neighbors": neighbors, "pca_components": components, "seed": seed,
                    "devices": jax.device_count()},
-      "protocols": {
-          "inputs": f"test and train images preprocessed as in training (binarize={mode!r}; "
-                    f"'dynamic' is one fixed Bernoulli sample)",
-          "reconstruction": "squared error and Bernoulli cross-entropy summed over the pixels "
-                            "of each test image, averaged over the test split; VAE-family "
-                            "models decode the posterior mean",
-          **({"likelihood": f"nats per image of the first {nll_count} test images; elbo = "
-                            f"mean over {k} posterior samples of log p(x|z) minus the closed-form KL; nll = -log (1/k) sum_k "
-                            f"p(x|z_k) p(z_k) / q(z_k|x), z_k ~ q(z|x), k = {k}"}
-             if run.is_generative else {}),
-          "pca": f"exact PCA fitted on the train split, {components} components (the code "
-                 f"size), squared error of the test projections",
-          "probes": f"logistic regression on standardised codes (posterior means for VAEs) of "
-                    f"{len(subset)} train images, accuracy on the test split; k-NN with "
-                    f"{neighbors} neighbours, Euclidean",
-          "anomaly": f"corrupted vs clean test images: each test image against a copy with "
-                     f"{CORRUPT_FRACTION:.0%} of its pixels set to 0 or 1 (salt and pepper), "
-                     f"scored by reconstruction squared error. Not the per-class hold-out "
-                     f"protocol: aejax configs cannot train a model without a class yet",
-      },
+      "protocols": protocols(mode, nll_count, k, components, len(subset), neighbors),
       "figures": sorted(made),
   }
   with open(os.path.join(out_dir, "metrics.json"), "w") as f:
@@ -204,6 +185,33 @@ def analyze(workdir: str, *, step: int | None = None, k: int = 5000, data_dir: s
     f.write(report(result))
   logging.info("Wrote %s: metrics.json, report.md and %d figures", out_dir, len(made))
   return result
+
+
+def protocols(mode: str, nll_count: int | None, k: int, components: int, probe_examples: int,
+              neighbors: int) -> dict[str, str]:
+  """How each number of metrics.json was measured, in words (copied into report.md)."""
+  text = {
+      "inputs": f"test and train images preprocessed as in training (binarize={mode!r}; "
+                f"'dynamic' is one fixed Bernoulli sample)",
+      "reconstruction": "squared error and Bernoulli cross-entropy summed over the pixels of "
+                        "each test image, averaged over the test split; VAE-family models "
+                        "decode the posterior mean",
+  }
+  if nll_count is not None:
+    text["likelihood"] = (
+        f"nats per image of the first {nll_count} test images; elbo = mean over {k} posterior "
+        f"samples of log p(x|z) minus the closed-form KL; nll = -log (1/k) sum_k p(x|z_k) "
+        f"p(z_k) / q(z_k|x), z_k ~ q(z|x), k = {k}")
+  text["pca"] = (f"exact PCA fitted on the train split, {components} components (the code "
+                 f"size), squared error of the test projections")
+  text["probes"] = (f"logistic regression on standardised codes (posterior means for VAEs) of "
+                    f"{probe_examples} train images, accuracy on the test split; k-NN with "
+                    f"{neighbors} neighbours, Euclidean")
+  text["anomaly"] = (f"corrupted vs clean test images: each test image against a copy with "
+                     f"{CORRUPT_FRACTION:.0%} of its pixels set to 0 or 1 (salt and pepper), "
+                     f"scored by reconstruction squared error. Not the per-class hold-out "
+                     f"protocol: aejax configs cannot train a model without a class yet")
+  return text
 
 
 def write_figures(run, out_dir: str, x_test: np.ndarray, test_labels: np.ndarray,

@@ -7,11 +7,13 @@ Two small runs are trained once for the module (one epoch on the real MNIST): an
 import json
 import os
 import struct
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from conftest import run_aejax
+from conftest import REPO, run_aejax
 
 ONE_DEVICE = {"XLA_FLAGS": ""}
 EIGHT_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
@@ -208,3 +210,14 @@ def test_checkpoint_that_does_not_fit_the_config_is_a_user_error(vae_run, tmp_pa
   os.symlink(os.path.join(vae_run, "checkpoints"), tmp_path / "checkpoints")
   with pytest.raises(UserError, match="cannot restore step 468.*another config"):
     aejax.restore(str(tmp_path))
+
+
+def test_import_aejax_stays_light():
+  code = "import sys, aejax; print(sorted(m for m in ('jax', 'flax', 'orbax') if m in sys.modules))"
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                       cwd=REPO)
+  assert out.stdout.strip() == "[]"
+  code = "import aejax; print(aejax.restore.__module__)"
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                       cwd=REPO)
+  assert out.stdout.strip() == "aejax.restored"

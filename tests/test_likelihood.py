@@ -49,3 +49,22 @@ def test_largest_divisor_at_most():
   assert likelihood.largest_divisor_at_most(5000, 100) == 100
   assert likelihood.largest_divisor_at_most(101, 100) == 1
   assert likelihood.largest_divisor_at_most(30, 100) == 30
+
+
+def test_vae_scores_on_real_images(mnist):
+  from aejax import configs
+  from aejax import models
+
+  config = configs.base()
+  config.model.name, config.model.hidden, config.model.latents = "vae", (16,), 4
+  model = models.create_model(config.model, (28, 28, 1))
+  params = model.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)), jax.random.key(1))["params"]
+  x = jnp.asarray(mnist[2][:64] > 127, jnp.float32)
+  scores = jax.jit(lambda p, x, r: likelihood.vae_scores(p, x, r, model=model, k=50, chunk=10))(
+      params, x, jax.random.key(2))
+  for name in ("nll", "elbo", "rec", "kl"):
+    assert scores[name].shape == (64,) and np.all(np.isfinite(scores[name])), name
+  np.testing.assert_allclose(scores["elbo"], -(scores["rec"] + scores["kl"]), rtol=1e-6)
+  assert np.all(scores["kl"] >= 0)
+  # The 50-sample bound is tighter than the ELBO (on average over images: both are estimates).
+  assert np.mean(scores["nll"]) < np.mean(-scores["elbo"])
