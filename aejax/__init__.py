@@ -1,3 +1,12 @@
 """aejax: autoencoders in JAX/Flax, data-parallel on accelerators."""
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+  # `aejax.restore` (in aejax/restored.py) loads JAX, Flax and Orbax only when first used, so
+  # `import aejax` stays light.
+  if name in ("restore", "Restored"):
+    from aejax import restored
+    return getattr(restored, name)
+  raise AttributeError(f"module 'aejax' has no attribute {name!r}")

@@ -72,3 +72,12 @@ def get_objective(family: str, loss: str) -> Objective:
   if family == "vae":
     return elbo_objective
   return functools.partial(ae_objective, reconstruction=loss)
+
+
+def iwae_bound(log_w_KxB: jax.Array) -> jax.Array:
+  """Importance-weighted bound log (1/K) sum_k w_k per example, from log-weights [K, B]: [B].
+
+  With log w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x), z_k ~ q(z|x), this is the IWAE bound
+  (Burda et al. 2015): below log p(x), above the ELBO on average, tight as K grows.
+  """
+  return jax.nn.logsumexp(log_w_KxB, axis=0) - jnp.log(log_w_KxB.shape[0])

@@ -1,0 +1,298 @@
+r"""Analyses a trained run: `python -m aejax.analyze --workdir=/tmp/vae [--step=N] [--k=5000]`.
+
+Restores the run's config and checkpoint (the latest, or --step) on this host's devices and
+writes `<workdir>/analysis/`: metrics.json, PNG figures and report.md, which links them.
+Test images get the binarisation the run trained with (config.input.binarize; 'dynamic' is one
+fixed Bernoulli sample drawn from --seed).
+"""
+
+import functools
+import json
+import logging as py_logging
+import os
+import sys
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+import numpy as np
+
+from aejax import data
+from aejax import figures
+from aejax import likelihood
+from aejax import losses
+from aejax import preprocess
+from aejax import sampling
+from aejax import probes
+from aejax import restored as restored_lib
+from aejax import train
+from aejax.errors import UserError
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory written by aejax.main.")
+_STEP = flags.DEFINE_integer("step", None, "Checkpoint step to analyse (default: the latest).")
+_K = flags.DEFINE_integer("k", 5000, "Posterior samples per test image for the importance-"
+                          "sampled NLL (VAE family).")
+_DATA_DIR = flags.DEFINE_string("data_dir", None,
+                                "TFDS data dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets).")
+_MANUAL_DIR = flags.DEFINE_string("manual_dir", None, "Folder holding the original dataset "
+                                  "archives, if the dataset is not prepared yet.")
+_NLL_IMAGES = flags.DEFINE_integer(
+    "nll_images", 0, "Test images (the first ones) the ELBO and NLL are estimated on; 0: the "
+    "whole test split.")
+_PROBE_EXAMPLES = flags.DEFINE_integer(
+    "probe_examples", 0, "Train images (a random subset) the linear probe and k-NN fit on; "
+    "0: the whole train split.")
+_NEIGHBORS = flags.DEFINE_integer("neighbors", 5, "Neighbours of the k-NN classifier.")
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of every random draw of the analysis.")
+flags.mark_flags_as_required(["workdir"])
+
+CORRUPT_FRACTION = 0.1  # Pixels set to 0/1 in the anomalies of the corrupted-vs-clean AUROC.
+NLL_BATCH = 100  # Test images per NLL step; with up to 100 samples each, ~30 MB of logits.
+
+
+def fail(message: str) -> None:
+  """One line on stderr and exit code 2 (the convention of aejax.main)."""
+  print(f"aejax: error: {message}", file=sys.stderr)
+  sys.exit(2)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    fail(" ".join(str(e).split()))
+
+
+# --- Scores on the test split ------------------------------------------------------------------
+
+def reconstruction_scores(run: restored_lib.Restored, x: np.ndarray) -> dict[str, np.ndarray]:
+  """Per-image squared error and BCE of the reconstruction (a VAE decodes its posterior mean)."""
+  model = run.model
+
+  @jax.jit
+  def scores(params, x_B):
+    code = model.apply({"params": params}, x_B, method=model.encode)
+    logits = model.apply({"params": params}, code[0] if run.is_generative else code,
+                         method=model.decode)
+    return {"sq_err": losses.squared_error(jax.nn.sigmoid(logits), x_B),
+            "bce": losses.bernoulli_nll(logits, x_B)}
+
+  return run.map_batches(functools.partial(scores, run.params), x)
+
+
+def vae_scores(run: restored_lib.Restored, x: np.ndarray, rng: jax.Array,
+               k: int) -> dict[str, np.ndarray]:
+  """Per-image ELBO and importance-sampled NLL with k samples (likelihood.vae_scores)."""
+  chunk = likelihood.largest_divisor_at_most(k, 100)
+  fn = jax.jit(functools.partial(likelihood.vae_scores, model=run.model, k=k, chunk=chunk))
+  padded, _ = train.pad_to_multiple(x, NLL_BATCH)
+  outs, t0 = [], time.time()
+  for i in range(0, len(padded), NLL_BATCH):
+    outs.append(jax.device_get(fn(run.params, padded[i:i + NLL_BATCH],
+                                  jax.random.fold_in(rng, i))))
+    if i == 0 or (i // NLL_BATCH + 1) % 20 == 0:
+      logging.info("NLL with k=%d: %d of %d test images (%.0fs)", k, min(i + NLL_BATCH, len(x)),
+                   len(x), time.time() - t0)
+  return {name: np.concatenate([o[name] for o in outs])[:len(x)] for name in outs[0]}
+
+
+def model_inputs(images_uint8: np.ndarray, rng: jax.Array, mode: str) -> np.ndarray:
+  """The training path's preprocessing (preprocess.py), applied once to a whole split."""
+  keys_N = sampling.example_keys(rng, 0, len(images_uint8))  # One key per image, as in training.
+  x = jax.jit(preprocess.binarize, static_argnums=2)(
+      preprocess.to_unit_interval(images_uint8), keys_N, mode)
+  return np.asarray(x)
+
+
+# --- The analysis ------------------------------------------------------------------------------
+
+def analyze(workdir: str, *, step: int | None = None, k: int = 5000, data_dir: str | None = None,
+            manual_dir: str | None = None, nll_images: int = 0, probe_examples: int = 0,
+            neighbors: int = 5, seed: int = 0) -> dict:
+  """Writes <workdir>/analysis/{metrics.json, *.png, report.md}; returns the metrics.json dict."""
+  if k < 1 or neighbors < 1 or probe_examples < 0 or nll_images < 0:
+    raise UserError(f"--k={k} and --neighbors={neighbors} must be >= 1, --probe_examples="
+                    f"{probe_examples} and --nll_images={nll_images} >= 0")
+  run = restored_lib.restore(workdir, step)  # Fails on a bad workdir/step before any data work.
+  config = run.config
+  logging.info("Restored %s (%s, %d latents) at step %d on %d %s device(s)", workdir,
+               config.model.name, config.model.latents, run.step, jax.device_count(),
+               jax.devices()[0].platform)
+  out_dir = os.path.join(workdir, "analysis")
+  os.makedirs(out_dir, exist_ok=True)
+
+  builder_dir = data.prepare(config.dataset, data_dir, manual_dir)
+  train_images, train_labels = data.load_split(builder_dir, "train")
+  test_images, test_labels = data.load_split(builder_dir, "test")
+  if probe_examples and probe_examples < len(train_images):
+    subset = np.random.default_rng(seed).permutation(len(train_images))[:probe_examples]
+  else:
+    subset = np.arange(len(train_images))
+  keys = dict(zip(("train_input", "test_input", "nll"),
+                  jax.random.split(jax.random.key(seed), 3)))
+  mode = config.input.binarize
+  x_train = model_inputs(train_images, keys["train_input"], mode)
+  x_test = model_inputs(test_images, keys["test_input"], mode)
+  num_pixels = int(np.prod(x_test.shape[1:]))
+
+  m, nll_count = {}, None
+  rec = reconstruction_scores(run, x_test)
+  m["sq_err_per_image"] = float(np.mean(rec["sq_err"]))
+  m["sq_err_per_pixel"] = m["sq_err_per_image"] / num_pixels
+  m["bce"] = float(np.mean(rec["bce"]))
+  if run.is_generative:
+    nll_count = min(nll_images or len(x_test), len(x_test))
+    vae = vae_scores(run, x_test[:nll_count], keys["nll"], k)
+    m["elbo"] = float(np.mean(vae["elbo"]))
+    m["nll"] = float(np.mean(vae["nll"]))
+  logging.info("Reconstruction and likelihood done: %s", m)
+
+  # PCA at the model's code size, fitted on the same preprocessing of the whole train split.
+  components = config.model.latents
+  mean_D, basis = probes.pca_fit(x_train.reshape(len(x_train), -1), components)
+  pca_err = probes.pca_squared_error(x_test.reshape(len(x_test), -1), mean_D, basis)
+  m["pca_sq_err_per_image"] = float(np.mean(pca_err))
+  m["pca_sq_err_per_pixel"] = m["pca_sq_err_per_image"] / num_pixels
+
+  codes_train = run.encode(x_train[subset])
+  codes_test = run.encode(x_test)
+  m["linear_probe_accuracy"] = probes.linear_probe_accuracy(
+      codes_train, train_labels[subset], codes_test, test_labels)
+  m["knn_accuracy"] = probes.knn_accuracy(codes_train, train_labels[subset], codes_test,
+                                          test_labels, neighbors)
+
+  corrupted = probes.salt_and_pepper(x_test, CORRUPT_FRACTION, seed)
+  m["anomaly_auroc"] = probes.auroc(rec["sq_err"],
+                                    reconstruction_scores(run, corrupted)["sq_err"])
+  logging.info("Baselines, probes and AUROC done: %s", m)
+
+  made = write_figures(run, out_dir, x_test, test_labels, codes_test, seed)
+  result = {
+      "workdir": os.path.abspath(workdir), "step": run.step, "model": config.model.name,
+      "latents": config.model.latents, "binarize": mode, "test_images": len(x_test),
+      "metrics": m,
+      "settings": {"k": k if run.is_generative else None,
+                   "nll_images": nll_count,
+                   "probe_train_examples": len(subset),
+                   "knn_neighbors": neighbors, "pca_components": components, "seed": seed,
+                   "devices": jax.device_count()},
+      "protocols": protocols(mode, nll_count, k, components, len(subset), neighbors),
+      "figures": sorted(made),
+  }
+  with open(os.path.join(out_dir, "metrics.json"), "w") as f:
+    json.dump(result, f, indent=2)
+  with open(os.path.join(out_dir, "report.md"), "w") as f:
+    f.write(report(result))
+  logging.info("Wrote %s: metrics.json, report.md and %d figures", out_dir, len(made))
+  return result
+
+
+def protocols(mode: str, nll_count: int | None, k: int, components: int, probe_examples: int,
+              neighbors: int) -> dict[str, str]:
+  """How each number of metrics.json was measured, in words (copied into report.md)."""
+  text = {
+      "inputs": f"test and train images preprocessed as in training (binarize={mode!r}; "
+                f"'dynamic' is one fixed Bernoulli sample)",
+      "reconstruction": "squared error and Bernoulli cross-entropy summed over the pixels of "
+                        "each test image, averaged over the test split; VAE-family models "
+                        "decode the posterior mean",
+  }
+  if nll_count is not None:
+    text["likelihood"] = (
+        f"nats per image of the first {nll_count} test images; elbo = mean over {k} posterior "
+        f"samples of log p(x|z) minus the closed-form KL; nll = -log (1/k) sum_k p(x|z_k) "
+        f"p(z_k) / q(z_k|x), z_k ~ q(z|x), k = {k}")
+  text["pca"] = (f"exact PCA fitted on the train split, {components} components (the code "
+                 f"size), squared error of the test projections")
+  text["probes"] = (f"logistic regression on standardised codes (posterior means for VAEs) of "
+                    f"{probe_examples} train images, accuracy on the test split; k-NN with "
+                    f"{neighbors} neighbours, Euclidean")
+  text["anomaly"] = (f"corrupted vs clean test images: each test image against a copy with "
+                     f"{CORRUPT_FRACTION:.0%} of its pixels set to 0 or 1 (salt and pepper), "
+                     f"scored by reconstruction squared error. Not the per-class hold-out "
+                     f"protocol: aejax configs cannot train a model without a class yet")
+  return text
+
+
+def write_figures(run, out_dir: str, x_test: np.ndarray, test_labels: np.ndarray,
+                  codes_test: np.ndarray, seed: int) -> list[str]:
+  path = lambda name: os.path.join(out_dir, f"{name}.png")
+  made = ["reconstructions"]
+  figures.reconstructions(path("reconstructions"), x_test[:32], run.reconstruct(x_test[:32]))
+  if run.is_generative:
+    figures.samples(path("samples"), run.sample(64, seed=seed))
+    t_T = np.linspace(0.0, 1.0, 12, dtype=np.float32)[:, None]
+    z_ends = codes_test[:2]
+    figures.interpolation(path("interpolation"),
+                          run.decode((1 - t_T) * z_ends[0][None] + t_T * z_ends[1][None]))
+    made += ["samples", "interpolation"]
+  if codes_test.shape[1] == 2:
+    points, how = codes_test, "the 2-D code itself"
+  else:
+    mean_D, basis = probes.pca_fit(codes_test, 2)
+    points, how = (codes_test - mean_D) @ basis, f"PCA of the {codes_test.shape[1]}-D codes"
+  figures.codes_2d(path("codes_2d"), points, test_labels, how)
+  made.append("codes_2d")
+  if run.is_generative and codes_test.shape[1] == 2:
+    n = 20
+    q_N = np.asarray(jax.scipy.special.ndtri(np.linspace(0.05, 0.95, n)), np.float32)
+    z1, z2 = np.meshgrid(q_N, q_N[::-1])  # z2 grows upwards, as on a plot.
+    figures.manifold(path("manifold"), run.decode(np.stack([z1.ravel(), z2.ravel()], 1)), n,
+                     float(q_N[-1]))
+    made.append("manifold")
+  metrics_path = os.path.join(run.workdir, "metrics.jsonl")
+  if os.path.exists(metrics_path):
+    with open(metrics_path) as f:
+      figures.curves(path("curves"), [json.loads(line) for line in f])
+    made.append("curves")
+  return [f"{name}.png" for name in made]
+
+
+METRIC_TEXT = {
+    "sq_err_per_image": "reconstruction squared error per test image",
+    "sq_err_per_pixel": "reconstruction squared error per pixel",
+    "bce": "reconstruction Bernoulli cross-entropy per image (nats)",
+    "elbo": "test ELBO per image (nats)",
+    "nll": "importance-sampled negative log-likelihood per image (nats)",
+    "pca_sq_err_per_image": "PCA baseline (same code size): squared error per image",
+    "pca_sq_err_per_pixel": "PCA baseline: squared error per pixel",
+    "linear_probe_accuracy": "linear probe (logistic regression on codes): test accuracy",
+    "knn_accuracy": "k-NN on codes: test accuracy",
+    "anomaly_auroc": "anomaly AUROC (reconstruction error as score)",
+}
+
+
+def report(result: dict) -> str:
+  lines = [f"# Analysis of `{result['workdir']}` at step {result['step']}", "",
+           f"Model `{result['model']}` with {result['latents']} latents; inputs binarised as "
+           f"`{result['binarize']}`; {result['test_images']} test images.", "",
+           "| metric | value | what |", "|---|---|---|"]
+  for name, value in result["metrics"].items():
+    lines.append(f"| `{name}` | {value:.4f} | {METRIC_TEXT.get(name, '')} |")
+  lines += ["", "## How each number was measured", ""]
+  lines += [f"- **{name}**: {text}" for name, text in result["protocols"].items()]
+  lines += ["", "## Figures", ""]
+  for name in result["figures"]:
+    lines += [f"### {name[:-4]}", "", f"![{name[:-4]}]({name})", ""]
+  return "\n".join(lines)
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    fail(f"unexpected arguments {argv[1:]}; see --help")
+  # Orbax logs every restore phase at INFO; keep the console for aejax's own lines.
+  logging.get_absl_logger().addFilter(
+      lambda r: r.levelno >= py_logging.WARNING or "/orbax/" not in r.pathname)
+  try:
+    analyze(_WORKDIR.value, step=_STEP.value, k=_K.value, data_dir=_DATA_DIR.value,
+            manual_dir=_MANUAL_DIR.value, nll_images=_NLL_IMAGES.value,
+            probe_examples=_PROBE_EXAMPLES.value,
+            neighbors=_NEIGHBORS.value, seed=_SEED.value)
+  except UserError as e:
+    fail(str(e))
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=parse_flags)

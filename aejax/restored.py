@@ -1,0 +1,159 @@
+"""Restore a trained run for analysis: `aejax.restore(workdir)` -> a model that works on numpy.
+
+    run = aejax.restore("/tmp/vae")             # latest checkpoint; step=N for another
+    z = run.encode(images)                       # uint8 [N, 28, 28, 1] or floats in [0, 1]
+    x_hat = run.reconstruct(images)              # pixel means in [0, 1]
+    x_new = run.sample(64, seed=0)               # VAE family only
+
+The checkpoint is restored onto the devices of this process (a CPU is enough), whatever number
+of devices wrote it: the restore target is built from the model's own init shapes here.
+"""
+
+import functools
+import json
+import os
+from typing import Any, Callable
+
+import jax
+import ml_collections
+import numpy as np
+
+from aejax import checkpoint
+from aejax import models
+from aejax import optimizers
+from aejax import parallel
+from aejax import train
+from aejax.errors import UserError
+
+# The image shape of each TFDS dataset aejax trains on (the config names only the dataset).
+IMAGE_SHAPES = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1), "kmnist": (28, 28, 1)}
+GENERATIVE = ("vae",)  # Families with a prior to sample from.
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    raise UserError(f"--workdir={workdir} has no config.json, so it holds no aejax run; pass "
+                    f"the workdir a `python -m aejax.main` run wrote; the existing steps are: none")
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def _steps_text(steps: list[int]) -> str:
+  return ", ".join(map(str, steps)) if steps else "none"
+
+
+class Restored:
+  """A restored run: `config`, `model` (Flax module), `params`, `step`; numpy in, numpy out.
+
+  Every method takes any number of examples and runs them through one compiled function in
+  fixed-size batches (the last one padded), so no batch size triggers a new compile.
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict, model: Any, params: Any, step: int,
+               workdir: str, image_shape: tuple[int, ...], batch_size: int = 500):
+    self.config, self.model, self.params, self.step = config, model, params, step
+    self.workdir, self.image_shape, self.batch_size = workdir, tuple(image_shape), batch_size
+    self.is_generative = config.model.name in GENERATIVE
+    # Parameters are arguments, not constants baked into the compiled functions.
+    encode = jax.jit(lambda p, x: model.apply({"params": p}, x, method=model.encode))
+    decode = jax.jit(lambda p, z: jax.nn.sigmoid(model.apply({"params": p}, z,
+                                                             method=model.decode)))
+    self._encode = functools.partial(encode, params)
+    self._decode = functools.partial(decode, params)
+
+  def _images(self, images: np.ndarray) -> np.ndarray:
+    """uint8 images are scaled to [0, 1]; float images are taken as already in [0, 1]."""
+    images = np.asarray(images)
+    if images.shape[1:] != self.image_shape:
+      raise UserError(f"images of shape {images.shape} do not fit this model; pass "
+                      f"[N, {', '.join(map(str, self.image_shape))}]")
+    return images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else (
+        images.astype(np.float32))
+
+  def map_batches(self, fn: Callable, x_N: np.ndarray) -> Any:
+    """fn over x_N in batches of `batch_size` (the last one padded), as numpy, trimmed to N."""
+    padded, _ = train.pad_to_multiple(x_N, self.batch_size)
+    outs = [jax.device_get(fn(padded[i:i + self.batch_size]))
+            for i in range(0, len(padded), self.batch_size)]
+    if not outs:  # No examples: empty arrays of the right trailing shape.
+      shapes = jax.eval_shape(fn, jax.ShapeDtypeStruct((self.batch_size, *x_N.shape[1:]),
+                                                        x_N.dtype))
+      return jax.tree.map(lambda s: np.zeros((0, *s.shape[1:]), s.dtype), shapes)
+    return jax.tree.map(lambda *xs: np.concatenate(xs)[:len(x_N)], *outs)
+
+  def posterior(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, logvar) of q(z|x), each [N, Z]; VAE family only."""
+    if not self.is_generative:
+      raise UserError(f"model {self.config.model.name!r} has a deterministic code, no "
+                      f"posterior; use encode()")
+    return self.map_batches(self._encode, self._images(images))
+
+  def encode(self, images: np.ndarray) -> np.ndarray:
+    """Codes [N, Z]: the AE's code, or the mean of a VAE's posterior."""
+    out = self.map_batches(self._encode, self._images(images))
+    return out[0] if self.is_generative else out
+
+  def decode(self, z_NxZ: np.ndarray) -> np.ndarray:
+    """Pixel means in [0, 1], [N, *image_shape] (the sigmoid of the decoder's logits)."""
+    return self.map_batches(self._decode, np.asarray(z_NxZ, np.float32))
+
+  def reconstruct(self, images: np.ndarray) -> np.ndarray:
+    return self.decode(self.encode(images))
+
+  def sample(self, n: int, seed: int = 0) -> np.ndarray:
+    """n images decoded from z ~ N(0, I), the prior; VAE family only."""
+    if not self.is_generative:
+      raise UserError(f"model {self.config.model.name!r} has no prior to sample from; "
+                      f"sample() needs one of {GENERATIVE}")
+    z = jax.random.normal(jax.random.key(seed), (n, self.config.model.latents))
+    return self.decode(np.asarray(z))
+
+
+def existing_steps(workdir: str, config: ml_collections.ConfigDict) -> list[int]:
+  """The steps of the complete checkpoints in `workdir` (orbax skips unfinished saves)."""
+  ckpt_dir = os.path.join(workdir, "checkpoints")
+  if not os.path.isdir(ckpt_dir):
+    return []
+  with checkpoint.manager(ckpt_dir, config.checkpoint.max_to_keep) as mngr:
+    return sorted(mngr.all_steps())
+
+
+def restore(workdir: str, step: int | None = None,
+            image_shape: tuple[int, ...] | None = None) -> Restored:
+  """The run in `workdir` at checkpoint `step` (default: the latest).
+
+  `image_shape` is needed only for datasets missing from IMAGE_SHAPES.
+  """
+  config = load_config(workdir)
+  steps = existing_steps(workdir, config)
+  if not steps:
+    raise UserError(f"--workdir={workdir} has no checkpoints; the existing steps are: none; "
+                    f"train it first with `python -m aejax.main`")
+  if step is None:
+    step = steps[-1]
+  elif step not in steps:
+    raise UserError(f"--step={step} has no checkpoint in {workdir}; the existing steps are: "
+                    f"{_steps_text(steps)}")
+  if image_shape is None:
+    if config.dataset not in IMAGE_SHAPES:
+      raise UserError(f"unknown image shape for dataset {config.dataset!r}; pass image_shape")
+    image_shape = IMAGE_SHAPES[config.dataset]
+
+  model = models.create_model(config.model, image_shape)
+  tx = optimizers.create_optimizer(config)
+  # The target: the train state's shapes and dtypes, replicated over this process's devices.
+  shapes = jax.eval_shape(functools.partial(train.init_state, image_shape=image_shape,
+                                            model=model, tx=tx), jax.random.key(0))
+  sharding = parallel.replicated(parallel.make_mesh())
+  like = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes)
+  ckpt_dir = os.path.join(workdir, "checkpoints")
+  try:
+    with checkpoint.manager(ckpt_dir, config.checkpoint.max_to_keep) as mngr:
+      state, _ = checkpoint.restore(mngr, step, like)
+  except Exception as e:  # Orbax's many error types; all mean this checkpoint cannot be used.
+    detail = " ".join(str(e).split())[:300]
+    raise UserError(f"cannot restore step {step} from {ckpt_dir} with the model of "
+                    f"{workdir}/config.json ({type(e).__name__}: {detail}); the checkpoint is "
+                    f"damaged or was written by another config") from e
+  return Restored(config, model, state.params, int(state.step), workdir, image_shape)

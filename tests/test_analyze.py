@@ -1,0 +1,223 @@
+"""Restoring and analysing real runs: `python -m aejax.analyze` and `aejax.restore`.
+
+Two small runs are trained once for the module (one epoch on the real MNIST): an AE written by
+8 CPU devices and a 2-D VAE. Every analysis runs in a fresh process with one device.
+"""
+
+import json
+import os
+import struct
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO, run_aejax
+
+ONE_DEVICE = {"XLA_FLAGS": ""}
+EIGHT_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+# Fast analysis settings; the CLI defaults are k=5000 and the whole splits.
+FAST = ["--k=100", "--nll_images=1000", "--probe_examples=10000"]
+# figures.SIZES at figures.DPI = 100, in pixels.
+PNG_SIZES = {"reconstructions.png": (1000, 400), "samples.png": (800, 800),
+             "interpolation.png": (1000, 160), "codes_2d.png": (800, 700),
+             "manifold.png": (800, 800), "curves.png": (1200, 400)}
+
+
+def _train(workdir, data_dir, env, experiment, *overrides):
+  proc = run_aejax(f"--config={experiment}", f"--workdir={workdir}", f"--data_dir={data_dir}",
+                   "--config.num_epochs=1", *overrides, env=env)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return proc
+
+
+def _test_record(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    (record,) = [r for r in map(json.loads, f) if r["split"] == "test"]
+  return record
+
+
+@pytest.fixture(scope="module")
+def ae_run(data_dir, tmp_path_factory):
+  """An AE checkpoint written by a process with 8 (CPU) devices."""
+  workdir = str(tmp_path_factory.mktemp("analyze") / "ae8")
+  proc = _train(workdir, data_dir, EIGHT_DEVICES, "experiments/mlp_ae.py",
+                "--config.model.hidden=(32,)", "--config.model.latents=8",
+                "--config.batch_size=128", "--config.eval_batch_size=1000")
+  assert "8 local of 8 devices" in proc.stderr
+  return workdir
+
+
+@pytest.fixture(scope="module")
+def vae_run(data_dir, tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("analyze") / "vae2")
+  _train(workdir, data_dir, ONE_DEVICE, "experiments/vae.py",
+         "--config.model.hidden=(64,)", "--config.model.latents=2")
+  return workdir
+
+
+def _analyze(workdir, data_dir, *flags):
+  proc = run_aejax(f"--workdir={workdir}", f"--data_dir={data_dir}", *flags,
+                   module="aejax.analyze", env=ONE_DEVICE)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  with open(os.path.join(workdir, "analysis", "metrics.json")) as f:
+    return json.load(f)
+
+
+@pytest.fixture(scope="module")
+def ae_analysis(ae_run, data_dir):
+  return _analyze(ae_run, data_dir, *FAST)
+
+
+@pytest.fixture(scope="module")
+def vae_analysis(vae_run, data_dir):
+  return _analyze(vae_run, data_dir, *FAST)
+
+
+def _png_size(path):
+  with open(path, "rb") as f:
+    head = f.read(24)
+  assert head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR", path
+  return struct.unpack(">II", head[16:24])
+
+
+def _check_analysis(result, workdir, expected_figures):
+  m = result["metrics"]
+  assert all(np.isfinite(v) for v in m.values()), m
+  assert 0 < m["sq_err_per_image"] < 784 and 0 < m["pca_sq_err_per_image"] < 784
+  np.testing.assert_allclose(m["sq_err_per_pixel"] * 784, m["sq_err_per_image"], rtol=1e-6)
+  np.testing.assert_allclose(m["pca_sq_err_per_pixel"] * 784, m["pca_sq_err_per_image"],
+                             rtol=1e-6)
+  assert 0 < m["bce"] < 784 * np.log(2) * 2
+  # The codes carry the digit: well above the 10% of chance, after one epoch.
+  assert 0.3 < m["linear_probe_accuracy"] <= 1 and 0.3 < m["knn_accuracy"] <= 1
+  assert 0.6 < m["anomaly_auroc"] <= 1  # Corrupted images reconstruct worse than clean ones.
+  assert "corrupted vs clean" in result["protocols"]["anomaly"]
+  assert result["settings"]["devices"] == 1 and result["test_images"] == 10000
+  assert result["settings"]["probe_train_examples"] == 10000
+
+  out = os.path.join(workdir, "analysis")
+  assert sorted(result["figures"]) == sorted(expected_figures)
+  for name in expected_figures:
+    assert _png_size(os.path.join(out, name)) == PNG_SIZES[name], name
+  report = open(os.path.join(out, "report.md")).read()
+  for name in expected_figures:
+    assert f"]({name})" in report
+  for name, value in m.items():
+    assert f"| `{name}` | {value:.4f} |" in report
+
+
+def test_analyze_ae(ae_run, ae_analysis):
+  _check_analysis(ae_analysis, ae_run, ["reconstructions.png", "codes_2d.png", "curves.png"])
+  assert ae_analysis["model"] == "ae" and "nll" not in ae_analysis["metrics"]
+  assert ae_analysis["settings"]["pca_components"] == 8
+
+
+def test_analyze_vae_nll_is_below_the_negative_elbo(vae_run, vae_analysis):
+  _check_analysis(vae_analysis, vae_run, list(PNG_SIZES))
+  m = vae_analysis["metrics"]
+  assert vae_analysis["settings"]["k"] == 100 and vae_analysis["settings"]["nll_images"] == 1000
+  assert 50 < m["nll"] < 300 and -300 < m["elbo"] < -50
+  assert m["nll"] <= -m["elbo"], m
+  # The restored model scores like the trained one: the training's own test ELBO (all 10000
+  # images, other posterior samples) is within a few nats of the analysis's.
+  assert abs(m["elbo"] - _test_record(vae_run)["elbo"]) < 5
+
+
+def test_checkpoint_from_8_devices_restores_and_analyses_on_1(ae_run, ae_analysis):
+  # The AE is deterministic and unbinarised: the 1-device analysis of the 8-device checkpoint
+  # reproduces the test error the 8-device training measured at its end.
+  np.testing.assert_allclose(ae_analysis["metrics"]["sq_err_per_image"],
+                             _test_record(ae_run)["sq_err"], rtol=1e-5)
+  assert ae_analysis["step"] == 468 and ae_analysis["settings"]["devices"] == 1
+
+
+def test_pca_baseline_at_30_components_matches_hinton_and_salakhutdinov(mnist):
+  from aejax import probes
+
+  train_images, _, test_images, _ = mnist
+  mean, basis = probes.pca_fit(train_images.reshape(60000, -1) / 255.0, 30)
+  err = probes.pca_squared_error(test_images.reshape(10000, -1) / 255.0, mean, basis)
+  assert abs(np.mean(err) - 13.87) <= 0.05, np.mean(err)
+
+
+def _error_line(proc):
+  lines = [l for l in proc.stderr.splitlines() if l.startswith("aejax: error:")]
+  assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-3000:]
+  assert "Traceback" not in proc.stderr
+  return lines[0]
+
+
+def test_missing_checkpoints_or_step_is_one_line_listing_the_steps(vae_run, data_dir, tmp_path):
+  empty = tmp_path / "empty"
+  empty.mkdir()
+  line = _error_line(run_aejax(f"--workdir={empty}", module="aejax.analyze", timeout=120))
+  assert "existing steps are: none" in line
+
+  no_ckpt = tmp_path / "no_ckpt"  # A run's config but no checkpoint (killed before the first).
+  no_ckpt.mkdir()
+  (no_ckpt / "config.json").write_text(open(os.path.join(vae_run, "config.json")).read())
+  line = _error_line(run_aejax(f"--workdir={no_ckpt}", module="aejax.analyze", timeout=120))
+  assert "has no checkpoints" in line and "existing steps are: none" in line
+
+  line = _error_line(run_aejax(f"--workdir={vae_run}", "--step=7", module="aejax.analyze",
+                               timeout=120))
+  assert "--step=7" in line and "existing steps are: 468" in line
+
+
+def test_python_api_works_on_any_batch_size(ae_run, vae_run, mnist):
+  import aejax
+  from aejax.errors import UserError
+
+  test_images = mnist[2]
+  ae = aejax.restore(ae_run)  # Written by 8 devices, restored into this 1-device process.
+  assert ae.step == 468 and ae.config.model.latents == 8
+  codes = ae.encode(test_images[:1234])  # Not a multiple of the internal batch.
+  assert codes.shape == (1234, 8) and codes.dtype == np.float32
+  for n in (0, 1, 501):
+    np.testing.assert_allclose(ae.encode(test_images[:n]), codes[:n], rtol=1e-5, atol=1e-5)
+  # uint8 images are scaled to [0, 1]: the same codes as from float input.
+  np.testing.assert_allclose(ae.encode(test_images[:7] / 255.0), codes[:7], rtol=1e-5,
+                             atol=1e-5)
+  recon = ae.reconstruct(test_images)
+  assert recon.shape == test_images.shape and 0 <= recon.min() and recon.max() <= 1
+  sq_err = np.mean(np.sum(np.square(recon - test_images / 255.0), axis=(1, 2, 3)))
+  np.testing.assert_allclose(sq_err, _test_record(ae_run)["sq_err"], rtol=1e-4)
+  with pytest.raises(UserError, match="no prior"):
+    ae.sample(4)
+  with pytest.raises(UserError, match="do not fit"):
+    ae.encode(test_images[:3, :, :, 0])
+
+  vae = aejax.restore(vae_run, step=468)
+  mean, logvar = vae.posterior(test_images[:3])
+  np.testing.assert_allclose(vae.encode(test_images[:3]), mean)
+  assert logvar.shape == (3, 2)
+  samples = vae.sample(5, seed=1)
+  assert samples.shape == (5, 28, 28, 1) and 0 <= samples.min() and samples.max() <= 1
+  assert vae.decode(np.zeros((0, 2))).shape == (0, 28, 28, 1)
+  with pytest.raises(UserError, match="existing steps are: 468"):
+    aejax.restore(vae_run, step=1)
+
+
+def test_checkpoint_that_does_not_fit_the_config_is_a_user_error(vae_run, tmp_path):
+  import aejax
+  from aejax.errors import UserError
+
+  config = json.load(open(os.path.join(vae_run, "config.json")))
+  config["model"]["latents"] = 3  # The run's config.json rewritten by another invocation.
+  (tmp_path / "config.json").write_text(json.dumps(config))
+  os.symlink(os.path.join(vae_run, "checkpoints"), tmp_path / "checkpoints")
+  with pytest.raises(UserError, match="cannot restore step 468.*another config"):
+    aejax.restore(str(tmp_path))
+
+
+def test_import_aejax_stays_light():
+  code = "import sys, aejax; print(sorted(m for m in ('jax', 'flax', 'orbax') if m in sys.modules))"
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                       cwd=REPO)
+  assert out.stdout.strip() == "[]"
+  code = "import aejax; print(aejax.restore.__module__)"
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                       cwd=REPO)
+  assert out.stdout.strip() == "aejax.restored"
