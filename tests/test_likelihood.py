@@ -6,6 +6,7 @@ import numpy as np
 
 from aejax import likelihood
 from aejax import losses
+from aejax import sampling
 
 
 def test_iwae_bound_is_a_stable_log_mean_exp():
@@ -58,7 +59,8 @@ def test_vae_scores_on_real_images(mnist):
   config = configs.base()
   config.model.name, config.model.hidden, config.model.latents = "vae", (16,), 4
   model = models.create_model(config.model, (28, 28, 1))
-  params = model.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)), jax.random.key(1))["params"]
+  params = model.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)),
+                      sampling.example_keys(jax.random.key(1), 0, 1))["params"]
   x = jnp.asarray(mnist[2][:64] > 127, jnp.float32)
   scores = jax.jit(lambda p, x, r: likelihood.vae_scores(p, x, r, model=model, k=50, chunk=10))(
       params, x, jax.random.key(2))
