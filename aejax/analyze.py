@@ -10,7 +10,6 @@ import functools
 import json
 import logging as py_logging
 import os
-import sys
 import time
 
 from absl import app
@@ -19,6 +18,7 @@ from absl import logging
 import jax
 import numpy as np
 
+from aejax import cli
 from aejax import data
 from aejax import figures
 from aejax import likelihood
@@ -50,19 +50,6 @@ flags.mark_flags_as_required(["workdir"])
 
 CORRUPT_FRACTION = 0.1  # Pixels set to 0/1 in the anomalies of the corrupted-vs-clean AUROC.
 NLL_BATCH = 100  # Test images per NLL step; with up to 100 samples each, ~30 MB of logits.
-
-
-def fail(message: str) -> None:
-  """One line on stderr and exit code 2 (the convention of aejax.main)."""
-  print(f"aejax: error: {message}", file=sys.stderr)
-  sys.exit(2)
-
-
-def parse_flags(argv: list[str]) -> list[str]:
-  try:
-    return flags.FLAGS(argv)
-  except flags.Error as e:
-    fail(" ".join(str(e).split()))
 
 
 # --- Scores on the test split ------------------------------------------------------------------
@@ -281,7 +268,7 @@ def report(result: dict) -> str:
 
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
-    fail(f"unexpected arguments {argv[1:]}; see --help")
+    cli.fail(f"unexpected arguments {argv[1:]}; see --help")
   # Orbax logs every restore phase at INFO; keep the console for aejax's own lines.
   logging.get_absl_logger().addFilter(
       lambda r: r.levelno >= py_logging.WARNING or "/orbax/" not in r.pathname)
@@ -291,8 +278,8 @@ def main(argv: list[str]) -> None:
             probe_examples=_PROBE_EXAMPLES.value,
             neighbors=_NEIGHBORS.value, seed=_SEED.value)
   except UserError as e:
-    fail(str(e))
+    cli.fail(str(e))
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=parse_flags)
+  app.run(main, flags_parser=cli.parse_flags)

@@ -30,6 +30,7 @@ from absl import logging
 import numpy as np
 
 from aejax import metrics as metrics_lib
+from aejax import cli
 from aejax import rundir
 from aejax.errors import UserError
 
@@ -313,31 +314,18 @@ def compare(paths: list[str], metrics: list[str] | None, out: str | None) -> str
   return table
 
 
-def fail(message: str) -> None:
-  """aejax.main's convention (main itself is not imported: its flags are required ones)."""
-  print(f"aejax: error: {message}", file=sys.stderr)
-  sys.exit(2)
-
-
-def parse_flags(argv: list[str]) -> list[str]:
-  try:
-    return flags.FLAGS(argv)
-  except flags.Error as e:
-    fail(" ".join(str(e).split()))
-
-
 def main(argv: list[str]) -> None:
   logging.set_verbosity(logging.WARNING)  # Orbax reports each metadata read at INFO.
   if len(argv) < 2:
-    fail("no run directories given; e.g. python -m aejax.compare /tmp/sweep")
+    cli.fail("no run directories given; e.g. python -m aejax.compare /tmp/sweep")
   try:
     print(compare(argv[1:], _METRIC.value, _OUT.value))
   except UserError as e:
-    fail(str(e))
+    cli.fail(str(e))
   if _OUT.value:
     print(f"\nWrote {os.path.join(_OUT.value, 'compare.csv')} and "
           f"{os.path.join(_OUT.value, 'curves.png')}", file=sys.stderr)
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=parse_flags)
+  app.run(main, flags_parser=cli.parse_flags)

@@ -4,7 +4,6 @@ Any config field can be overridden: `--config.model.latents=32 --config.num_epoc
 Running the same command again resumes from the workdir's latest checkpoint.
 """
 
-import logging as py_logging
 import sys
 
 from absl import app
@@ -13,6 +12,7 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
+from aejax import cli
 from aejax import train
 from aejax import workdir as workdir_lib
 from aejax.errors import AejaxError, Preempted
@@ -45,37 +45,10 @@ _HEARTBEAT = flags.DEFINE_integer(
 flags.mark_flags_as_required(["config", "workdir"])
 
 
-def fail(message: str, exit_code: int = 2) -> None:
-  """One line on stderr and a documented exit code (2: bad input; see aejax/errors.py)."""
-  print(f"aejax: error: {message}", file=sys.stderr)
-  sys.exit(exit_code)
-
-
-def parse_flags(argv: list[str]) -> list[str]:
-  try:
-    return flags.FLAGS(argv)
-  except flags.Error as e:
-    fail(" ".join(str(e).split()))
-  except (AttributeError, KeyError) as e:
-    # A --config.<key> override naming no field of the locked config; ml_collections's message
-    # holds the key and a "did you mean" suggestion, spread over lines and quotes.
-    text = str(e).replace("\\n", " ").translate({ord(c): None for c in "\\'\""})
-    key, _, hint = " ".join(text.split()).partition(" ")
-    fail(f"unknown config field {key!r}{f' ({hint})' if hint else ''}; the valid fields are "
-         f"those of the experiment's config (aejax/configs.py)")
-
-
-def quiet_library_info_logs() -> None:
-  """Orbax logs every save phase at INFO through absl; keep the console for aejax's own lines."""
-  noisy = ("/orbax/",)
-  logging.get_absl_logger().addFilter(
-      lambda r: r.levelno >= py_logging.WARNING or not any(n in r.pathname for n in noisy))
-
-
 def initialize_distributed() -> None:
   if not _DISTRIBUTED.value:
     if _COORDINATOR.value or _NUM_PROCESSES.value or _PROCESS_ID.value is not None:
-      fail("--coordinator_address/--num_processes/--process_id need --distributed")
+      cli.fail("--coordinator_address/--num_processes/--process_id need --distributed")
     return
   jax.distributed.initialize(
       coordinator_address=_COORDINATOR.value, num_processes=_NUM_PROCESSES.value,
@@ -84,9 +57,9 @@ def initialize_distributed() -> None:
 
 
 def main(argv: list[str]) -> None:
-  quiet_library_info_logs()
+  cli.quiet_library_info_logs()
   if len(argv) > 1:
-    fail(f"unexpected arguments {argv[1:]}; config fields are set as --config.<key>=<value>")
+    cli.fail(f"unexpected arguments {argv[1:]}; config fields are set as --config.<key>=<value>")
   initialize_distributed()
   if jax.process_index() != 0:  # Process 0 reports for everyone.
     logging.set_verbosity(logging.WARNING)
@@ -98,7 +71,7 @@ def main(argv: list[str]) -> None:
     config.keys()  # config_flags defers a file that failed to load until the config is read.
   except Exception as e:
     detail = " ".join(str(e).split()[-12:])
-    fail(f"cannot load --config={flags.FLAGS['config'].config_filename}: ...{detail}; pass an "
+    cli.fail(f"cannot load --config={flags.FLAGS['config'].config_filename}: ...{detail}; pass an "
          f"existing experiment file such as experiments/vae.py")
   workdir = _WORKDIR.value
   if _FORCE_NEW.value:
@@ -115,8 +88,8 @@ def main(argv: list[str]) -> None:
     print(f"aejax: {e}", file=sys.stderr)
     sys.exit(e.exit_code)
   except AejaxError as e:
-    fail(str(e), e.exit_code)
+    cli.fail(str(e), e.exit_code)
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=parse_flags)
+  app.run(main, flags_parser=cli.parse_flags)

@@ -35,6 +35,7 @@ from absl import logging
 from ml_collections import config_flags
 import ml_collections
 
+from aejax import cli
 from aejax import main as main_lib  # Defines --config, --workdir, --data_dir and main's flags.
 from aejax import rundir
 from aejax.errors import UserError
@@ -280,18 +281,18 @@ def sweep(argv: list[str]) -> int:
 
 
 def main(argv: list[str]) -> None:
-  main_lib.quiet_library_info_logs()
+  cli.quiet_library_info_logs()
   if len(argv) > 1:
-    main_lib.fail(f"unexpected arguments {argv[1:]}; set config fields as "
+    cli.fail(f"unexpected arguments {argv[1:]}; set config fields as "
                   f"--config.<key>=<value> and sweep them with --sweep=<key>=<v1>,<v2>")
   try:
     sys.exit(sweep(sys.argv))
   except UserError as e:
-    main_lib.fail(str(e))
+    cli.fail(str(e))
   except KeyboardInterrupt:
     print("aejax: interrupted; the same command resumes the sweep", file=sys.stderr)
     sys.exit(130)
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=main_lib.parse_flags)
+  app.run(main, flags_parser=cli.parse_flags)

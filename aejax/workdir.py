@@ -5,6 +5,7 @@ import os
 
 import ml_collections
 
+from aejax import rundir
 from aejax.errors import UserError
 
 # Fields that may change when a run is resumed: they change how long it trains, how often it
@@ -17,19 +18,9 @@ def config_path(workdir: str) -> str:
   return os.path.join(workdir, "config.json")
 
 
-def _flatten(d: dict, prefix: str = "") -> dict[str, object]:
-  out = {}
-  for k, v in d.items():
-    if isinstance(v, dict):
-      out.update(_flatten(v, f"{prefix}{k}."))
-    else:
-      out[f"{prefix}{k}"] = list(v) if isinstance(v, tuple) else v
-  return out
-
-
 def config_drift(saved: dict, config: ml_collections.ConfigDict) -> list[str]:
   """'field: saved -> now' for every non-resumable field that differs."""
-  old, new = _flatten(saved), _flatten(json.loads(config.to_json_best_effort()))
+  old, new = rundir.flatten(saved), rundir.flatten(json.loads(config.to_json_best_effort()))
   changed = []
   for key in sorted(set(old) | set(new)):
     if key.split(".")[0] in RESUMABLE or old.get(key) == new.get(key):

@@ -12,7 +12,6 @@ import functools
 import chex
 import jax
 import numpy as np
-from ml_collections import config_flags  # noqa: F401  (experiment files are ml_collections)
 
 from aejax import data
 from aejax import models

@@ -8,7 +8,6 @@ import sys
 import time
 
 import chex
-import pytest
 
 from conftest import REPO, run_aejax
 
