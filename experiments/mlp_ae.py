@@ -3,7 +3,9 @@ r"""784-512-256-32 MLP autoencoder, squared-error loss.
   python -m aejax.main --config=experiments/mlp_ae.py --workdir=/tmp/mlp_ae \
       --manual_dir=../shared/data/mnist
 
-Result: see the README's experiments table.
+Result (measured, CPU with 2 cores): test squared error 3.75 per image (sum over 784 pixels)
+after the 20 epochs, 75 s; 6.08 after 3 epochs (--config.num_epochs=3). PCA with 32 components:
+13.19.
 """
 
 from aejax import configs
