@@ -16,6 +16,9 @@ def base() -> ml_collections.ConfigDict:
   c.eval_every_epochs = 1  # The test split is also evaluated after the last epoch.
   c.eval_batch_size = 1000  # Global; the test split is padded (and masked) to a multiple of it.
 
+  # Compute dtype: 'float32' | 'bfloat16' (params, optimizer state and the loss stay float32).
+  c.dtype = "float32"
+
   c.dataset = "mnist"  # A TFDS name; images are read as uint8 and scaled to [0, 1] on device.
   c.input = ml_collections.ConfigDict()
   # 'none': grey levels in [0, 1]; 'dynamic': a fresh Bernoulli sample of every pixel at every

@@ -56,6 +56,9 @@ def per_example_metrics(params: Any, x_uint8: jax.Array, rng: jax.Array, *, mode
   x = preprocess.binarize(preprocess.to_unit_interval(x_uint8), rng_input,
                           config.input.binarize)
   outputs = model.apply({"params": params}, x, rng_model)
+  # A bf16 model's outputs are scored in float32: per-pixel terms summed over 784 pixels (and
+  # then averaged over the batch) would lose whole nats in bf16.
+  outputs = jax.tree.map(lambda v: v.astype(jnp.float32), outputs)
   return losses.get_objective(config.model.name, config.loss)(outputs, x)
 
 
@@ -202,7 +205,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   test_mask = parallel.put_replicated(test_mask, mesh)
 
   # Model and optimizer.
-  model = models.create_model(config.model, image_shape)
+  model = models.create_model(config.model, image_shape, config.dtype)
   tx = optimizers.create_optimizer(config)
   keys = split_keys(config.seed)
   state = jax.jit(functools.partial(init_state, image_shape=image_shape, model=model, tx=tx),
