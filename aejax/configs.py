@@ -16,6 +16,11 @@ def base() -> ml_collections.ConfigDict:
   c.eval_every_epochs = 1  # The test split is also evaluated after the last epoch.
   c.eval_batch_size = 1000  # Global; the test split is padded (and masked) to a multiple of it.
 
+  # 'device': the split lives on the devices and an epoch is one scanned jit call (fits MNIST);
+  # 'stream': grain reads each batch from the prepared files, for splits that do not fit. Both
+  # train on the same batches for the same seed.
+  c.input_mode = "device"
+  c.input_workers = 4  # 'stream' only: grain worker processes that read and decode batches.
   # Compute dtype: 'float32' | 'bfloat16' (params, optimizer state and the loss stay float32).
   c.dtype = "float32"
 

@@ -21,6 +21,7 @@ import optax
 
 from aejax import checkpoint
 from aejax import data
+from aejax import input_pipeline
 from aejax import losses
 from aejax import metrics as metrics_lib
 from aejax import models
@@ -169,6 +170,7 @@ def validate(config: ml_collections.ConfigDict, num_train: int) -> None:
   if config.input.binarize not in preprocess.BINARIZE:
     raise UserError(f"unknown config.input.binarize={config.input.binarize!r}; "
                     f"use one of {preprocess.BINARIZE}")
+  input_pipeline.validate(config)
   allowed = losses.LOSSES.get(config.model.name)
   if allowed is not None and config.loss not in allowed:
     raise UserError(f"config.loss={config.loss!r} does not fit config.model.name="
@@ -190,16 +192,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     from jax.experimental import multihost_utils
     multihost_utils.sync_global_devices("dataset prepared")
     builder_dir = data.prepare(config.dataset, data_dir)
-  train_images, _ = data.load_split(builder_dir, "train")
+  if config.input_mode == "stream":  # The train split stays on disk (input_pipeline).
+    train_images = None
+    train_source = input_pipeline.open_source(builder_dir, "train")
+    num_train, image_shape = len(train_source), input_pipeline.image_shape(train_source)
+  else:
+    train_images, _ = data.load_split(builder_dir, "train")
+    num_train, image_shape = len(train_images), train_images.shape[1:]
   test_images, _ = data.load_split(builder_dir, "test")
-  validate(config, len(train_images))
-  image_shape = train_images.shape[1:]
-  steps_per_epoch = len(train_images) // config.batch_size  # The remainder waits a permutation.
+  validate(config, num_train)
+  steps_per_epoch = num_train // config.batch_size  # The remainder waits a permutation.
   logging.info("Data: %d train and %d test images of shape %s; %d steps per epoch",
-               len(train_images), len(test_images), image_shape, steps_per_epoch)
+               num_train, len(test_images), image_shape, steps_per_epoch)
 
   mesh = parallel.make_mesh()
-  train_images = parallel.put_replicated(train_images, mesh)
+  if train_images is not None:
+    train_images = parallel.put_replicated(train_images, mesh)
   test_images, test_mask = pad_to_multiple(test_images, config.eval_batch_size)
   test_images = parallel.put_replicated(test_images, mesh)
   test_mask = parallel.put_replicated(test_mask, mesh)
@@ -231,9 +239,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   metrics_fn = functools.partial(per_example_metrics, model=model, config=config)
   step_fn = functools.partial(train_step, model=model, tx=tx, config=config)
   t0 = time.time()
-  train_epoch = make_train_epoch(step_fn, batch_size=config.batch_size,
-                                 steps_per_epoch=steps_per_epoch, keys=keys, mesh=mesh)
-  train_epoch = train_epoch.lower(state, train_images, 0).compile()
+  if config.input_mode == "stream":  # Same signature: the loop below calls either one.
+    train_epoch = input_pipeline.StreamEpochs(
+        step_fn, train_source, batch_size=config.batch_size, steps_per_epoch=steps_per_epoch,
+        num_examples=num_train, num_epochs=config.num_epochs, keys=keys, mesh=mesh,
+        num_workers=config.input_workers, state=state)
+  else:
+    train_epoch = make_train_epoch(step_fn, batch_size=config.batch_size,
+                                   steps_per_epoch=steps_per_epoch, keys=keys, mesh=mesh)
+    train_epoch = train_epoch.lower(state, train_images, 0).compile()
   evaluate = make_evaluate(metrics_fn, eval_batch_size=config.eval_batch_size, keys=keys,
                            mesh=mesh).lower(state.params, test_images, test_mask).compile()
   logging.info("Compiled the train epoch and the evaluation in %.1fs", time.time() - t0)
