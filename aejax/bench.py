@@ -14,6 +14,7 @@ achieved FLOP/s from the FLOPs of one compiled step (XLA's cost analysis where t
 reports it, else an analytic count of the dense layers; `flops_source` says which).
 """
 
+import contextlib
 import functools
 import importlib.util
 import json
@@ -50,6 +51,9 @@ _STREAM_EPOCHS = flags.DEFINE_integer(
 _NUM_TRAIN = flags.DEFINE_integer("num_train", 0, "Use the first N training images (0: all).")
 _INPUT_WORKERS = flags.DEFINE_integer("input_workers", None,
                                       "grain workers for stream (default: the experiment's).")
+_TRACE_DIR = flags.DEFINE_string(
+    "trace_dir", None, "Write a jax.profiler trace (with a Perfetto JSON) of each timed device "
+    "and baseline run under this folder, to see what limits them.")
 _JSON = flags.DEFINE_bool("json", False, "One JSON object per line instead of a table.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir (as for aejax.main).")
 _MANUAL_DIR = flags.DEFINE_string("manual_dir", None, "Original archives (as for aejax.main).")
@@ -82,10 +86,18 @@ def step_flops(compiled, params, batch_size: int) -> tuple[float, str]:
   return 6.0 * weights * batch_size, "analytic_dense_6x"
 
 
-def timed(fn) -> tuple[float, object]:
-  t0 = time.perf_counter()
-  out = jax.block_until_ready(fn())
-  return time.perf_counter() - t0, out
+def timed(fn, trace_name: str | None = None) -> tuple[float, object]:
+  trace = contextlib.nullcontext()
+  if _TRACE_DIR.value and trace_name:
+    options = jax.profiler.ProfileOptions()
+    options.python_tracer_level = 0  # Device and runtime activity only: a small trace.
+    trace = jax.profiler.trace(os.path.join(_TRACE_DIR.value, trace_name),
+                               create_perfetto_trace=True, profiler_options=options)
+  with trace:
+    t0 = time.perf_counter()
+    out = jax.block_until_ready(fn())
+    seconds = time.perf_counter() - t0
+  return seconds, out
 
 
 def bench_one(config, images: np.ndarray, source, *, modes, steps: int, stream_epochs: int):
@@ -136,7 +148,8 @@ def bench_one(config, images: np.ndarray, source, *, modes, steps: int, stream_e
       return state
 
     state = jax.block_until_ready(run_baseline(state, min(spe, 10)))  # Warm-up.
-    seconds, _ = timed(lambda: run_baseline(state, epochs * spe))
+    seconds, _ = timed(lambda: run_baseline(state, epochs * spe),
+                       f"baseline_b{batch_size}_{config.dtype}")
     rows.append(row("baseline", seconds, epochs * spe, step_compile_s))
 
   if "device" in modes:
@@ -154,7 +167,7 @@ def bench_one(config, images: np.ndarray, source, *, modes, steps: int, stream_e
         state, metrics = epoch_fn(state, images_dev, epoch)
       return state, metrics
 
-    seconds, _ = timed(lambda: run_device(state))
+    seconds, _ = timed(lambda: run_device(state), f"device_b{batch_size}_{config.dtype}")
     del images_dev
     rows.append(row("device", seconds, epochs * spe, compile_s))
 
