@@ -8,9 +8,10 @@ once per epoch on the host from the same key, and each batch goes through the sa
 `train_step`, jitted, so the two modes train the same parameters.
 
 Per process: `grain.sharding.ShardByJaxProcess` names this process's shard; the process reads
-only the rows of each global batch that its own devices hold, and `make_array_from_process_local_data`
-joins the shards into the global batch. Reading and decoding run in `num_workers` grain worker
-processes, and a background thread puts the next batches on the devices while a step runs.
+only the rows of each global batch that its own devices hold, and
+`make_array_from_process_local_data` joins the shards into the global batch. Reading and
+decoding run in `num_workers` grain worker processes, and a background thread puts the next
+batches on the devices while a step runs.
 TensorFlow is never imported: `as_data_source` reads ArrayRecord through array_record.
 """
 
@@ -25,7 +26,6 @@ import numpy as np
 
 from aejax.errors import UserError
 
-Metrics = dict[str, jax.Array]
 INPUT_MODES = ("device", "stream")
 
 
@@ -71,7 +71,8 @@ def local_rows(batch_sharding: jax.sharding.Sharding, batch_size: int) -> slice:
   stops = sorted({(idx[0].stop or batch_size) for idx in index_map.values()})
   per_process = batch_size // shard.shard_count
   want = slice(shard.shard_index * per_process, (shard.shard_index + 1) * per_process)
-  if (starts[0], stops[-1]) != (want.start, want.stop) or per_process * shard.shard_count != batch_size:
+  if ((starts[0], stops[-1]) != (want.start, want.stop)
+      or per_process * shard.shard_count != batch_size):
     raise UserError(f"process {shard.shard_index} holds rows {starts[0]}-{stops[-1]} of each "
                     f"batch of {batch_size}, not block {shard.shard_index} of "
                     f"{shard.shard_count}; use a batch size divisible by the devices and a mesh "
