@@ -20,6 +20,7 @@ import importlib.util
 import json
 import math
 import os
+import sys
 import time
 
 from absl import app
@@ -209,7 +210,7 @@ def main(argv):
   try:
     run()
   except UserError as e:
-    print(f"aejax: error: {e}", flush=True, file=__import__("sys").stderr)
+    print(f"aejax: error: {e}", flush=True, file=sys.stderr)
     raise SystemExit(2)
 
 
