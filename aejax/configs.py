@@ -23,6 +23,14 @@ def base() -> ml_collections.ConfigDict:
   # 'pmap': the same train step under jax.pmap with an explicit pmean. Both give the same result.
   c.parallel = "mesh"
 
+  # 'device': the split lives on the devices and an epoch is one scanned jit call (fits MNIST);
+  # 'stream': grain reads each batch from the prepared files, for splits that do not fit. Both
+  # train on the same batches for the same seed.
+  c.input_mode = "device"
+  c.input_workers = 4  # 'stream' only: grain worker processes that read and decode batches.
+  # Compute dtype: 'float32' | 'bfloat16' (params, optimizer state and the loss stay float32).
+  c.dtype = "float32"
+
   c.dataset = "mnist"  # A TFDS name; images are read as uint8 and scaled to [0, 1] on device.
   c.input = ml_collections.ConfigDict()
   # 'none': grey levels in [0, 1]; 'dynamic': a fresh Bernoulli sample of every pixel at every

@@ -22,6 +22,7 @@ import optax
 
 from aejax import checkpoint
 from aejax import data
+from aejax import input_pipeline
 from aejax import losses
 from aejax import metrics as metrics_lib
 from aejax import models
@@ -65,6 +66,9 @@ def per_example_metrics(params: Any, x_uint8: jax.Array, keys_B: jax.Array, *, m
   x = preprocess.binarize(preprocess.to_unit_interval(x_uint8), keys_input_B,
                           config.input.binarize)
   outputs = model.apply({"params": params}, x, keys_model_B)
+  # A bf16 model's outputs are scored in float32: per-pixel terms summed over 784 pixels (and
+  # then averaged over the batch) would lose whole nats in bf16.
+  outputs = jax.tree.map(lambda v: v.astype(jnp.float32), outputs)
   return losses.get_objective(config.model.name, config.loss)(outputs, x)
 
 
@@ -220,23 +224,29 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   workdir_lib.check_resumable(workdir, config)
   os.makedirs(workdir, exist_ok=True)
 
-  # --- Input: put on the devices once. -------------------------------------------------------
+  # --- Input: device mode puts the split on the devices once; stream mode reads it per batch. --
   builder_dir = _prepare_data(config, data_dir, manual_dir, download)
-  validation.validate_data(config, data.num_examples(builder_dir, "train"))
-  # Every process holds the whole (small) dataset.
-  train_images, test_images = (data.load_split(builder_dir, s)[0] for s in ("train", "test"))
-  image_shape = train_images.shape[1:]
-  steps_per_epoch = len(train_images) // config.batch_size  # The remainder waits a permutation.
+  num_train = data.num_examples(builder_dir, "train")
+  validation.validate_data(config, num_train)
+  if config.input_mode == "stream":
+    train_images, train_source = None, input_pipeline.open_source(builder_dir, "train")
+    image_shape = input_pipeline.image_shape(train_source)
+  else:  # Every process holds the whole (small) split.
+    train_images = data.load_split(builder_dir, "train")[0]
+    image_shape = train_images.shape[1:]
+  test_images = data.load_split(builder_dir, "test")[0]
+  steps_per_epoch = num_train // config.batch_size  # The remainder waits a permutation.
   logging.info("Data: %d train and %d test images of shape %s; %d steps per epoch",
-               len(train_images), len(test_images), image_shape, steps_per_epoch)
+               num_train, len(test_images), image_shape, steps_per_epoch)
   mesh = parallel.make_mesh()
-  train_images = parallel.put_replicated(train_images, mesh)
+  if train_images is not None:
+    train_images = parallel.put_replicated(train_images, mesh)
   test_images, test_mask = pad_to_multiple(test_images, config.eval_batch_size)
   test_images = parallel.put_replicated(test_images, mesh)
   test_mask = parallel.put_replicated(test_mask, mesh)
 
   # --- Model and optimizer. ------------------------------------------------------------------
-  model = models.create_model(config.model, image_shape)
+  model = models.create_model(config.model, image_shape, config.dtype)
   tx = optimizers.create_optimizer(config)
   keys = split_keys(config.seed)
   state = jax.jit(functools.partial(init_state, image_shape=image_shape, model=model, tx=tx),
@@ -274,24 +284,30 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                               axis_name=parallel.DATA_AXIS if pmap else None)
   to_call = parallel.to_pmap if pmap else (lambda tree: tree)
   from_call = functools.partial(parallel.from_pmap, mesh=mesh) if pmap else (lambda tree: tree)
-  if pmap:
-    train_images = parallel.to_pmap(train_images)
-  train_chunk = make_train_chunk(step_fn, batch_size=config.batch_size, keys=keys, mesh=mesh,
-                                 mode=config.parallel)
-  compiled = {}
-
-  def run_chunk(state, epoch, start, num_steps):
-    if num_steps not in compiled:  # At most two sizes: steps_per_call and an epoch's remainder.
-      compiled[num_steps] = train_chunk.lower(to_call(state), train_images, epoch, start,
-                                              num_steps).compile()
-    return from_call(compiled[num_steps](to_call(state), train_images, epoch, start))
-
   chunk = min(config.steps_per_call or steps_per_epoch, steps_per_epoch)
   t0 = time.time()
-  compiled[chunk] = train_chunk.lower(to_call(state), train_images, 1, 0, chunk).compile()
+  if config.input_mode == "stream":  # grain feeds the same step; the same call signature.
+    run_chunk = input_pipeline.StreamEpochs(
+        step_fn, train_source, batch_size=config.batch_size, steps_per_epoch=steps_per_epoch,
+        num_examples=num_train, num_epochs=config.num_epochs, keys=keys, mesh=mesh,
+        num_workers=config.input_workers, state=state)
+  else:
+    if pmap:
+      train_images = parallel.to_pmap(train_images)
+    train_chunk = make_train_chunk(step_fn, batch_size=config.batch_size, keys=keys, mesh=mesh,
+                                   mode=config.parallel)
+    compiled = {chunk: train_chunk.lower(to_call(state), train_images, 1, 0, chunk).compile()}
+
+    def run_chunk(state, epoch, start, num_steps):
+      if num_steps not in compiled:  # At most two sizes: steps_per_call and an epoch's rest.
+        compiled[num_steps] = train_chunk.lower(to_call(state), train_images, epoch, start,
+                                                num_steps).compile()
+      return from_call(compiled[num_steps](to_call(state), train_images, epoch, start))
+
   evaluate = make_evaluate(metrics_fn, eval_batch_size=config.eval_batch_size, keys=keys,
                            mesh=mesh).lower(state.params, test_images, test_mask).compile()
-  logging.info("Compiled %d-step train calls and the evaluation in %.1fs", chunk, time.time() - t0)
+  logging.info("Compiled %d-step train calls and the evaluation in %.1fs", chunk,
+               time.time() - t0)
 
   def save(state, epochs_done, epoch_step, sums):
     step = epochs_done * steps_per_epoch + epoch_step
@@ -347,6 +363,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   if epochs_done >= config.num_epochs:
     logging.info("Nothing to do: the checkpoint already holds %d of %d epochs",
                  epochs_done, config.num_epochs)
+  if config.input_mode == "stream":
+    run_chunk.close()  # Ends grain's worker processes.
   checkpoint.wait(mngr)
   mngr.close()
   writer.close()

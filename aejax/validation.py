@@ -6,6 +6,7 @@ costs a second, not a crashed run.
 
 import ml_collections
 
+from aejax import input_pipeline
 from aejax import losses
 from aejax import parallel
 from aejax import preprocess
@@ -46,6 +47,12 @@ def validate_config(config: ml_collections.ConfigDict, device_count: int) -> Non
            f"config.{divisor_of}={config[divisor_of]} is not divisible by the {device_count} "
            f"devices; use a multiple of {device_count}")
   _one_of(config.parallel, parallel.MODES, "parallel")
+  _one_of(config.input_mode, input_pipeline.INPUT_MODES, "input_mode")
+  _check(config.input_mode == "device" or config.parallel == "mesh",
+         f"config.input_mode={config.input_mode!r} runs on the mesh path; use "
+         f"config.parallel='mesh' with it")
+  _at_least(config, "input_workers", 0)
+  _one_of(config.dtype, factory.DTYPES, "dtype")
   _one_of(config.input.binarize, preprocess.BINARIZE, "input.binarize")
   _one_of(config.model.name, factory.FAMILIES, "model.name")
   _one_of(config.model.encoder, factory.ENCODERS, "model.encoder")

@@ -1,0 +1,253 @@
+r"""Throughput of aejax's loop beside a per-step baseline, in one process.
+
+  python -m aejax.bench --experiment=vae --batch_sizes=128,1024,8192 [--json] [--steps=2000]
+
+Per batch size (and dtype) it times, after a warm-up and up to `block_until_ready`:
+  baseline  the usual loop (as in the Flax VAE example): a host-side permutation, a numpy batch
+            gathered on the host per step and fed to the jitted step, a key split on the host;
+  device    aejax's device-resident epoch (`train.make_train_chunk`): one scanned jit call;
+  stream    aejax's streaming epoch (`input_pipeline.StreamEpochs`): grain reads and decodes
+            each batch from the prepared TFDS files.
+All three run the same pure `train.train_step` (same model, loss and optimizer). Each row gives
+examples/s, the ratio to the baseline of the same batch size and dtype, compile time, and the
+achieved FLOP/s from the FLOPs of one compiled step (XLA's cost analysis where the backend
+reports it, else an analytic count of the dense layers; `flops_source` says which).
+"""
+
+import contextlib
+import functools
+import importlib.util
+import json
+import math
+import os
+import sys
+import time
+
+from absl import app
+from absl import flags
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from aejax import data
+from aejax import input_pipeline
+from aejax import models
+from aejax import optimizers
+from aejax import parallel
+from aejax import train
+from aejax import validation
+from aejax.errors import UserError
+
+MODES = ("baseline", "device", "stream")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+_EXPERIMENT = flags.DEFINE_string("experiment", "vae", "Name of a file in experiments/.")
+_BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["128", "1024", "8192"], "Global batch sizes.")
+_MODES = flags.DEFINE_list("modes", list(MODES), f"Which of {MODES} to time.")
+_DTYPES = flags.DEFINE_list("dtypes", ["float32"], "Compute dtypes: float32, bfloat16.")
+_STEPS = flags.DEFINE_integer(
+    "steps", 500, "Timed steps of baseline and device, rounded up to whole epochs.")
+_STREAM_EPOCHS = flags.DEFINE_integer(
+    "stream_epochs", 1, "Timed epochs of stream (after one warm-up epoch): it is bounded by "
+    "decoding on the host, so fewer examples suffice.")
+_NUM_TRAIN = flags.DEFINE_integer("num_train", 0, "Use the first N training images (0: all).")
+_INPUT_WORKERS = flags.DEFINE_integer("input_workers", None,
+                                      "grain workers for stream (default: the experiment's).")
+_TRACE_DIR = flags.DEFINE_string(
+    "trace_dir", None, "Write a jax.profiler trace (with a Perfetto JSON) of each timed device "
+    "and baseline run under this folder, to see what limits them.")
+_JSON = flags.DEFINE_bool("json", False, "One JSON object per line instead of a table.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir (as for aejax.main).")
+_MANUAL_DIR = flags.DEFINE_string("manual_dir", None, "Original archives (as for aejax.main).")
+
+
+def load_experiment(name: str):
+  path = os.path.join(REPO, "experiments", f"{name}.py")
+  if not os.path.exists(path):
+    known = sorted(f[:-3] for f in os.listdir(os.path.join(REPO, "experiments"))
+                   if f.endswith(".py"))
+    raise UserError(f"--experiment={name} names no file experiments/{name}.py; use one of {known}")
+  spec = importlib.util.spec_from_file_location(f"experiments.{name}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def step_flops(compiled, params, batch_size: int) -> tuple[float, str]:
+  """FLOPs of one train step: XLA's count when the backend gives one, else the dense layers'."""
+  try:
+    analysis = compiled.cost_analysis()
+    if isinstance(analysis, (list, tuple)):  # Older JAX: one dict per computation.
+      analysis = analysis[0] if analysis else None
+    if analysis and analysis.get("flops", 0) > 0:
+      return float(analysis["flops"]), "xla_cost_analysis"
+  except Exception:  # Some backends do not implement cost analysis; fall back, and say so.
+    pass
+  # A dense layer costs 2*in*out FLOPs per example forward and twice that backward.
+  weights = sum(p.size for p in jax.tree.leaves(params) if p.ndim == 2)
+  return 6.0 * weights * batch_size, "analytic_dense_6x"
+
+
+def timed(fn, trace_name: str | None = None) -> tuple[float, object]:
+  trace = contextlib.nullcontext()
+  if _TRACE_DIR.value and trace_name:
+    options = jax.profiler.ProfileOptions()
+    options.python_tracer_level = 0  # Device and runtime activity only: a small trace.
+    trace = jax.profiler.trace(os.path.join(_TRACE_DIR.value, trace_name),
+                               create_perfetto_trace=True, profiler_options=options)
+  with trace:
+    t0 = time.perf_counter()
+    out = jax.block_until_ready(fn())
+    seconds = time.perf_counter() - t0
+  return seconds, out
+
+
+def bench_one(config, images: np.ndarray, source, *, modes, steps: int, stream_epochs: int):
+  """Rows (dicts) for one config (batch size, dtype): each requested mode, baseline first."""
+  batch_size, num_train = config.batch_size, len(images)
+  validation.validate_config(config, jax.device_count())
+  validation.validate_data(config, num_train)
+  image_shape = images.shape[1:]
+  spe = num_train // batch_size  # Steps per epoch, as in the trainer.
+  epochs = math.ceil(steps / spe)
+  mesh = parallel.make_mesh()
+  model = models.create_model(config.model, image_shape, config.dtype)
+  tx = optimizers.create_optimizer(config)
+  keys = train.split_keys(config.seed)
+  init = jax.jit(functools.partial(train.init_state, image_shape=image_shape, model=model, tx=tx),
+                 out_shardings=parallel.replicated(mesh))
+  fresh_state = lambda: init(keys["init"])
+  step_fn = functools.partial(train.train_step, model=model, tx=tx, config=config)
+  x_spec = jax.ShapeDtypeStruct((batch_size, *image_shape), jnp.uint8)
+  # The baseline's step, compiled first so its compile time is not a cache hit.
+  t0 = time.perf_counter()
+  jit_step = jax.jit(step_fn).lower(fresh_state(), x_spec, keys["train"]).compile()
+  step_compile_s = time.perf_counter() - t0
+  flops, flops_source = step_flops(jit_step, fresh_state().params, batch_size)
+  rows = []
+
+  def row(mode, seconds, timed_steps, compile_s):
+    eps = timed_steps * batch_size / seconds
+    return {"mode": mode, "batch_size": batch_size, "dtype": config.dtype,
+            "examples_per_sec": eps, "ratio_to_baseline": None, "compile_s": compile_s,
+            "timed_steps": timed_steps, "seconds": seconds, "flops_per_step": flops,
+            "flops_source": flops_source, "flops_per_sec": flops * timed_steps / seconds,
+            "num_train": num_train, "device_kind": jax.devices()[0].device_kind,
+            "devices": jax.device_count()}
+
+  if "baseline" in modes:
+    state = fresh_state()
+    host_rng = np.random.default_rng(config.seed)
+
+    def run_baseline(state, num_steps):
+      rng = keys["train"]
+      for i in range(num_steps):
+        if i % spe == 0:
+          perm = host_rng.permutation(num_train)
+        j = i % spe
+        x_B = images[perm[j * batch_size:(j + 1) * batch_size]]
+        rng, step_rng = jax.random.split(rng)
+        state, _ = jit_step(state, x_B, step_rng)
+      return state
+
+    state = jax.block_until_ready(run_baseline(state, min(spe, 10)))  # Warm-up.
+    seconds, _ = timed(lambda: run_baseline(state, epochs * spe),
+                       f"baseline_b{batch_size}_{config.dtype}")
+    rows.append(row("baseline", seconds, epochs * spe, step_compile_s))
+
+  if "device" in modes:
+    images_dev = parallel.put_replicated(images, mesh)
+    state = fresh_state()
+    t0 = time.perf_counter()
+    epoch_fn = train.make_train_chunk(step_fn, batch_size=batch_size, keys=keys, mesh=mesh)
+    epoch_fn = epoch_fn.lower(state, images_dev, 0, 0, spe).compile()  # One call per epoch.
+    compile_s = time.perf_counter() - t0
+    state, _ = jax.block_until_ready(epoch_fn(state, images_dev, 0, 0))  # Warm-up.
+
+    def run_device(state):
+      for epoch in range(1, epochs + 1):
+        state, metrics = epoch_fn(state, images_dev, epoch, 0)
+      return state, metrics
+
+    seconds, _ = timed(lambda: run_device(state), f"device_b{batch_size}_{config.dtype}")
+    del images_dev
+    rows.append(row("device", seconds, epochs * spe, compile_s))
+
+  if "stream" in modes:
+    state = fresh_state()
+    t0 = time.perf_counter()
+    stream = input_pipeline.StreamEpochs(
+        step_fn, source, batch_size=batch_size, steps_per_epoch=spe, num_examples=num_train,
+        num_epochs=1 + stream_epochs, keys=keys, mesh=mesh, num_workers=config.input_workers,
+        state=state)
+    compile_s = time.perf_counter() - t0
+    state, _ = jax.block_until_ready(stream(state, 1, 0, spe))  # Warm-up: starts the workers.
+
+    def run_stream(state):
+      for epoch in range(2, 2 + stream_epochs):
+        state, metrics = stream(state, epoch, 0, spe)
+      return state, metrics
+
+    seconds, _ = timed(lambda: run_stream(state))
+    stream.close()
+    rows.append(row("stream", seconds, stream_epochs * spe, compile_s))
+
+  base = next((r["examples_per_sec"] for r in rows if r["mode"] == "baseline"), None)
+  for r in rows:
+    r["ratio_to_baseline"] = r["examples_per_sec"] / base if base else None
+  return rows
+
+
+def format_row(r: dict) -> str:
+  ratio = f"{r['ratio_to_baseline']:.2f}x" if r["ratio_to_baseline"] else "-"
+  return (f"{r['mode']:<9} {r['batch_size']:>6} {r['dtype']:<9} {r['examples_per_sec']:>14,.0f} "
+          f"{ratio:>8} {r['compile_s']:>9.2f} {r['flops_per_sec'] / 1e9:>10.1f} "
+          f"({r['flops_source']})")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments {argv[1:]}")
+  try:
+    run()
+  except UserError as e:
+    print(f"aejax: error: {e}", flush=True, file=sys.stderr)
+    raise SystemExit(2)
+
+
+def run():
+  modes = _MODES.value
+  if bad := [m for m in modes if m not in MODES]:
+    raise UserError(f"--modes names {bad}; use some of {MODES}")
+  try:
+    batch_sizes = [int(b) for b in _BATCH_SIZES.value]
+  except ValueError:
+    raise UserError(f"--batch_sizes={','.join(_BATCH_SIZES.value)} must be integers, "
+                    f"e.g. 128,1024,8192") from None
+  if _STEPS.value < 1 or _STREAM_EPOCHS.value < 1:
+    raise UserError("--steps and --stream_epochs must be >= 1")
+  base_config = load_experiment(_EXPERIMENT.value)
+  builder_dir = data.prepare(base_config.dataset, _DATA_DIR.value, _MANUAL_DIR.value)
+  images, _ = data.load_split(builder_dir, "train")
+  if _NUM_TRAIN.value:
+    images = images[:_NUM_TRAIN.value]
+  source = input_pipeline.open_source(builder_dir, "train") if "stream" in modes else None
+  if not _JSON.value:
+    print(f"{_EXPERIMENT.value} on {jax.device_count()} x {jax.devices()[0].device_kind}, "
+          f"{len(images)} training images")
+    print(f"{'mode':<9} {'batch':>6} {'dtype':<9} {'examples/s':>14} {'vs base':>8} "
+          f"{'compile s':>9} {'GFLOP/s':>10}")
+  for dtype in _DTYPES.value:
+    for batch_size in batch_sizes:
+      config = base_config.copy_and_resolve_references()
+      config.batch_size, config.dtype = batch_size, dtype
+      if _INPUT_WORKERS.value is not None:
+        config.input_workers = _INPUT_WORKERS.value
+      for r in bench_one(config, images, source, modes=modes, steps=_STEPS.value,
+                         stream_epochs=_STREAM_EPOCHS.value):
+        print(json.dumps({"experiment": _EXPERIMENT.value, **r}) if _JSON.value
+              else format_row(r), flush=True)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,186 @@
+"""Streaming input: grain over the prepared TFDS ArrayRecord files, for splits that do not fit.
+
+`config.input_mode='stream'` reads each step's images from disk instead of keeping the split on
+the devices. It gives exactly the batches of the device-resident path (`train.make_train_chunk`)
+for the same seed: epoch `e` visits `jax.random.permutation(fold_in(keys['data'], e), N)` in
+steps of `batch_size`, and the remainder waits for a later permutation. The permutation is drawn
+once per epoch on the host from the same key, and each batch goes through the same pure
+`train_step`, jitted, so the two modes train the same parameters.
+
+Per process: `grain.sharding.ShardByJaxProcess` names this process's shard; the process reads
+only the rows of each global batch that its own devices hold, and
+`make_array_from_process_local_data` joins the shards into the global batch. Reading and
+decoding run in `num_workers` grain worker processes, and a background thread puts the next
+batches on the devices while a step runs.
+TensorFlow is never imported: `as_data_source` reads ArrayRecord through array_record.
+"""
+
+from typing import Any, Callable, Iterator
+
+from absl import flags
+import grain
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from aejax.errors import UserError
+
+INPUT_MODES = ("device", "stream")
+
+
+def open_source(builder_dir: str, split: str):
+  """The random-access ArrayRecord source of a prepared TFDS split (no TensorFlow)."""
+  import tensorflow_datasets as tfds
+
+  return tfds.builder_from_directory(builder_dir).as_data_source(split=split)
+
+
+def image_shape(source) -> tuple[int, ...]:
+  return tuple(source.dataset_info.features["image"].shape)
+
+
+class ReadImages:
+  """Global indices of one batch -> their images as one uint8 array; runs in grain's workers.
+
+  A class (not a closure) so the worker processes can unpickle it; reading a whole batch at
+  once lets ArrayRecord fetch the records in one call.
+  """
+
+  def __init__(self, source):
+    self.source = source
+
+  def __call__(self, idx_B: np.ndarray) -> np.ndarray:
+    examples = self.source.__getitems__(idx_B.tolist())
+    return np.stack([ex["image"] for ex in examples])
+
+
+def epoch_permutation(data_key: jax.Array, epoch: int, num_examples: int) -> np.ndarray:
+  """The device path's permutation of epoch `epoch`, drawn on the host's CPU."""
+  cpu = jax.devices("cpu")[0]
+  with jax.default_device(cpu):
+    return np.asarray(jax.random.permutation(
+        jax.random.fold_in(jax.device_put(data_key, cpu), epoch), num_examples))
+
+
+def local_rows(batch_sharding: jax.sharding.Sharding, batch_size: int) -> slice:
+  """The rows of a global batch that this process's devices hold (one contiguous block)."""
+  shard = grain.sharding.ShardByJaxProcess(drop_remainder=True)
+  index_map = batch_sharding.addressable_devices_indices_map((batch_size,))
+  starts = sorted({(idx[0].start or 0) for idx in index_map.values()})
+  stops = sorted({(idx[0].stop or batch_size) for idx in index_map.values()})
+  per_process = batch_size // shard.shard_count
+  want = slice(shard.shard_index * per_process, (shard.shard_index + 1) * per_process)
+  if ((starts[0], stops[-1]) != (want.start, want.stop)
+      or per_process * shard.shard_count != batch_size):
+    raise UserError(f"process {shard.shard_index} holds rows {starts[0]}-{stops[-1]} of each "
+                    f"batch of {batch_size}, not block {shard.shard_index} of "
+                    f"{shard.shard_count}; use a batch size divisible by the devices and a mesh "
+                    f"whose devices are ordered by process")
+  return want
+
+
+def batches(source, batch_indices_SxB: np.ndarray, rows: slice, *, num_workers: int,
+            to_device: Callable[[np.ndarray], jax.Array], prefetch: int = 2) -> Iterator[jax.Array]:
+  """Yields the images of `batch_indices_SxB[s, rows]` for each step s, already on the devices."""
+  local_SxL = np.ascontiguousarray(batch_indices_SxB[:, rows])
+  ds = grain.MapDataset.source(list(local_SxL)).map(ReadImages(source)).to_iter_dataset()
+  # Worker w decodes batches w, w + n, ...; grain hands them back in order, so the number of
+  # workers never changes the sequence.
+  ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
+  ds = grain.experimental.ThreadPrefetchIterDataset(ds.map(to_device),
+                                                    prefetch_buffer_size=prefetch)
+  it = iter(ds)
+  try:
+    yield from it
+  finally:
+    if hasattr(it, "close"):
+      it.close()  # Ends grain's worker processes now rather than at garbage collection.
+
+
+class StreamEpochs:
+  """(state, epoch, start, num_steps) -> (state, metric sums): the device path's call, from disk.
+
+  The same call and result as the compiled device-resident chunk (`train.make_train_chunk`:
+  per-metric sums over the steps and the index of the first non-finite loss), so the loop calls
+  either one. One grain pipeline covers as many consecutive epochs as `index_budget_bytes` of
+  batch indices allow, so the worker processes start once per window rather than once per
+  epoch; a call at another position than the next one (a resume) starts a new window there.
+  """
+
+  def __init__(self, step_fn: Callable, source, *, batch_size: int, steps_per_epoch: int,
+               num_examples: int, num_epochs: int, keys: dict[str, jax.Array],
+               mesh: jax.sharding.Mesh, num_workers: int, state: Any,
+               index_budget_bytes: int = 64 << 20):
+    from aejax import parallel  # Local: parallel is the trainer's; the pipeline borrows it.
+
+    if num_workers and not flags.FLAGS.is_parsed():
+      # grain reads its own absl flags when it starts workers; outside an absl app (a test, a
+      # notebook) nothing parsed them, so take their defaults rather than fail there.
+      flags.FLAGS.mark_as_parsed()
+    self._source, self._keys, self._num_workers = source, keys, num_workers
+    self._batch_size, self._steps, self._num_examples = batch_size, steps_per_epoch, num_examples
+    self._num_epochs = num_epochs
+    batch_sharding = parallel.batch_sharded(mesh)
+    self._rows = local_rows(batch_sharding, batch_size)
+    local_batch = self._rows.stop - self._rows.start
+    self._epochs_per_window = max(1, index_budget_bytes // (steps_per_epoch * local_batch * 8))
+    shape = (batch_size, *image_shape(source))
+    self._to_device = lambda x_LxHxWxC: jax.make_array_from_process_local_data(
+        batch_sharding, x_LxHxWxC, shape)
+
+    def step(state, x_B):
+      return step_fn(state, x_B, jax.random.fold_in(keys["train"], state.step))
+
+    x_spec = jax.ShapeDtypeStruct(shape, jnp.uint8, sharding=batch_sharding)
+    self._step = jax.jit(step, donate_argnums=0).lower(state, x_spec).compile()
+    self._batches = None  # The open window's iterator of device batches.
+    self._next = None  # The (epoch, step) that iterator is positioned at.
+    self._window_end = None  # (epoch, step) one past its last batch.
+
+  def _open_window(self, first_epoch: int, first_step: int) -> None:
+    self.close()
+    last_epoch = max(first_epoch,
+                     min(self._num_epochs, first_epoch + self._epochs_per_window - 1))
+    indices = []
+    for epoch in range(first_epoch, last_epoch + 1):
+      perm_N = epoch_permutation(self._keys["data"], epoch, self._num_examples)
+      idx_SxB = perm_N[:self._steps * self._batch_size].reshape(self._steps, self._batch_size)
+      indices.append(idx_SxB[first_step:] if epoch == first_epoch else idx_SxB)
+    self._batches = batches(self._source, np.concatenate(indices), self._rows,
+                            num_workers=self._num_workers, to_device=self._to_device)
+    self._next, self._window_end = (first_epoch, first_step), (last_epoch + 1, 0)
+
+  def __call__(self, state, epoch: int, start: int, num_steps: int):
+    if self._batches is None or (epoch, start) != self._next:
+      self._open_window(epoch, start)
+    step_metrics = []
+    for _ in range(num_steps):
+      # Dispatch is asynchronous: the loop fetches the next batch while this step runs.
+      state, metrics = self._step(state, next(self._batches))
+      step_metrics.append(metrics)
+    end = start + num_steps
+    self._next = (epoch + 1, 0) if end == self._steps else (epoch, end)
+    if self._next == self._window_end:
+      self.close()
+    # Stacked, then summed: the reduction the scanned chunk applies to its per-step metrics.
+    stacked = jax.tree.map(lambda *v: jnp.stack(v), *step_metrics)
+    bad = ~jnp.isfinite(stacked["loss"])
+    sums = jax.tree.map(jnp.sum, stacked)
+    sums["first_nonfinite"] = jnp.where(jnp.any(bad), jnp.argmax(bad), -1)
+    return state, sums
+
+  def close(self) -> None:
+    """Stops the window's worker processes (also done when its batches run out)."""
+    if self._batches is not None:
+      self._batches.close()
+      self._batches = None
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  if config.input_mode not in INPUT_MODES:
+    raise UserError(f"unknown config.input_mode={config.input_mode!r}; use one of {INPUT_MODES}")
+  if config.input_workers < 0:
+    raise UserError(f"config.input_workers={config.input_workers} must be >= 0 (0 reads in "
+                    f"the training process)")
+

@@ -1,0 +1,35 @@
+"""`python -m aejax.bench --json`: one JSON line per (mode, batch size), on real MNIST."""
+
+import json
+
+from conftest import run_aejax
+
+
+def test_bench_prints_one_json_line_per_mode_and_batch_size(data_dir):
+  proc = run_aejax("--json", f"--data_dir={data_dir}", "--experiment=vae", "--num_train=512",
+                   "--batch_sizes=32,64", "--steps=2", "--input_workers=0", module="aejax.bench")
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  rows = [json.loads(line) for line in proc.stdout.splitlines()]  # Every line is JSON.
+  assert [(r["mode"], r["batch_size"]) for r in rows] == [
+      (mode, b) for b in (32, 64) for mode in ("baseline", "device", "stream")]
+  for r in rows:
+    # 512 images: 16 steps of 32 or 8 of 64 per epoch, each timed mode runs one whole epoch.
+    assert r["timed_steps"] * r["batch_size"] == 512, r
+    assert r["examples_per_sec"] > 0 and r["seconds"] > 0 and r["compile_s"] > 0, r
+    assert r["flops_source"] in ("xla_cost_analysis", "analytic_dense_6x"), r
+    # The VAE's dense layers alone need 6 * 814,000 FLOPs per image for a step.
+    assert r["flops_per_step"] > 6 * 814_000 * r["batch_size"] * 0.5, r
+    assert abs(r["flops_per_sec"] - r["flops_per_step"] * r["timed_steps"] / r["seconds"]) \
+        < 1e-6 * r["flops_per_sec"]
+    assert r["dtype"] == "float32" and r["num_train"] == 512
+  for b in (32, 64):
+    base, *others = [r for r in rows if r["batch_size"] == b]
+    assert base["ratio_to_baseline"] == 1.0
+    for r in others:
+      assert abs(r["ratio_to_baseline"] - r["examples_per_sec"] / base["examples_per_sec"]) < 1e-9
+
+
+def test_bench_rejects_an_unknown_experiment(data_dir):
+  proc = run_aejax("--json", f"--data_dir={data_dir}", "--experiment=nope", module="aejax.bench")
+  assert proc.returncode == 2
+  assert "experiments/nope.py" in proc.stderr.strip().splitlines()[-1]
