@@ -24,6 +24,7 @@ from aejax import data
 from aejax import losses
 from aejax import metrics as metrics_lib
 from aejax import models
+from aejax import objectives
 from aejax import optimizers
 from aejax import parallel
 from aejax import preprocess
@@ -50,13 +51,20 @@ def split_keys(seed: int) -> dict[str, jax.Array]:
 # --- The pure steps ----------------------------------------------------------------------------
 
 def per_example_metrics(params: Any, x_uint8: jax.Array, rng: jax.Array, *, model: Any,
-                        config: ml_collections.ConfigDict) -> Metrics:
-  """Scores a batch of uint8 images: a dict of [B] arrays with the objective under 'loss'."""
+                        config: ml_collections.ConfigDict,
+                        step: jax.Array | None = None) -> Metrics:
+  """Scores a batch of uint8 images: a dict of [B] arrays with the objective under 'loss'.
+
+  `step` drives schedules inside the objective (KL warm-up); None means evaluation, which also
+  adds the evaluation-only metrics (the test NLL of `config.eval_num_samples`).
+  """
   rng_input, rng_model = jax.random.split(rng)
   x = preprocess.binarize(preprocess.to_unit_interval(x_uint8), rng_input,
                           config.input.binarize)
-  outputs = model.apply({"params": params}, x, rng_model)
-  return losses.get_objective(config.model.name, config.loss)(outputs, x)
+  # Denoising: the model sees a corrupted copy, the objective scores it against the clean x.
+  x_in = preprocess.corrupt(x, jax.random.fold_in(rng_input, 1), config.input.corruption,
+                            config.input.noise_level)
+  return objectives.per_example(model, params, x_in, x, rng_model, config, step)
 
 
 def train_step(state: TrainState, x_uint8: jax.Array, rng: jax.Array, *, model: Any,
@@ -65,7 +73,8 @@ def train_step(state: TrainState, x_uint8: jax.Array, rng: jax.Array, *, model: 
   """One optimizer update on a global batch; metrics are batch means before the update."""
 
   def loss_fn(params):
-    per_example = per_example_metrics(params, x_uint8, rng, model=model, config=config)
+    per_example = per_example_metrics(params, x_uint8, rng, model=model, config=config,
+                                      step=state.step)
     means = {k: jnp.mean(v) for k, v in per_example.items()}
     return means["loss"], means
 
@@ -170,6 +179,7 @@ def validate(config: ml_collections.ConfigDict, num_train: int) -> None:
   if allowed is not None and config.loss not in allowed:
     raise UserError(f"config.loss={config.loss!r} does not fit config.model.name="
                     f"{config.model.name!r}; use one of {allowed}")
+  objectives.validate(config)
 
 
 # --- The loop ----------------------------------------------------------------------------------
@@ -203,7 +213,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
   # Model and optimizer.
   model = models.create_model(config.model, image_shape)
-  tx = optimizers.create_optimizer(config)
+  tx = optimizers.create_optimizer(config, steps_per_epoch)
   keys = split_keys(config.seed)
   state = jax.jit(functools.partial(init_state, image_shape=image_shape, model=model, tx=tx),
                   out_shardings=parallel.replicated(mesh))(keys["init"])

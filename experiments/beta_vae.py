@@ -1,0 +1,24 @@
+r"""beta-VAE: 784-500-10 MLP VAE, Bernoulli decoder, KL weighted by beta = 4 after a linear
+warm-up from 0 over the first 5000 steps; dynamic binarisation.
+
+  python -m aejax.main --config=experiments/beta_vae.py --workdir=/tmp/beta_vae \
+      --manual_dir=../shared/data/mnist
+
+Train lines report `kl_weight`; test lines use the final weight. `elbo` is the plain ELBO.
+Result and time: see the README's zoo table (one row per measured run; "not run yet" otherwise).
+"""
+
+from aejax import configs
+
+
+def get_config():
+  config = configs.base()
+  config.model.name = "vae"
+  config.model.hidden = (500,)
+  config.model.latents = 10
+  config.loss = "elbo"
+  config.input.binarize = "dynamic"
+  config.objective.beta = 4.0
+  config.objective.kl_warmup_steps = 5000
+  config.num_epochs = 30
+  return config
