@@ -4,7 +4,8 @@ mirror transposed convs, Bernoulli decoder, ELBO; dynamic binarisation.
   python -m aejax.main --config=experiments/conv_vae.py --workdir=/tmp/conv_vae \
       --manual_dir=../shared/data/mnist
 
-Result and time: see the README's zoo table (one row per measured run; "not run yet" otherwise).
+Not run yet: needs an accelerator (one epoch of the same conv stack as conv_ae.py did not
+finish in 15 minutes on this CPU, CPU, 2 cores, shared with other jobs).
 """
 
 from aejax import configs

@@ -6,7 +6,8 @@ cross-entropy on the grey levels, codebook loss and commitment loss (weight 0.25
       --manual_dir=../shared/data/mnist
 
 Lines report `code_perplexity` and `codes_used` (codebook usage per batch).
-Result and time: see the README's zoo table (one row per measured run; "not run yet" otherwise).
+Not run yet: needs an accelerator (one epoch of the same conv stack as conv_ae.py did not
+finish in 15 minutes on this CPU, CPU, 2 cores, shared with other jobs).
 """
 
 from aejax import configs
