@@ -135,7 +135,8 @@ def elbo_objective(outputs: dict[str, jax.Array], x: jax.Array) -> dict[str, jax
 
 
 Objective = Callable[[dict[str, jax.Array], jax.Array], dict[str, jax.Array]]
-LOSSES = {"ae": RECONSTRUCTION, "vae": ("elbo", "iwae"), "vqvae": RECONSTRUCTION}  # Model family -> the losses it can train with.
+# Model family -> the losses it can train with.
+LOSSES = {"ae": RECONSTRUCTION, "vae": ("elbo", "iwae"), "vqvae": RECONSTRUCTION}
 
 
 def get_objective(family: str, loss: str) -> Objective:

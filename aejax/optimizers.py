@@ -1,4 +1,4 @@
-"""config.opt + config.learning_rate -> an Optax transformation (with its learning-rate schedule)."""
+"""config.opt + config.learning_rate -> an Optax transformation and its learning-rate schedule."""
 
 import ml_collections
 import optax

@@ -5,8 +5,8 @@ warm-up from 0 over the first 5000 steps; dynamic binarisation.
       --manual_dir=../shared/data/mnist
 
 Train lines report `kl_weight`; test lines use the final weight. `elbo` is the plain ELBO.
-Measured (CPU, 2 cores, shared with other jobs): one epoch (--config.num_epochs=1) trains in 8.0 s (46 s for the
-whole command) to a test elbo of -127.66 (kl 25.72). The 30 epochs: not run yet.
+Measured (CPU, 2 cores, shared with other jobs): one epoch (--config.num_epochs=1) trains in 8.0
+s (46 s for the whole command) to a test elbo of -127.66 (kl 25.72). The 30 epochs: not run yet.
 """
 
 from aejax import configs

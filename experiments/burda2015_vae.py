@@ -7,9 +7,10 @@ decoder, dynamic binarisation, Adam (b1 0.9, b2 0.999, eps 1e-4), batches of 20,
       --manual_dir=../shared/data/mnist
 
 The number to compare is the test `nll` (k = 5000) of the last evaluation.
-Result: not run yet: needs an accelerator, ~12 hours on this CPU estimated from a measured
-13.0 s per epoch (CPU, 2 cores, shared with other jobs; measured with --config.opt.stages=1 --config.num_epochs=1
---config.eval_num_samples=0: test elbo -134.96 after that epoch), plus the k = 5000 evaluations.
+Result: not run yet: needs an accelerator, ~12 hours on this CPU estimated from a measured 13.0
+s per epoch (CPU, 2 cores, shared with other jobs; measured with --config.opt.stages=1
+--config.num_epochs=1 --config.eval_num_samples=0: test elbo -134.96 after that epoch), plus the
+k = 5000 evaluations.
 """
 
 from aejax import configs

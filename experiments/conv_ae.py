@@ -4,8 +4,8 @@ transposed convs; squared-error loss.
   python -m aejax.main --config=experiments/conv_ae.py --workdir=/tmp/conv_ae \
       --manual_dir=../shared/data/mnist
 
-Not run yet: on this CPU (CPU, 2 cores, shared with other jobs) one epoch of the full-size conv model did not finish in
-15 minutes (XLA's CPU convolutions are slow); it needs an accelerator.
+Not run yet: on this CPU (CPU, 2 cores, shared with other jobs) one epoch of the full-size conv
+model did not finish in 15 minutes (XLA's CPU convolutions are slow); it needs an accelerator.
 """
 
 from aejax import configs

@@ -4,8 +4,8 @@ mirror transposed convs, Bernoulli decoder, ELBO; dynamic binarisation.
   python -m aejax.main --config=experiments/conv_vae.py --workdir=/tmp/conv_vae \
       --manual_dir=../shared/data/mnist
 
-Not run yet: needs an accelerator (one epoch of the same conv stack as conv_ae.py did not
-finish in 15 minutes on this CPU, CPU, 2 cores, shared with other jobs).
+Not run yet: needs an accelerator (one epoch of the same conv stack as conv_ae.py did not finish
+in 15 minutes on this CPU, CPU, 2 cores, shared with other jobs).
 """
 
 from aejax import configs

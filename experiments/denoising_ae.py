@@ -6,8 +6,9 @@ r"""Denoising autoencoder: the 784-512-256-32 MLP AE sees MNIST with 25% of its 
 
 Gaussian corruption instead: --config.input.corruption=gaussian --config.input.noise_level=0.3
 
-Measured (CPU, 2 cores, shared with other jobs): one epoch (--config.num_epochs=1) trains in 14.7 s (72 s for the
-whole command) to a test sq_err of 12.36 against the clean images. The 20 epochs: not run yet.
+Measured (CPU, 2 cores, shared with other jobs): one epoch (--config.num_epochs=1) trains in
+14.7 s (72 s for the whole command) to a test sq_err of 12.36 against the clean images. The 20
+epochs: not run yet.
 """
 
 from aejax import configs

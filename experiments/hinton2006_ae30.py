@@ -7,8 +7,9 @@ fine-tuning loss), and `sq_err` on the test split is the number to compare.
   python -m aejax.main --config=experiments/hinton2006_ae30.py --workdir=/tmp/hinton2006 \
       --manual_dir=../shared/data/mnist
 
-Result: not run yet: needs an accelerator, ~1.7 hours on this CPU estimated from a measured
-30.1 s per epoch (CPU, 2 cores, shared with other jobs; one epoch reaches a test sq_err of 11.03, 61 s for the whole command).
+Result: not run yet: needs an accelerator, ~1.7 hours on this CPU estimated from a measured 30.1
+s per epoch (CPU, 2 cores, shared with other jobs; one epoch reaches a test sq_err of 11.03, 61
+s for the whole command).
 """
 
 from aejax import configs

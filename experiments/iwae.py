@@ -6,9 +6,10 @@ the last evaluation adds the test NLL estimated with k = 1000 (`nll`). Dynamic b
 
 Train/test lines report `iwae_bound` (k = 5) and `elbo` (mean single-sample ELBO of the same
 draws). The paper-scale run is experiments/burda2015_iwae_k50.py.
-Measured (CPU, 2 cores, shared with other jobs): one epoch with --config.num_epochs=1 --config.eval_num_samples=100
-trains in 23.2 s (154 s for the whole command, most of it the k = 100 NLL) to a test
-iwae_bound of -113.70, elbo -118.21 and nll (k = 100) 110.93. The 30 epochs: not run yet.
+Measured (CPU, 2 cores, shared with other jobs): one epoch with --config.num_epochs=1
+--config.eval_num_samples=100 trains in 23.2 s (154 s for the whole command, most of it the k =
+100 NLL) to a test iwae_bound of -113.70, elbo -118.21 and nll (k = 100) 110.93. The 30 epochs:
+not run yet.
 """
 
 from aejax import configs

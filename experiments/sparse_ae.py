@@ -6,8 +6,9 @@ activation is pulled to 0.05 by the KL sparsity penalty (weight 1); squared-erro
 
 L1 on the code instead: --config.objective.sparsity_weight=0 --config.objective.l1_code=0.01
 
-Measured (CPU, 2 cores, shared with other jobs): one epoch (--config.num_epochs=1) trains in 13.8 s (51 s for the
-whole command) to a test sq_err of 20.09 with kl_sparsity 0.151. The 20 epochs: not run yet.
+Measured (CPU, 2 cores, shared with other jobs): one epoch (--config.num_epochs=1) trains in
+13.8 s (51 s for the whole command) to a test sq_err of 20.09 with kl_sparsity 0.151. The 20
+epochs: not run yet.
 """
 
 from aejax import configs

@@ -18,8 +18,9 @@ class VectorQuantizer(nn.Module):
         "codebook", nn.initializers.variance_scaling(1.0, "fan_in", "uniform"),
         (self.codebook_size, self.code_dim))
     # Squared distances without materialising [B, N, K, D].
+    norms_1x1xK = jnp.sum(jnp.square(codebook_KxD), -1)[None, None]
     d2_BxNxK = (jnp.sum(jnp.square(z_e_BxNxD), -1, keepdims=True)
-                - 2 * z_e_BxNxD @ codebook_KxD.T + jnp.sum(jnp.square(codebook_KxD), -1)[None, None])
+                - 2 * z_e_BxNxD @ codebook_KxD.T + norms_1x1xK)
     idx_BxN = jnp.argmin(d2_BxNxK, axis=-1)
     e_BxNxD = codebook_KxD[idx_BxN]
     # Forward: the code; backward: identity to z_e. The codebook gets no gradient from here,
