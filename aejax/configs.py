@@ -15,6 +15,10 @@ def base() -> ml_collections.ConfigDict:
   c.learning_rate = 1e-3
   c.eval_every_epochs = 1  # The test split is also evaluated after the last epoch.
   c.eval_batch_size = 1000  # Global; the test split is padded (and masked) to a multiple of it.
+  # VAEs: test NLL by importance sampling with this many posterior samples (the IWAE bound;
+  # 0 = off), drawn in chunks of eval_sample_chunk so memory stays at chunk x eval batch images.
+  c.eval_num_samples = 0
+  c.eval_sample_chunk = 100
   # Train steps per jit call (a lax.scan); 0 = a whole epoch. Smaller values let a SIGTERM stop
   # (and checkpoint) sooner; the result is the same either way.
   c.steps_per_call = 0
@@ -36,6 +40,10 @@ def base() -> ml_collections.ConfigDict:
   # 'none': grey levels in [0, 1]; 'dynamic': a fresh Bernoulli sample of every pixel at every
   # step (IWAE paper; the test split uses one fixed sample); 'threshold': pixel > 0.5.
   c.input.binarize = "none"
+  # Denoising: the model sees a corrupted input and is scored against the clean one.
+  # 'none' | 'gaussian' (adds N(0, noise_level^2)) | 'mask' (zeroes each pixel w.p. noise_level).
+  c.input.corruption = "none"
+  c.input.noise_level = 0.0
 
   c.model = ml_collections.ConfigDict()
   c.model.name = "ae"  # 'ae' (deterministic code) | 'vae' (Gaussian posterior, N(0, I) prior).
@@ -43,10 +51,23 @@ def base() -> ml_collections.ConfigDict:
   c.model.hidden = (512, 256)  # Encoder widths; the decoder mirrors them.
   c.model.latents = 32
   c.model.activation = "relu"
+  c.model.channels = (32, 64)  # encoder='conv': conv widths, each halving H, W; decoder mirrors.
+  c.model.code_activation = "none"  # 'ae' only: 'sigmoid' squashes the code into (0, 1).
+  c.model.num_samples = 1  # 'vae' with loss 'iwae': posterior samples k per training example.
+  c.model.codebook_size = 512  # 'vqvae': codes in the codebook.
+  c.model.code_dim = 8  # 'vqvae': the code is latents / code_dim vectors of this size.
 
   # Reconstruction term for 'ae': 'mse' (squared error summed over pixels) or 'bce' (Bernoulli
   # cross-entropy on the decoder's logits). 'vae' always uses the ELBO with a Bernoulli decoder.
   c.loss = "mse"
+
+  c.objective = ml_collections.ConfigDict()  # Weights of the terms added to the loss.
+  c.objective.beta = 1.0  # 'vae': weight of the KL term (beta-VAE).
+  c.objective.kl_warmup_steps = 0  # 'vae': the KL weight rises linearly from 0 to beta.
+  c.objective.l1_code = 0.0  # 'ae': L1 penalty on the code.
+  c.objective.sparsity_weight = 0.0  # 'ae': KL(target || mean activation) per code unit.
+  c.objective.sparsity_target = 0.05  # Target mean activation of a (sigmoid) code unit.
+  c.objective.commitment = 0.25  # 'vqvae': weight of the commitment term.
 
   c.opt = ml_collections.ConfigDict()
   c.opt.name = "adam"  # 'adam' | 'adamw' | 'sgd'
@@ -55,8 +76,43 @@ def base() -> ml_collections.ConfigDict:
   c.opt.eps = 1e-8
   c.opt.weight_decay = 0.0  # Only used by 'adamw'.
   c.opt.grad_clip_norm = 0.0  # 0 disables clipping.
+  # 'constant' | 'stages': stage i lasts stage_growth^i epochs at learning_rate *
+  # stage_decay^i, for i < stages (Burda et al. 2015: 3^i epochs, decay 10^(-1/7), 8 stages).
+  c.opt.schedule = "constant"
+  c.opt.stages = 8
+  c.opt.stage_growth = 3
+  c.opt.stage_decay = 10 ** (-1 / 7)
 
   c.checkpoint = ml_collections.ConfigDict()
   c.checkpoint.every_epochs = 1  # A checkpoint is also written after the last epoch.
   c.checkpoint.max_to_keep = 3
   return c
+
+
+def burda2015(num_samples: int) -> ml_collections.ConfigDict:
+  """Burda, Grosse & Salakhutdinov (2015), MNIST, one stochastic layer: 784-200-200-50 tanh
+  encoder, mirror decoder, dynamic binarisation, Adam (b1 0.9, b2 0.999, eps 1e-4) with batches
+  of 20 and 3^i epochs at 1e-3 * 10^(-i/7), i = 0..7. k = 1 trains the ELBO (their VAE)."""
+  c = base()
+  c.model.name = "vae"
+  c.model.hidden = (200, 200)
+  c.model.latents = 50
+  c.model.activation = "tanh"
+  c.input.binarize = "dynamic"
+  c.loss = "elbo" if num_samples == 1 else "iwae"
+  c.model.num_samples = num_samples
+  c.batch_size = 20
+  c.eval_batch_size = 100  # 100 images x 100 samples per chunk: 10k decoder passes at a time.
+  c.eval_num_samples = 5000  # Their test NLL estimate.
+  c.eval_every_epochs = 100  # k = 5000 costs 5000 decoder passes per test image.
+  c.checkpoint.every_epochs = 10
+  c.learning_rate = 1e-3
+  c.opt.eps = 1e-4
+  c.opt.schedule = "stages"
+  c.num_epochs = schedule_epochs(c.opt)
+  return c
+
+
+def schedule_epochs(opt: ml_collections.ConfigDict) -> int:
+  """Total epochs of the 'stages' schedule: sum of stage_growth^i for i < stages."""
+  return sum(opt.stage_growth ** i for i in range(opt.stages))

@@ -41,6 +41,80 @@ def kl_to_standard_normal(mean: jax.Array, logvar: jax.Array) -> jax.Array:
   return gaussian_kl(mean, logvar, zeros, zeros)
 
 
+def log_normal_diag(z: jax.Array, mean: jax.Array, logvar: jax.Array) -> jax.Array:
+  """log N(z; mean, diag(exp(logvar))), summed over the last axis."""
+  return -0.5 * jnp.sum(jnp.log(2 * jnp.pi) + logvar + jnp.square(z - mean) * jnp.exp(-logvar),
+                        axis=-1)
+
+
+def iwae_bound(log_w_KxB: jax.Array) -> jax.Array:
+  """Importance-weighted bound (Burda et al., 2015), per example: log mean_k w_k, [B].
+
+  `log_w_KxB[k, b] = log p(x_b, z_kb) - log q(z_kb | x_b)` for K independent posterior samples.
+  logsumexp keeps it finite where the weights themselves under/overflow. K = 1 is the
+  single-sample ELBO; as K grows it rises towards log p(x). Its negative with a large K is the
+  usual test NLL estimate.
+  """
+  return jax.nn.logsumexp(log_w_KxB, axis=0) - jnp.log(log_w_KxB.shape[0])
+
+
+def importance_log_weights(logits_KxBx: jax.Array, x_Bx: jax.Array, z_KxBxZ: jax.Array,
+                           mean_BxZ: jax.Array, logvar_BxZ: jax.Array) -> jax.Array:
+  """log p(x|z) + log p(z) - log q(z|x) for each of K samples z ~ q(z|x): [K, B].
+
+  Bernoulli decoder, N(0, I) prior, diagonal Gaussian posterior.
+  """
+  k, b = z_KxBxZ.shape[:2]
+  x_KBx = jnp.broadcast_to(x_Bx, (k, *x_Bx.shape)).reshape(k * b, *x_Bx.shape[1:])
+  log_px_KxB = -bernoulli_nll(logits_KxBx.reshape(k * b, *x_Bx.shape[1:]), x_KBx).reshape(k, b)
+  zeros_1xBxZ = jnp.zeros_like(mean_BxZ)[None]
+  log_pz_KxB = log_normal_diag(z_KxBxZ, zeros_1xBxZ, zeros_1xBxZ)
+  log_qz_KxB = log_normal_diag(z_KxBxZ, mean_BxZ[None], logvar_BxZ[None])
+  return log_px_KxB + log_pz_KxB - log_qz_KxB
+
+
+def l1_penalty(z_BxZ: jax.Array) -> jax.Array:
+  """Sum of |z| over the code, per example: [B]."""
+  return jnp.sum(jnp.abs(z_BxZ), axis=-1)
+
+
+def kl_sparsity(a_BxZ: jax.Array, target: float) -> jax.Array:
+  """Sum over units j of KL(Bernoulli(target) || Bernoulli(mean_b a_bj)): [B].
+
+  The penalty of the classic sparse AE (Ng's notes): it depends on the batch's mean activation of
+  each unit, so it is a batch quantity; every example carries the same value so that its batch
+  mean (what the train step minimises) is the penalty itself. Activations must lie in (0, 1).
+  """
+  rho_hat_Z = jnp.clip(jnp.mean(a_BxZ, axis=0), 1e-6, 1 - 1e-6)
+  kl = jnp.sum(target * jnp.log(target / rho_hat_Z)
+               + (1 - target) * jnp.log((1 - target) / (1 - rho_hat_Z)))
+  return jnp.broadcast_to(kl, a_BxZ.shape[:1])
+
+
+def vq_terms(z_e_BxNxD: jax.Array, codes_BxNxD: jax.Array) -> dict[str, jax.Array]:
+  """The two VQ-VAE terms, summed per example: [B] each.
+
+  codebook: ||sg(z_e) - e||^2 moves the codes towards the encoder's outputs (and only the codes);
+  commitment: ||z_e - sg(e)||^2 keeps the encoder near its codes (and moves only the encoder).
+  """
+  sg = jax.lax.stop_gradient
+  return {"codebook": _sum_per_example(jnp.square(sg(z_e_BxNxD) - codes_BxNxD)),
+          "commitment": _sum_per_example(jnp.square(z_e_BxNxD - sg(codes_BxNxD)))}
+
+
+def code_usage(indices_BxN: jax.Array, codebook_size: int) -> dict[str, jax.Array]:
+  """Codebook usage of a batch: perplexity of the code frequencies (1 = a single code in use,
+  codebook_size = all used equally) and the fraction of codes used. Batch quantities, given to
+  every example."""
+  counts_K = jnp.zeros(codebook_size).at[indices_BxN.reshape(-1)].add(1.0)
+  p_K = counts_K / indices_BxN.size
+  perplexity = jnp.exp(-jnp.sum(jnp.where(p_K > 0, p_K * jnp.log(p_K), 0.0)))
+  used = jnp.mean((counts_K > 0).astype(jnp.float32))
+  b = indices_BxN.shape[:1]
+  return {"code_perplexity": jnp.broadcast_to(perplexity, b),
+          "codes_used": jnp.broadcast_to(used, b)}
+
+
 def ae_objective(outputs: dict[str, jax.Array], x: jax.Array,
                  reconstruction: str) -> dict[str, jax.Array]:
   """Reconstruction loss of a deterministic autoencoder, plus both error measures."""
@@ -61,7 +135,8 @@ def elbo_objective(outputs: dict[str, jax.Array], x: jax.Array) -> dict[str, jax
 
 
 Objective = Callable[[dict[str, jax.Array], jax.Array], dict[str, jax.Array]]
-LOSSES = {"ae": RECONSTRUCTION, "vae": ("elbo",)}  # Model family -> the losses it can train with.
+# Model family -> the losses it can train with.
+LOSSES = {"ae": RECONSTRUCTION, "vae": ("elbo", "iwae"), "vqvae": RECONSTRUCTION}
 
 
 def get_objective(family: str, loss: str) -> Objective:
@@ -69,15 +144,11 @@ def get_objective(family: str, loss: str) -> Objective:
   if loss not in LOSSES.get(family, ()):
     raise ValueError(f"loss {loss!r} does not fit model {family!r}; use one of "
                      f"{LOSSES.get(family)}")
+  if family != "ae" and (family, loss) != ("vae", "elbo"):
+    # The others need their config (weights, k samples, the codebook): aejax.objectives.
+    raise ValueError(f"get_objective covers 'ae' and the 'vae' ELBO; {family!r} with {loss!r} "
+                     f"is built by aejax.objectives.per_example")
   if family == "vae":
     return elbo_objective
   return functools.partial(ae_objective, reconstruction=loss)
 
-
-def iwae_bound(log_w_KxB: jax.Array) -> jax.Array:
-  """Importance-weighted bound log (1/K) sum_k w_k per example, from log-weights [K, B]: [B].
-
-  With log w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x), z_k ~ q(z|x), this is the IWAE bound
-  (Burda et al. 2015): below log p(x), above the ELBO on average, tight as K grows.
-  """
-  return jax.nn.logsumexp(log_w_KxB, axis=0) - jnp.log(log_w_KxB.shape[0])

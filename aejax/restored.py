@@ -140,8 +140,9 @@ def restore(workdir: str, step: int | None = None,
       raise UserError(f"unknown image shape for dataset {config.dataset!r}; pass image_shape")
     image_shape = IMAGE_SHAPES[config.dataset]
 
-  model = models.create_model(config.model, image_shape)
-  tx = optimizers.create_optimizer(config)
+  model = models.create_model(config.model, image_shape, config.dtype)
+  # Only the optimizer state's structure matters here; any steps_per_epoch gives it.
+  tx = optimizers.create_optimizer(config, steps_per_epoch=1)
   # The target: the train state's shapes and dtypes, replicated over this process's devices.
   shapes = jax.eval_shape(functools.partial(train.init_state, image_shape=image_shape,
                                             model=model, tx=tx), jax.random.key(0))

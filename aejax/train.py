@@ -23,9 +23,9 @@ import optax
 from aejax import checkpoint
 from aejax import data
 from aejax import input_pipeline
-from aejax import losses
 from aejax import metrics as metrics_lib
 from aejax import models
+from aejax import objectives
 from aejax import optimizers
 from aejax import parallel
 from aejax import preemption
@@ -56,20 +56,23 @@ def split_keys(seed: int) -> dict[str, jax.Array]:
 # --- The pure steps ----------------------------------------------------------------------------
 
 def per_example_metrics(params: Any, x_uint8: jax.Array, keys_B: jax.Array, *, model: Any,
-                        config: ml_collections.ConfigDict) -> Metrics:
+                        config: ml_collections.ConfigDict,
+                        step: jax.Array | None = None) -> Metrics:
   """Scores a batch of uint8 images: a dict of [B] arrays with the objective under 'loss'.
 
-  `keys_B` holds one key per example, so every example's randomness (binarisation, posterior
-  samples) is the same however the batch is split across devices.
+  `keys_B` holds one key per example (or is one key: sampling.as_example_keys), so every
+  example's randomness (binarisation, corruption, posterior samples) is the same however the
+  batch is split across devices. `step` drives
+  schedules inside the objective (KL warm-up); None means evaluation, which also adds the
+  evaluation-only metrics (the test NLL of `config.eval_num_samples`).
   """
-  keys_input_B, keys_model_B = sampling.split(keys_B)
+  keys_B = sampling.as_example_keys(keys_B, x_uint8.shape[0])
+  keys_input_B, keys_corrupt_B, keys_model_B = sampling.split(keys_B, 3)
   x = preprocess.binarize(preprocess.to_unit_interval(x_uint8), keys_input_B,
                           config.input.binarize)
-  outputs = model.apply({"params": params}, x, keys_model_B)
-  # A bf16 model's outputs are scored in float32: per-pixel terms summed over 784 pixels (and
-  # then averaged over the batch) would lose whole nats in bf16.
-  outputs = jax.tree.map(lambda v: v.astype(jnp.float32), outputs)
-  return losses.get_objective(config.model.name, config.loss)(outputs, x)
+  # Denoising: the model sees a corrupted copy, the objective scores it against the clean x.
+  x_in = preprocess.corrupt(x, keys_corrupt_B, config.input.corruption, config.input.noise_level)
+  return objectives.per_example(model, params, x_in, x, keys_model_B, config, step)
 
 
 def train_step(state: TrainState, x_uint8: jax.Array, rng: jax.Array, *, model: Any,
@@ -86,7 +89,8 @@ def train_step(state: TrainState, x_uint8: jax.Array, rng: jax.Array, *, model: 
   keys_B = sampling.example_keys(rng, first, local_batch)
 
   def loss_fn(params):
-    per_example = per_example_metrics(params, x_uint8, keys_B, model=model, config=config)
+    per_example = per_example_metrics(params, x_uint8, keys_B, model=model, config=config,
+                                      step=state.step)
     means = {k: jnp.mean(v) for k, v in per_example.items()}
     return means["loss"], means
 
@@ -247,7 +251,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
   # --- Model and optimizer. ------------------------------------------------------------------
   model = models.create_model(config.model, image_shape, config.dtype)
-  tx = optimizers.create_optimizer(config)
+  tx = optimizers.create_optimizer(config, steps_per_epoch)
   keys = split_keys(config.seed)
   state = jax.jit(functools.partial(init_state, image_shape=image_shape, model=model, tx=tx),
                   out_shardings=parallel.replicated(mesh))(keys["init"])

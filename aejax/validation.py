@@ -8,6 +8,7 @@ import ml_collections
 
 from aejax import input_pipeline
 from aejax import losses
+from aejax import objectives
 from aejax import parallel
 from aejax import preprocess
 from aejax.errors import UserError
@@ -52,15 +53,21 @@ def validate_config(config: ml_collections.ConfigDict, device_count: int) -> Non
          f"config.input_mode={config.input_mode!r} runs on the mesh path; use "
          f"config.parallel='mesh' with it")
   _at_least(config, "input_workers", 0)
+  # The KL sparsity penalty is a function of the whole batch's mean activations; under pmap each
+  # device would see only its slice.
+  _check(not (config.parallel == "pmap" and config.objective.sparsity_weight),
+         "config.objective.sparsity_weight needs the whole batch; use config.parallel='mesh'")
   _one_of(config.dtype, factory.DTYPES, "dtype")
   _one_of(config.input.binarize, preprocess.BINARIZE, "input.binarize")
   _one_of(config.model.name, factory.FAMILIES, "model.name")
   _one_of(config.model.encoder, factory.ENCODERS, "model.encoder")
   _one_of(config.model.activation, factory.ACTIVATIONS, "model.activation")
   _one_of(config.opt.name, optimizers.NAMES, "opt.name")
+  _one_of(config.opt.schedule, optimizers.SCHEDULES, "opt.schedule")
   _check(len(config.model.hidden) > 0 and all(
       isinstance(w, int) and w >= 1 for w in config.model.hidden),
          f"config.model.hidden={tuple(config.model.hidden)} must be positive layer widths")
+  objectives.validate(config)
   allowed = losses.LOSSES[config.model.name]
   _check(config.loss in allowed, f"config.loss={config.loss!r} does not fit config.model.name="
          f"{config.model.name!r}; use one of {allowed}")

@@ -1,10 +1,13 @@
 """The autoencoder families: each maps images to a dict of outputs that `losses` scores."""
 
+from typing import Callable
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from aejax import sampling
+from aejax.models.vq import VectorQuantizer
 
 
 class AE(nn.Module):
@@ -12,9 +15,12 @@ class AE(nn.Module):
 
   encoder: nn.Module  # Must output `latents` features.
   decoder: nn.Module
+  # Squashes the code, e.g. a sigmoid code whose mean activation a sparsity penalty targets.
+  code_activation: Callable[[jax.Array], jax.Array] | None = None
 
   def encode(self, x_BxHxWxC: jax.Array) -> jax.Array:
-    return self.encoder(x_BxHxWxC)
+    z_BxZ = self.encoder(x_BxHxWxC)
+    return z_BxZ if self.code_activation is None else self.code_activation(z_BxZ)
 
   def decode(self, z_BxZ: jax.Array) -> jax.Array:
     return self.decoder(z_BxZ)
@@ -40,10 +46,31 @@ class VAE(nn.Module):
     return self.decoder(z_BxZ)
 
   def __call__(self, x_BxHxWxC: jax.Array, keys_B: jax.Array) -> dict[str, jax.Array]:
-    """`keys_B`: one PRNG key per example (see aejax.sampling)."""
+    """`keys_B`: one PRNG key per example, or one key (see aejax.sampling)."""
     mean_BxZ, logvar_BxZ = self.encode(x_BxHxWxC)
+    keys_B = sampling.as_example_keys(keys_B, x_BxHxWxC.shape[0])
     # Reparameterisation: the sample is a differentiable function of (mean, logvar).
     eps_BxZ = sampling.normal(keys_B, mean_BxZ.shape[1:], mean_BxZ.dtype)
     z_BxZ = mean_BxZ + jnp.exp(0.5 * logvar_BxZ) * eps_BxZ
     return {"z": z_BxZ, "mean": mean_BxZ, "logvar": logvar_BxZ,
             "logits": self.decode(z_BxZ)}
+
+
+class VQVAE(nn.Module):
+  """Discrete code: the encoder's output, cut into vectors of `code_dim`, snaps to a codebook."""
+
+  encoder: nn.Module  # Must output `latents` features, a multiple of code_dim.
+  decoder: nn.Module
+  codebook_size: int
+  code_dim: int
+
+  def setup(self):
+    self.quantizer = VectorQuantizer(self.codebook_size, self.code_dim)
+
+  def __call__(self, x_BxHxWxC: jax.Array, rng: jax.Array) -> dict[str, jax.Array]:
+    del rng  # Deterministic.
+    z_e_BxL = self.encoder(x_BxHxWxC)
+    z_e_BxNxD = z_e_BxL.reshape(z_e_BxL.shape[0], -1, self.code_dim)
+    z_q_BxNxD, e_BxNxD, idx_BxN = self.quantizer(z_e_BxNxD)
+    return {"z": z_q_BxNxD.reshape(z_e_BxL.shape), "z_e": z_e_BxNxD, "codes": e_BxNxD,
+            "indices": idx_BxN, "logits": self.decoder(z_q_BxNxD.reshape(z_e_BxL.shape))}
