@@ -6,8 +6,10 @@ keeps its previous checkpoint. Nothing here uses pickle: arrays go through Tenso
 position through JSON.
 """
 
+import contextlib
+import logging as py_logging
 import os
-from typing import Any
+from typing import Any, Iterator
 
 from absl import logging
 import jax
@@ -57,6 +59,18 @@ def restore(mngr: ocp.CheckpointManager, step: int, like: Any) -> tuple[Any, dic
   return restored.state, dict(restored.meta)
 
 
+@contextlib.contextmanager
+def _orbax_logs_silenced() -> Iterator[None]:
+  """Orbax logs a damaged checkpoint's traceback itself; restore_latest reports it in one line."""
+  only_not_orbax = lambda r: "/orbax/" not in r.pathname or r.levelno >= py_logging.CRITICAL
+  logger = logging.get_absl_logger()
+  logger.addFilter(only_not_orbax)
+  try:
+    yield
+  finally:
+    logger.removeFilter(only_not_orbax)
+
+
 def restore_latest(mngr: ocp.CheckpointManager, like: Any,
                    allow_fallback: bool) -> tuple[int, Any, dict[str, Any]] | None:
   """(step, state, meta) of the newest checkpoint, or None when there is none.
@@ -67,7 +81,8 @@ def restore_latest(mngr: ocp.CheckpointManager, like: Any,
   steps = sorted(mngr.all_steps(), reverse=True)
   for i, step in enumerate(steps):
     try:
-      return (step, *restore(mngr, step, like))
+      with _orbax_logs_silenced():
+        return (step, *restore(mngr, step, like))
     except Exception as e:  # Orbax/TensorStore raise many types for a damaged checkpoint.
       reason = " ".join(str(e).split()).split(" See full")[0][:200]
       if not allow_fallback:
