@@ -1,4 +1,4 @@
-r"""Compares runs: one table over the variants (markdown on stdout, CSV) and their test curves (PNG).
+r"""Compares runs: one table over the variants (markdown on stdout, CSV), their test curves (PNG).
 
   python -m aejax.compare /tmp/sweep [more run dirs or folders of runs] --out=/tmp/sweep/compare
 

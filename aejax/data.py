@@ -53,7 +53,8 @@ def _prepare(name: str, data_dir: str, manual_dir: str | None, download: bool) -
     builder.download_and_prepare(download_config=config)
   except tfds.download.download_manager.NonMatchingChecksumError as e:
     raise UserError(f"an archive in --manual_dir={manual_dir} does not match TFDS's registered "
-                    f"checksum ({str(e).splitlines()[0]}); replace it with the original file") from e
+                    f"checksum ({str(e).splitlines()[0]}); replace it with the original "
+                    f"file") from e
 
 
 def prepare(name: str, data_dir: str | None = None, manual_dir: str | None = None,

@@ -10,7 +10,7 @@ class AejaxError(Exception):
 
 
 class UserError(AejaxError):
-  """Bad input (flags, config, experiment file, dataset, paths, workdir); the message names the fix."""
+  """Bad input (flags, config, experiment file, dataset, paths, workdir); names the fix."""
   exit_code = 2
 
 

@@ -61,7 +61,7 @@ class Run:
 # --- The plan ----------------------------------------------------------------------------------
 
 def split_values(text: str) -> list[str]:
-  """'0,1' -> ['0', '1']; '(64,),(256, 64)' -> ['(64,)', '(256, 64)']: commas inside brackets stay."""
+  """'0,1' -> ['0', '1']; '(64,),(256, 64)' -> ['(64,)', '(256, 64)']: bracketed commas stay."""
   values, depth, start = [], 0, 0
   for i, c in enumerate(text):
     depth += (c in "([{") - (c in ")]}")

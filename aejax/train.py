@@ -62,9 +62,9 @@ def per_example_metrics(params: Any, x_uint8: jax.Array, keys_B: jax.Array, *, m
 
   `keys_B` holds one key per example (or is one key: sampling.as_example_keys), so every
   example's randomness (binarisation, corruption, posterior samples) is the same however the
-  batch is split across devices. `step` drives
-  schedules inside the objective (KL warm-up); None means evaluation, which also adds the
-  evaluation-only metrics (the test NLL of `config.eval_num_samples`).
+  batch is split across devices. `step` drives schedules inside the objective (KL warm-up); None
+  means evaluation, which also adds the evaluation-only metrics (the test NLL of
+  `config.eval_num_samples`).
   """
   keys_B = sampling.as_example_keys(keys_B, x_uint8.shape[0])
   keys_input_B, keys_corrupt_B, keys_model_B = sampling.split(keys_B, 3)

@@ -1,4 +1,4 @@
-"""`python tests/no_tensorflow.py <main flags>`: runs aejax.main as if TensorFlow were not installed.
+"""`python tests/no_tensorflow.py <main flags>`: aejax.main as if TensorFlow were not installed.
 
 Every import finder is wrapped so that `tensorflow` is not found, exactly as on a host without it
 (`sys.modules['tensorflow'] = None` would not do: TFDS treats a present key as "TF is loaded").

@@ -55,7 +55,7 @@ def _mean_std(cell: str) -> tuple[float, float | None, int]:
 
 
 def _num_params(latents: int) -> int:
-  """Counted independently of compare (which reads checkpoint metadata): init the model abstractly."""
+  """Counted apart from compare (which reads checkpoint metadata): the model, abstractly."""
   from aejax import configs
   from aejax import models
 

@@ -1,4 +1,4 @@
-"""config.model -> a Flax module. An explicit table, not a registry, so a reader sees every choice."""
+"""config.model -> a Flax module: an explicit table, not a registry, so every choice is in view."""
 
 import flax.linen as nn
 import jax.numpy as jnp
