@@ -2,10 +2,9 @@
 
 Every import finder is wrapped so that `tensorflow` is not found, exactly as on a host without it
 (`sys.modules['tensorflow'] = None` would not do: TFDS treats a present key as "TF is loaded").
-At exit it prints whether any TensorFlow module got loaded.
+It prints whether any TensorFlow module got loaded, and fails if one did.
 """
 
-import atexit
 import runpy
 import sys
 
@@ -26,7 +25,13 @@ class _HideTensorFlow:
 
 
 sys.meta_path[:] = [_HideTensorFlow(f) for f in sys.meta_path]
-atexit.register(lambda: print(
-    "TENSORFLOW_LOADED=" + str(any(m.split(".")[0] == "tensorflow" for m in sys.modules))))
 sys.argv = ["aejax.main", *sys.argv[1:]]
-runpy.run_module("aejax.main", run_name="__main__", alter_sys=True)
+try:
+  runpy.run_module("aejax.main", run_name="__main__", alter_sys=True)
+  exit_code = 0
+except SystemExit as e:  # absl's app.run always ends in sys.exit.
+  exit_code = e.code
+loaded = sorted(m for m in sys.modules if m.split(".")[0] == "tensorflow")
+print(f"TENSORFLOW_LOADED={bool(loaded)}", flush=True)
+assert not loaded, f"the training path imported TensorFlow: {loaded[:3]}"
+sys.exit(exit_code)
