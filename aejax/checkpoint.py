@@ -7,8 +7,10 @@ position through JSON.
 """
 
 import contextlib
+import gc
 import logging as py_logging
 import os
+import sys
 from typing import Any, Iterator
 
 from absl import logging
@@ -61,14 +63,22 @@ def restore(mngr: ocp.CheckpointManager, step: int, like: Any) -> tuple[Any, dic
 
 @contextlib.contextmanager
 def _orbax_logs_silenced() -> Iterator[None]:
-  """Orbax logs a damaged checkpoint's traceback itself; restore_latest reports it in one line."""
+  """Quiet while a possibly damaged checkpoint is read: restore_latest reports it in one line.
+
+  Orbax logs the failure's traceback itself, and the reads it abandons leave asyncio tasks and
+  coroutines whose errors Python prints when they are collected; they are collected here.
+  """
   only_not_orbax = lambda r: "/orbax/" not in r.pathname or r.levelno >= py_logging.CRITICAL
-  logger = logging.get_absl_logger()
-  logger.addFilter(only_not_orbax)
+  absl_logger, asyncio_logger = logging.get_absl_logger(), py_logging.getLogger("asyncio")
+  absl_logger.addFilter(only_not_orbax)
+  asyncio_logger.disabled, hook = True, sys.unraisablehook
+  sys.unraisablehook = lambda unraisable: None
   try:
     yield
   finally:
-    logger.removeFilter(only_not_orbax)
+    gc.collect()  # Abandoned reads report their errors now, while they are silenced.
+    absl_logger.removeFilter(only_not_orbax)
+    asyncio_logger.disabled, sys.unraisablehook = False, hook
 
 
 def restore_latest(mngr: ocp.CheckpointManager, like: Any,

@@ -4,6 +4,7 @@ Any config field can be overridden: `--config.model.latents=32 --config.num_epoc
 Running the same command again resumes from the workdir's latest checkpoint.
 """
 
+import os
 import sys
 
 from absl import app
@@ -15,7 +16,7 @@ from ml_collections import config_flags
 from aejax import cli
 from aejax import train
 from aejax import workdir as workdir_lib
-from aejax.errors import AejaxError, Preempted
+from aejax.errors import AejaxError, Preempted, UserError
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment file, e.g. experiments/vae.py.", lock_config=True)
@@ -87,6 +88,14 @@ def main(argv: list[str]) -> None:
   except Preempted as e:
     print(f"aejax: {e}", file=sys.stderr)
     sys.exit(e.exit_code)
+  except UserError as e:
+    # Raised only at start-up, before anything is written, so there is nothing to wait for.
+    # os._exit rather than sys.exit: after orbax fails to read a damaged checkpoint, TensorStore
+    # callbacks into its closed event loop print tracebacks at interpreter shutdown, which would
+    # bury the one-line error.
+    print(f"aejax: error: {e}", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(e.exit_code)
   except AejaxError as e:
     cli.fail(str(e), e.exit_code)
 
