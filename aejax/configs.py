@@ -89,6 +89,27 @@ def base() -> ml_collections.ConfigDict:
   return c
 
 
+def mlp_vae(latents: int = 20) -> ml_collections.ConfigDict:
+  """784-500-latents MLP VAE (the Flax VAE example's shape), Bernoulli decoder, ELBO, dynamic
+  binarisation: experiments/vae.py and the VAE variants built on it."""
+  c = base()
+  c.model.name = "vae"
+  c.model.hidden = (500,)
+  c.model.latents = latents
+  c.loss = "elbo"
+  c.input.binarize = "dynamic"
+  c.num_epochs = 30
+  return c
+
+
+def with_conv(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The conv encoder/decoder pair (two stride-2 convs of 32 and 64 channels) in place of the
+  MLP (model.hidden is then unused)."""
+  c.model.encoder = "conv"
+  c.model.channels = (32, 64)
+  return c
+
+
 def burda2015(num_samples: int) -> ml_collections.ConfigDict:
   """Burda, Grosse & Salakhutdinov (2015), MNIST, one stochastic layer: 784-200-200-50 tanh
   encoder, mirror decoder, dynamic binarisation, Adam (b1 0.9, b2 0.999, eps 1e-4) with batches

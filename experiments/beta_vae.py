@@ -13,13 +13,7 @@ from aejax import configs
 
 
 def get_config():
-  config = configs.base()
-  config.model.name = "vae"
-  config.model.hidden = (500,)
-  config.model.latents = 10
-  config.loss = "elbo"
-  config.input.binarize = "dynamic"
+  config = configs.mlp_vae(latents=10)
   config.objective.beta = 4.0
   config.objective.kl_warmup_steps = 5000
-  config.num_epochs = 30
   return config

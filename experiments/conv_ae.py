@@ -12,10 +12,7 @@ from aejax import configs
 
 
 def get_config():
-  config = configs.base()
-  config.model.name = "ae"
-  config.model.encoder = "conv"
-  config.model.channels = (32, 64)
+  config = configs.with_conv(configs.base())
   config.model.latents = 32
   config.loss = "mse"
   config.num_epochs = 20

@@ -12,12 +12,4 @@ from aejax import configs
 
 
 def get_config():
-  config = configs.base()
-  config.model.name = "vae"
-  config.model.encoder = "conv"
-  config.model.channels = (32, 64)
-  config.model.latents = 20
-  config.loss = "elbo"
-  config.input.binarize = "dynamic"
-  config.num_epochs = 30
-  return config
+  return configs.with_conv(configs.mlp_vae())

@@ -12,11 +12,4 @@ from aejax import configs
 
 
 def get_config():
-  config = configs.base()
-  config.model.name = "vae"
-  config.model.hidden = (500,)
-  config.model.latents = 20
-  config.loss = "elbo"
-  config.input.binarize = "dynamic"
-  config.num_epochs = 30
-  return config
+  return configs.mlp_vae()

@@ -14,10 +14,8 @@ from aejax import configs
 
 
 def get_config():
-  config = configs.base()
+  config = configs.with_conv(configs.base())
   config.model.name = "vqvae"
-  config.model.encoder = "conv"
-  config.model.channels = (32, 64)
   config.model.latents = 64
   config.model.code_dim = 8
   config.model.codebook_size = 128
