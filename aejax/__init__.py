@@ -4,9 +4,9 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
-  # `aejax.restore` (in aejax/restored.py) loads JAX, Flax and Orbax only when first used, so
+  # `aejax.restore` (in aejax/analysis/restored.py) loads JAX, Flax and Orbax only when first used, so
   # `import aejax` stays light.
   if name in ("restore", "Restored"):
-    from aejax import restored
+    from aejax.analysis import restored
     return getattr(restored, name)
   raise AttributeError(f"module 'aejax' has no attribute {name!r}")

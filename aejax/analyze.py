@@ -19,14 +19,14 @@ import jax
 import numpy as np
 
 from aejax import cli
-from aejax import data
-from aejax import figures
+from aejax.data import dataset
+from aejax.analysis import figures
 from aejax import likelihood
 from aejax import losses
 from aejax import preprocess
 from aejax import sampling
-from aejax import probes
-from aejax import restored as restored_lib
+from aejax.analysis import probes
+from aejax.analysis import restored as restored_lib
 from aejax import train
 from aejax.errors import UserError
 
@@ -110,9 +110,9 @@ def analyze(workdir: str, *, step: int | None = None, k: int = 5000, data_dir: s
   out_dir = os.path.join(workdir, "analysis")
   os.makedirs(out_dir, exist_ok=True)
 
-  builder_dir = data.prepare(config.dataset, data_dir, manual_dir)
-  train_images, train_labels = data.load_split(builder_dir, "train")
-  test_images, test_labels = data.load_split(builder_dir, "test")
+  builder_dir = dataset.prepare(config.dataset, data_dir, manual_dir)
+  train_images, train_labels = dataset.load_split(builder_dir, "train")
+  test_images, test_labels = dataset.load_split(builder_dir, "test")
   if probe_examples and probe_examples < len(train_images):
     subset = np.random.default_rng(seed).permutation(len(train_images))[:probe_examples]
   else:

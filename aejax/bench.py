@@ -29,8 +29,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from aejax import data
-from aejax import input_pipeline
+from aejax.data import dataset
+from aejax.data import input_pipeline
 from aejax import models
 from aejax import optimizers
 from aejax import parallel
@@ -227,8 +227,8 @@ def run():
   if _STEPS.value < 1 or _STREAM_EPOCHS.value < 1:
     raise UserError("--steps and --stream_epochs must be >= 1")
   base_config = load_experiment(_EXPERIMENT.value)
-  builder_dir = data.prepare(base_config.dataset, _DATA_DIR.value, _MANUAL_DIR.value)
-  images, _ = data.load_split(builder_dir, "train")
+  builder_dir = dataset.prepare(base_config.dataset, _DATA_DIR.value, _MANUAL_DIR.value)
+  images, _ = dataset.load_split(builder_dir, "train")
   if _NUM_TRAIN.value:
     images = images[:_NUM_TRAIN.value]
   source = input_pipeline.open_source(builder_dir, "train") if "stream" in modes else None

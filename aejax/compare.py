@@ -29,9 +29,9 @@ from absl import flags
 from absl import logging
 import numpy as np
 
-from aejax import metrics as metrics_lib
+from aejax.run import metrics as metrics_lib
 from aejax import cli
-from aejax import rundir
+from aejax.run import rundir
 from aejax.errors import UserError
 
 _METRIC = flags.DEFINE_list(

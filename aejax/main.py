@@ -15,7 +15,7 @@ from ml_collections import config_flags
 
 from aejax import cli
 from aejax import train
-from aejax import workdir as workdir_lib
+from aejax.run import workdir as workdir_lib
 from aejax.errors import AejaxError, Preempted, UserError
 
 _CONFIG = config_flags.DEFINE_config_file(

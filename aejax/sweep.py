@@ -37,7 +37,7 @@ import ml_collections
 
 from aejax import cli
 from aejax import main as main_lib  # Defines --config, --workdir, --data_dir and main's flags.
-from aejax import rundir
+from aejax.run import rundir
 from aejax.errors import UserError
 
 _SWEEP = flags.DEFINE_multi_string(
@@ -235,9 +235,9 @@ def sweep(argv: list[str]) -> int:
                len(runs), FLAGS.workdir, len(runs) - len(todo), len(todo), len(envs))
   if todo:
     # Prepare each dataset once, here, so concurrent runs never race to prepare it.
-    from aejax import data
+    from aejax.data import dataset
     for name in sorted({r.config.dataset for r in todo}):
-      data.prepare(name, FLAGS.data_dir, FLAGS.manual_dir, FLAGS.download)
+      dataset.prepare(name, FLAGS.data_dir, FLAGS.manual_dir, FLAGS.download)
 
   common = [sys.executable, "-m", "aejax.main", f"--config={config_file}", *main_flags(), *passed]
   slots = queue.Queue()

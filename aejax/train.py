@@ -20,19 +20,19 @@ import ml_collections
 import numpy as np
 import optax
 
-from aejax import checkpoint
-from aejax import data
-from aejax import input_pipeline
-from aejax import metrics as metrics_lib
+from aejax.run import checkpoint
+from aejax.data import dataset
+from aejax.data import input_pipeline
+from aejax.run import metrics as metrics_lib
 from aejax import models
 from aejax import objectives
 from aejax import optimizers
 from aejax import parallel
-from aejax import preemption
+from aejax.run import preemption
 from aejax import preprocess
 from aejax import sampling
 from aejax import validation
-from aejax import workdir as workdir_lib
+from aejax.run import workdir as workdir_lib
 from aejax.errors import Diverged, Preempted, UserError
 
 Metrics = dict[str, jax.Array]
@@ -196,11 +196,11 @@ def _prepare_data(config: ml_collections.ConfigDict, data_dir: str | None,
                   manual_dir: str | None, download: bool) -> str:
   """The prepared dataset's directory; only process 0 prepares it, the others wait."""
   if jax.process_index() == 0:
-    builder_dir = data.prepare(config.dataset, data_dir, manual_dir, download)
+    builder_dir = dataset.prepare(config.dataset, data_dir, manual_dir, download)
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils
     multihost_utils.sync_global_devices("dataset prepared")
-    builder_dir = data.prepare(config.dataset, data_dir)
+    builder_dir = dataset.prepare(config.dataset, data_dir)
   return builder_dir
 
 
@@ -230,15 +230,15 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
   # --- Input: device mode puts the split on the devices once; stream mode reads it per batch. --
   builder_dir = _prepare_data(config, data_dir, manual_dir, download)
-  num_train = data.num_examples(builder_dir, "train")
+  num_train = dataset.num_examples(builder_dir, "train")
   validation.validate_data(config, num_train)
   if config.input_mode == "stream":
     train_images, train_source = None, input_pipeline.open_source(builder_dir, "train")
     image_shape = input_pipeline.image_shape(train_source)
   else:  # Every process holds the whole (small) split.
-    train_images = data.load_split(builder_dir, "train")[0]
+    train_images = dataset.load_split(builder_dir, "train")[0]
     image_shape = train_images.shape[1:]
-  test_images = data.load_split(builder_dir, "test")[0]
+  test_images = dataset.load_split(builder_dir, "test")[0]
   steps_per_epoch = num_train // config.batch_size  # The remainder waits a permutation.
   logging.info("Data: %d train and %d test images of shape %s; %d steps per epoch",
                num_train, len(test_images), image_shape, steps_per_epoch)

@@ -6,7 +6,7 @@ costs a second, not a crashed run.
 
 import ml_collections
 
-from aejax import input_pipeline
+from aejax.data import input_pipeline
 from aejax import losses
 from aejax import objectives
 from aejax import parallel

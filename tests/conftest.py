@@ -42,7 +42,7 @@ def data_dir(request, tmp_path_factory) -> str:
   if manual_dir:
     args.append(f"manual_dir={os.path.abspath(manual_dir)!r}")
   # A subprocess, so TensorFlow (imported by TFDS to prepare) never enters the test process.
-  code = f"from aejax import data; data.prepare('mnist', {', '.join(args)})"
+  code = f"from aejax.data import dataset; dataset.prepare('mnist', {', '.join(args)})"
   proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
   if proc.returncode:
     pytest.fail("could not prepare MNIST (pass --manual_dir=../shared/data/mnist): "
@@ -53,10 +53,10 @@ def data_dir(request, tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def mnist(data_dir):
   """(train_images, train_labels, test_images, test_labels) as uint8/int32 host arrays."""
-  from aejax import data
+  from aejax.data import dataset
 
-  builder_dir = data.prepare("mnist", data_dir)
-  return (*data.load_split(builder_dir, "train"), *data.load_split(builder_dir, "test"))
+  builder_dir = dataset.prepare("mnist", data_dir)
+  return (*dataset.load_split(builder_dir, "train"), *dataset.load_split(builder_dir, "test"))
 
 
 def assert_same_training(actual, desired) -> None:

@@ -12,7 +12,7 @@ import functools
 import jax
 import numpy as np
 
-from aejax import data
+from aejax.data import dataset
 from aejax import models
 from aejax import optimizers
 from aejax import parallel
@@ -53,8 +53,8 @@ def ten_steps(config, images, mode, devices):
 
 def main():
   config = vae_config()
-  builder_dir = data.prepare("mnist", sys.argv[1])
-  images = data.load_split(builder_dir, "train")[0][:10 * config.batch_size]
+  builder_dir = dataset.prepare("mnist", sys.argv[1])
+  images = dataset.load_split(builder_dir, "train")[0][:10 * config.batch_size]
   devices = jax.devices()
   assert len(devices) == 8, devices
   one, loss_one = ten_steps(config, images, "mesh", devices[:1])

@@ -134,7 +134,7 @@ def test_checkpoint_from_8_devices_restores_and_analyses_on_1(ae_run, ae_analysi
 
 
 def test_pca_baseline_at_30_components_matches_hinton_and_salakhutdinov(mnist):
-  from aejax import probes
+  from aejax.analysis import probes
 
   train_images, _, test_images, _ = mnist
   mean, basis = probes.pca_fit(train_images.reshape(60000, -1) / 255.0, 30)
@@ -220,4 +220,4 @@ def test_import_aejax_stays_light():
   code = "import aejax; print(aejax.restore.__module__)"
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                        cwd=REPO)
-  assert out.stdout.strip() == "aejax.restored"
+  assert out.stdout.strip() == "aejax.analysis.restored"

@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 
-from aejax import data
+from aejax.data import dataset
 from aejax.errors import UserError
 
 
@@ -22,7 +22,7 @@ def test_mnist_matches_the_published_facts(mnist):
 def test_missing_dataset_without_manual_dir_fails_fast_with_the_fix(tmp_path):
   t0 = time.time()
   with pytest.raises(UserError, match="--manual_dir"):
-    data.prepare("mnist", str(tmp_path))
+    dataset.prepare("mnist", str(tmp_path))
   assert time.time() - t0 < 10  # No download attempt, no network retries.
 
 
@@ -30,6 +30,6 @@ def test_manual_dir_without_the_archives_names_them(tmp_path):
   empty = tmp_path / "archives"
   empty.mkdir()
   with pytest.raises(UserError, match="train-images-idx3-ubyte.gz"):
-    data.prepare("mnist", str(tmp_path / "tfds"), manual_dir=str(empty))
+    dataset.prepare("mnist", str(tmp_path / "tfds"), manual_dir=str(empty))
   assert not (tmp_path / "tfds" / "mnist").exists() or not any(
       (tmp_path / "tfds" / "mnist").glob("*/dataset_info.json"))

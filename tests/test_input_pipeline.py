@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from aejax import configs
-from aejax import data
-from aejax import input_pipeline
+from aejax.data import dataset
+from aejax.data import input_pipeline
 from aejax import models
 from aejax import optimizers
 from aejax import parallel
@@ -62,7 +62,7 @@ def run_stream(step_fn, state, source, keys, epochs, num_workers=0):
 
 @pytest.fixture(scope="module")
 def source_and_images(data_dir, mnist):
-  builder_dir = data.prepare("mnist", data_dir)
+  builder_dir = dataset.prepare("mnist", data_dir)
   source = input_pipeline.open_source(builder_dir, "train")
   return source, parallel.put_replicated(mnist[0], parallel.make_mesh())
 

@@ -25,7 +25,7 @@ def _launch(*args, **kwargs) -> subprocess.Popen:
 
 
 def _final_state(workdir):
-  from aejax import checkpoint
+  from aejax.run import checkpoint
   mngr = checkpoint.manager(os.path.join(workdir, "checkpoints"), max_to_keep=3)
   return checkpoint.restore_on_one_device(mngr, mngr.latest_step())
 

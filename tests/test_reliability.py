@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aejax import checkpoint
+from aejax.run import checkpoint
 from aejax import configs
 from aejax import train
 from aejax.errors import Diverged

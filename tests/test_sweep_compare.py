@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from aejax import rundir
+from aejax.run import rundir
 from aejax import sweep as sweep_lib
 from conftest import run_aejax
 

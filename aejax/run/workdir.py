@@ -5,7 +5,7 @@ import os
 
 import ml_collections
 
-from aejax import rundir
+from aejax.run import rundir
 from aejax.errors import UserError
 
 # Fields that may change when a run is resumed: they change how long it trains, how often it

@@ -18,7 +18,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from aejax import checkpoint
+from aejax.run import checkpoint
 from aejax import models
 from aejax import optimizers
 from aejax import parallel

@@ -1,0 +1,1 @@
+"""Restored runs and what analysis computes from them; never imports the trainer."""

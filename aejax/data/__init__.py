@@ -1,0 +1,1 @@
+"""Datasets: TFDS preparation and reading (dataset.py), the grain stream (input_pipeline.py)."""

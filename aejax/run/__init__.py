@@ -1,0 +1,1 @@
+"""The run directory: config.json, metrics.jsonl, checkpoints, preemption."""
