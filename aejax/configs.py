@@ -76,7 +76,7 @@ def base() -> ml_collections.ConfigDict:
   c.opt.eps = 1e-8
   c.opt.weight_decay = 0.0  # Only used by 'adamw'.
   c.opt.grad_clip_norm = 0.0  # 0 disables clipping.
-  # 'constant' | 'stages': stage i lasts stage_growth^i epochs at learning_rate *
+  # 'constant' | 'cosine' (from learning_rate to 0 over num_epochs) | 'stages': stage i lasts stage_growth^i epochs at learning_rate *
   # stage_decay^i, for i < stages (Burda et al. 2015: 3^i epochs, decay 10^(-1/7), 8 stages).
   c.opt.schedule = "constant"
   c.opt.stages = 8

@@ -6,7 +6,7 @@ import optax
 from aejax.errors import UserError
 
 NAMES = ("adam", "adamw", "sgd")
-SCHEDULES = ("constant", "stages")
+SCHEDULES = ("constant", "stages", "cosine")
 
 
 def stages_schedule(lr: float, *, stages: int, growth: int, decay: float,
@@ -38,6 +38,13 @@ def learning_rate(config: ml_collections.ConfigDict, steps_per_epoch: int | None
       raise ValueError("the 'stages' schedule needs steps_per_epoch")
     return stages_schedule(config.learning_rate, stages=opt.stages, growth=opt.stage_growth,
                            decay=opt.stage_decay, steps_per_epoch=steps_per_epoch)
+  if opt.schedule == "cosine":
+    if steps_per_epoch is None:
+      raise ValueError("the 'cosine' schedule needs steps_per_epoch")
+    # Decays to 0 at the end of num_epochs; resuming with a larger num_epochs is config drift
+    # (the schedule would change), which the workdir check refuses.
+    return optax.cosine_decay_schedule(config.learning_rate,
+                                       decay_steps=config.num_epochs * steps_per_epoch)
   raise UserError(f"unknown config.opt.schedule={opt.schedule!r}; use one of {SCHEDULES}")
 
 

@@ -264,3 +264,19 @@ def test_burda_schedule_has_the_paper_rates_and_length():
   config.num_epochs = 100
   with pytest.raises(UserError, match="num_epochs=3280"):
     optimizers.learning_rate(config, spe)
+
+
+def test_cosine_schedule_has_the_closed_form_rates_and_pins_num_epochs():
+  import json
+
+  from aejax.run import workdir
+
+  config = configs.base()
+  config.opt.schedule, config.num_epochs, config.learning_rate = "cosine", 4, 2e-3
+  lr = optimizers.learning_rate(config, steps_per_epoch=10)
+  for step in (0, 7, 20, 33, 40):  # 0.5 lr (1 + cos(pi t / T)), T = 4 epochs x 10 steps.
+    np.testing.assert_allclose(float(lr(step)), 1e-3 * (1 + np.cos(np.pi * step / 40)),
+                               rtol=1e-5, atol=1e-9)
+  saved = json.loads(config.to_json_best_effort())
+  config.num_epochs = 5  # A longer run would decay more slowly: resuming must refuse it.
+  assert workdir.config_drift(saved, config) == ["num_epochs: 4 -> 5"]

@@ -21,9 +21,12 @@ def config_path(workdir: str) -> str:
 def config_drift(saved: dict, config: ml_collections.ConfigDict) -> list[str]:
   """'field: saved -> now' for every non-resumable field that differs."""
   old, new = rundir.flatten(saved), rundir.flatten(json.loads(config.to_json_best_effort()))
+  resumable = RESUMABLE
+  if new.get("opt.schedule") == "cosine":  # Its decay spans num_epochs: more epochs, other rates.
+    resumable = tuple(f for f in RESUMABLE if f != "num_epochs")
   changed = []
   for key in sorted(set(old) | set(new)):
-    if key.split(".")[0] in RESUMABLE or old.get(key) == new.get(key):
+    if key.split(".")[0] in resumable or old.get(key) == new.get(key):
       continue
     changed.append(f"{key}: {old.get(key, '<absent>')!r} -> {new.get(key, '<absent>')!r}")
   return changed
