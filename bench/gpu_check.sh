@@ -2,7 +2,7 @@
 # The GPU half of issue 7 in one device call: benchmark, profile and equivalence tests on a GPU.
 #
 # Prepare here (once; both folders are git-ignored and travel with `carry`):
-#   bash ../shared/tools/offline-wheels.sh .whl 3.12 tensorboardX  # TFDS read side, grain, ...
+#   bash tools/offline_wheels.sh .whl 3.12 tensorboardX  # TFDS read side, grain, ...
 #   mkdir -p .tfds && cp -r /tmp/tfds/mnist .tfds/                  # the prepared ArrayRecord MNIST
 # Then one call of the device tool, from this repo's root:
 #   run(command="bash bench/gpu_check.sh", carry=[".whl", ".tfds"], timeout_s=540)
@@ -22,7 +22,7 @@ STEPS=${STEPS:-2000}
 export PYTHONUNBUFFERED=1
 
 if [[ "$WHEELS" != none ]]; then
-  [[ -d "$WHEELS" ]] || { echo "no wheel folder $WHEELS: run offline-wheels.sh first" >&2; exit 2; }
+  [[ -d "$WHEELS" ]] || { echo "no wheel folder $WHEELS: run tools/offline_wheels.sh first" >&2; exit 2; }
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site "$WHEELS"/*.whl
   export PYTHONPATH="/tmp/site:$PWD"
