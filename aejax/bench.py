@@ -112,7 +112,7 @@ def bench_one(config, images: np.ndarray, source, *, modes, steps: int, stream_e
   epochs = math.ceil(steps / spe)
   mesh = parallel.make_mesh()
   model = models.create_model(config.model, image_shape, config.dtype)
-  tx = optimizers.create_optimizer(config)
+  tx = optimizers.create_optimizer(config, spe)  # spe: schedules count in steps.
   keys = train.split_keys(config.seed)
   init = jax.jit(functools.partial(train.init_state, image_shape=image_shape, model=model, tx=tx),
                  out_shardings=parallel.replicated(mesh))
