@@ -16,6 +16,7 @@
 #             VAE, device) -> trace.tgz (Perfetto JSON), their timings in trace.jsonl
 #   burda     time per step of experiments/burda2015_vae.py at its batch of 20 -> bench.jsonl
 #   convruns  full default runs of conv_ae, conv_vae, vqvae -> runs.jsonl
+#   recipes   (optional) the Hinton reproduction's cosine schedule over 100 epochs -> runs.jsonl
 #   runs      full default runs, one at a time: hinton2006_ae30 and its recipe variants, vae
 #             -> runs.jsonl (wall time, last test line)
 #   replicas  (optional) aejax.bench --replicas=1,8,32 for the VAE at batch 128 -> bench.jsonl
@@ -122,7 +123,12 @@ fi
 has burda && bench bench.jsonl 120 --experiment=burda2015_vae --batch_sizes=20 --modes=baseline,device \
   --steps="$STEPS"
 
-# 7. The conv families' full runs.
+# 7. Recipe variants of the Hinton reproduction: the cosine decay over fewer epochs stops
+#    before the overfitting that the 200-epoch run shows.
+if has recipes; then
+  train hinton2006_ae30-100ep 100 hinton2006_ae30 --config.num_epochs=100
+fi
+# 8. The conv families' full runs.
 if has convruns; then
   train conv_ae 120 conv_ae
   train conv_vae 120 conv_vae
