@@ -22,6 +22,10 @@ def base() -> ml_collections.ConfigDict:
   # Train steps per jit call (a lax.scan); 0 = a whole epoch. Smaller values let a SIGTERM stop
   # (and checkpoint) sooner; the result is the same either way.
   c.steps_per_call = 0
+  # How the steps of a call execute: 'auto' (a host loop over one jitted step for conv models on
+  # CPU, whose convolutions XLA:CPU runs slowly inside loops; a lax.scan elsewhere) | 'scan' |
+  # 'unroll' (the scan unrolled) | 'host'. All give the same result.
+  c.loop = "auto"
 
   # 'mesh': jit over a device mesh, batch sharded on 'data', XLA inserting the gradient all-reduce;
   # 'pmap': the same train step under jax.pmap with an explicit pmean. Both give the same result.
