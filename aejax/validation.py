@@ -63,6 +63,7 @@ def validate_config(config: ml_collections.ConfigDict, device_count: int) -> Non
   _one_of(config.input.binarize, preprocess.BINARIZE, "input.binarize")
   _one_of(config.model.name, factory.FAMILIES, "model.name")
   _one_of(config.model.encoder, factory.ENCODERS, "model.encoder")
+  _one_of(config.model.conv_impl, factory.CONV_IMPLS, "model.conv_impl")
   _one_of(config.model.activation, factory.ACTIVATIONS, "model.activation")
   _one_of(config.opt.name, optimizers.NAMES, "opt.name")
   _one_of(config.opt.schedule, optimizers.SCHEDULES, "opt.schedule")
