@@ -182,10 +182,14 @@ class _HostLoop:
 
   def __init__(self, permutation: Callable, step: Callable, stack: Callable):
     self._permutation, self._step, self._stack = permutation, step, stack
+    self._compiled = None  # (permutation, step): one compile serves every num_steps.
 
   def lower(self, state, images, epoch, start, num_steps):
-    permutation = self._permutation.lower(images, epoch).compile()
-    step = self._step.lower(state, permutation(images, epoch), images, start).compile()
+    if self._compiled is None:
+      permutation = self._permutation.lower(images, epoch).compile()
+      self._compiled = (permutation, self._step.lower(state, permutation(images, epoch), images,
+                                                      start).compile())
+    permutation, step = self._compiled
 
     def run(state, images, epoch, start):
       perm_N = permutation(images, epoch)
