@@ -5,7 +5,8 @@ r"""Throughput of aejax's loop beside a per-step baseline, in one process.
 Per batch size (and dtype) it times, after a warm-up and up to `block_until_ready`:
   baseline  the usual loop (as in the Flax VAE example): a host-side permutation, a numpy batch
             gathered on the host per step and fed to the jitted step, a key split on the host;
-  device    aejax's device-resident epoch (`train.make_train_chunk`): one scanned jit call;
+  device    aejax's device-resident epoch (`train.make_train_chunk`): one call per epoch, its
+            steps run as config.loop chooses for this backend and model (`loop` in the row);
   stream    aejax's streaming epoch (`input_pipeline.StreamEpochs`): grain reads and decodes
             each batch from the prepared TFDS files.
 All three run the same pure `train.train_step` (same model, loss and optimizer). Each row gives
@@ -31,6 +32,7 @@ import numpy as np
 
 from aejax.data import dataset
 from aejax.data import input_pipeline
+from aejax import loops
 from aejax import models
 from aejax import optimizers
 from aejax import parallel
@@ -56,6 +58,10 @@ _INPUT_WORKERS = flags.DEFINE_integer("input_workers", None,
 _TRACE_DIR = flags.DEFINE_string(
     "trace_dir", None, "Write a jax.profiler trace (with a Perfetto JSON) of each timed device "
     "and baseline run under this folder, to see what limits them.")
+_LOOP = flags.DEFINE_string("loop", None, f"config.loop for device, one of {loops.LOOPS} "
+                            "(default: the experiment's).")
+_CONV_IMPL = flags.DEFINE_string("conv_impl", None, "config.model.conv_impl, one of "
+                                 f"{models.CONV_IMPLS} (default: the experiment's).")
 _JSON = flags.DEFINE_bool("json", False, "One JSON object per line instead of a table.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir (as for aejax.main).")
 _MANUAL_DIR = flags.DEFINE_string("manual_dir", None, "Original archives (as for aejax.main).")
@@ -159,7 +165,9 @@ def bench_one(config, images: np.ndarray, source, *, modes, steps: int, stream_e
     images_dev = parallel.put_replicated(images, mesh)
     state = fresh_state()
     t0 = time.perf_counter()
-    epoch_fn = train.make_train_chunk(step_fn, batch_size=batch_size, keys=keys, mesh=mesh)
+    loop = loops.resolve(config.loop, config.model.encoder, jax.default_backend())
+    epoch_fn = train.make_train_chunk(step_fn, batch_size=batch_size, keys=keys, mesh=mesh,
+                                      loop=loop)
     epoch_fn = epoch_fn.lower(state, images_dev, 0, 0, spe).compile()  # One call per epoch.
     compile_s = time.perf_counter() - t0
     state, _ = jax.block_until_ready(epoch_fn(state, images_dev, 0, 0))  # Warm-up.
@@ -171,7 +179,7 @@ def bench_one(config, images: np.ndarray, source, *, modes, steps: int, stream_e
 
     seconds, _ = timed(lambda: run_device(state), f"device_b{batch_size}_{config.dtype}")
     del images_dev
-    rows.append(row("device", seconds, epochs * spe, compile_s))
+    rows.append({**row("device", seconds, epochs * spe, compile_s), "loop": loop})
 
   if "stream" in modes:
     state = fresh_state()
@@ -202,7 +210,7 @@ def format_row(r: dict) -> str:
   ratio = f"{r['ratio_to_baseline']:.2f}x" if r["ratio_to_baseline"] else "-"
   return (f"{r['mode']:<9} {r['batch_size']:>6} {r['dtype']:<9} {r['examples_per_sec']:>14,.0f} "
           f"{ratio:>8} {r['compile_s']:>9.2f} {r['flops_per_sec'] / 1e9:>10.1f} "
-          f"({r['flops_source']})")
+          f"({r['flops_source']})" + (f" loop={r['loop']}" if r.get("loop") else ""))
 
 
 def main(argv):
@@ -224,6 +232,9 @@ def run():
   except ValueError:
     raise UserError(f"--batch_sizes={','.join(_BATCH_SIZES.value)} must be integers, "
                     f"e.g. 128,1024,8192") from None
+  for flag, choices in ((_LOOP, loops.LOOPS), (_CONV_IMPL, models.CONV_IMPLS)):
+    if flag.value is not None and flag.value not in choices:
+      raise UserError(f"--{flag.name}={flag.value} is unknown; use one of {choices}")
   if _STEPS.value < 1 or _STREAM_EPOCHS.value < 1:
     raise UserError("--steps and --stream_epochs must be >= 1")
   base_config = load_experiment(_EXPERIMENT.value)
@@ -243,6 +254,10 @@ def run():
       config.batch_size, config.dtype = batch_size, dtype
       if _INPUT_WORKERS.value is not None:
         config.input_workers = _INPUT_WORKERS.value
+      if _LOOP.value is not None:
+        config.loop = _LOOP.value
+      if _CONV_IMPL.value is not None:
+        config.model.conv_impl = _CONV_IMPL.value
       for r in bench_one(config, images, source, modes=modes, steps=_STEPS.value,
                          stream_epochs=_STREAM_EPOCHS.value):
         print(json.dumps({"experiment": _EXPERIMENT.value, **r}) if _JSON.value

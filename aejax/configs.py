@@ -22,6 +22,10 @@ def base() -> ml_collections.ConfigDict:
   # Train steps per jit call (a lax.scan); 0 = a whole epoch. Smaller values let a SIGTERM stop
   # (and checkpoint) sooner; the result is the same either way.
   c.steps_per_call = 0
+  # How the steps of a call execute: 'auto' (a host loop over one jitted step for conv models on
+  # CPU, whose convolutions XLA:CPU runs slowly inside loops; a lax.scan elsewhere) | 'scan' |
+  # 'unroll' (the scan unrolled) | 'host'. All give the same result.
+  c.loop = "auto"
 
   # 'mesh': jit over a device mesh, batch sharded on 'data', XLA inserting the gradient all-reduce;
   # 'pmap': the same train step under jax.pmap with an explicit pmean. Both give the same result.
@@ -52,6 +56,10 @@ def base() -> ml_collections.ConfigDict:
   c.model.latents = 32
   c.model.activation = "relu"
   c.model.channels = (32, 64)  # encoder='conv': conv widths, each halving H, W; decoder mirrors.
+  # encoder='conv': how each stride-2 4x4 (transposed) conv is computed, on the same parameters:
+  # 'strided' as such, or 'space_to_depth' (space-to-depth then a stride-1 2x2 conv; transposed:
+  # a stride-1 3x3 conv then depth-to-space).
+  c.model.conv_impl = "strided"
   c.model.code_activation = "none"  # 'ae' only: 'sigmoid' squashes the code into (0, 1).
   c.model.num_samples = 1  # 'vae' with loss 'iwae': posterior samples k per training example.
   c.model.codebook_size = 512  # 'vqvae': codes in the codebook.

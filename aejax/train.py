@@ -2,7 +2,8 @@
 
 The loop keeps a small dataset (MNIST) on the devices: each epoch draws its permutation on device
 from `fold_in(data_key, epoch)` and runs its steps as `lax.scan`s inside jit calls of
-`steps_per_call` steps (default: the whole epoch), so the host does no per-step work. Randomness
+`steps_per_call` steps (default: the whole epoch), so the host does no per-step work (conv models
+on CPU run a host loop over one jitted step instead: aejax/loops.py says why). Randomness
 of step `s` is `fold_in(train_key, s)` and the data position is (epoch, step in epoch): both are
 in every checkpoint, which makes a resumed run bitwise equal to an uninterrupted one.
 """
@@ -10,6 +11,7 @@ in every checkpoint, which makes a resumed run bitwise equal to an uninterrupted
 import functools
 import os
 import time
+import types
 from typing import Any, Callable
 
 from absl import logging
@@ -24,6 +26,7 @@ from aejax.run import checkpoint
 from aejax.data import dataset
 from aejax.data import input_pipeline
 from aejax.run import metrics as metrics_lib
+from aejax import loops
 from aejax import models
 from aejax import objectives
 from aejax import optimizers
@@ -113,44 +116,90 @@ def init_state(key: jax.Array, image_shape: tuple[int, ...], *, model: Any,
 # --- Device-resident epochs --------------------------------------------------------------------
 
 def make_train_chunk(step_fn: Callable, *, batch_size: int, keys: dict[str, jax.Array],
-                     mesh: jax.sharding.Mesh, mode: str = "mesh") -> Callable:
+                     mesh: jax.sharding.Mesh, mode: str = "mesh", loop: str = "scan") -> Any:
   """(state, images_NxHxWxC uint8, epoch, start, num_steps) -> (state, metrics), on device.
 
   Runs steps start, ..., start + num_steps - 1 of `epoch` (num_steps is static) and returns
   per-metric sums over them plus the index of the first step whose loss was not finite (-1 if
   none). mode 'mesh': jit over the mesh; `step_fn` sees the global batch, sharded on 'data'.
   mode 'pmap': state and images carry a leading device axis, each device gathers its slice of
-  every global batch and `step_fn` must average over parallel.DATA_AXIS.
+  every global batch and `step_fn` must average over parallel.DATA_AXIS. `loop` (a resolved
+  loops.LOOPS choice) says how the steps execute; each has the jitted function's `.lower(...)
+  .compile()` interface and gives the same batches, keys and sums.
   """
   local_batch = batch_size // mesh.size
   batch_sharding = parallel.batch_sharded(mesh)
 
-  def train_chunk(state, images_NxHxWxC, epoch, start, num_steps):
-    perm_N = jax.random.permutation(jax.random.fold_in(keys["data"], epoch),
-                                    images_NxHxWxC.shape[0])
+  def permutation(images_NxHxWxC, epoch):
+    return jax.random.permutation(jax.random.fold_in(keys["data"], epoch),
+                                  images_NxHxWxC.shape[0])
 
-    def body(state, i):
-      idx_B = jax.lax.dynamic_slice_in_dim(perm_N, i * batch_size, batch_size)
-      if mode == "pmap":
-        idx_b = jax.lax.dynamic_slice_in_dim(
-            idx_B, jax.lax.axis_index(parallel.DATA_AXIS) * local_batch, local_batch)
-        x_b = images_NxHxWxC[idx_b]
-      else:
-        # The gather reads a replicated dataset; the constraint makes each device compute (and
-        # differentiate) only its slice of the global batch.
-        x_b = jax.lax.with_sharding_constraint(images_NxHxWxC[idx_B], batch_sharding)
-      return step_fn(state, x_b, jax.random.fold_in(keys["train"], state.step))
+  def body(state, perm_N, images_NxHxWxC, i):
+    idx_B = jax.lax.dynamic_slice_in_dim(perm_N, i * batch_size, batch_size)
+    if mode == "pmap":
+      idx_b = jax.lax.dynamic_slice_in_dim(
+          idx_B, jax.lax.axis_index(parallel.DATA_AXIS) * local_batch, local_batch)
+      x_b = images_NxHxWxC[idx_b]
+    else:
+      # The gather reads a replicated dataset; the constraint makes each device compute (and
+      # differentiate) only its slice of the global batch.
+      x_b = jax.lax.with_sharding_constraint(images_NxHxWxC[idx_B], batch_sharding)
+    return step_fn(state, x_b, jax.random.fold_in(keys["train"], state.step))
 
-    state, metrics = jax.lax.scan(body, state, start + jnp.arange(num_steps))
+  def summarize(metrics):  # metrics: [num_steps] per name.
     bad = ~jnp.isfinite(metrics["loss"])
     sums = jax.tree.map(jnp.sum, metrics)
     sums["first_nonfinite"] = jnp.where(jnp.any(bad), jnp.argmax(bad), -1)
-    return state, sums
+    return sums
 
+  def train_chunk(state, images_NxHxWxC, epoch, start, num_steps):
+    perm_N = permutation(images_NxHxWxC, epoch)
+    state, metrics = jax.lax.scan(lambda s, i: body(s, perm_N, images_NxHxWxC, i), state,
+                                  start + jnp.arange(num_steps), unroll=loop == "unroll")
+    return state, summarize(metrics)
+
+  if loop == "host":
+    stack = lambda ms: summarize(jax.tree.map(lambda *m: jnp.stack(m), *ms))
+    if mode == "pmap":
+      wrap = functools.partial(jax.pmap, axis_name=parallel.DATA_AXIS)
+      return _HostLoop(wrap(permutation, in_axes=(0, None)),
+                       wrap(body, in_axes=(0, 0, 0, None), donate_argnums=0), wrap(stack))
+    return _HostLoop(jax.jit(permutation), jax.jit(body, donate_argnums=0), jax.jit(stack))
   if mode == "pmap":
     return jax.pmap(train_chunk, axis_name=parallel.DATA_AXIS, in_axes=(0, 0, None, None),
                     static_broadcasted_argnums=4, donate_argnums=0)
   return jax.jit(train_chunk, static_argnums=4, donate_argnums=0)
+
+
+class _HostLoop:
+  """A chunk as a Python loop over one compiled step, behind a jitted chunk's interface.
+
+  `lower(state, images, epoch, start, num_steps).compile()` compiles the permutation and the
+  step ahead (their shapes do not depend on num_steps) and returns
+  `(state, images, epoch, start) -> (state, sums)`. Steps are dispatched without waiting, so the
+  host runs ahead of the device; the per-step metrics are stacked and summed on device.
+  """
+
+  def __init__(self, permutation: Callable, step: Callable, stack: Callable):
+    self._permutation, self._step, self._stack = permutation, step, stack
+    self._compiled = None  # (permutation, step): one compile serves every num_steps.
+
+  def lower(self, state, images, epoch, start, num_steps):
+    if self._compiled is None:
+      permutation = self._permutation.lower(images, epoch).compile()
+      self._compiled = (permutation, self._step.lower(state, permutation(images, epoch), images,
+                                                      start).compile())
+    permutation, step = self._compiled
+
+    def run(state, images, epoch, start):
+      perm_N = permutation(images, epoch)
+      metrics = []
+      for i in range(start, start + num_steps):
+        state, m = step(state, perm_N, images, i)
+        metrics.append(m)
+      return state, self._stack(metrics)
+
+    return types.SimpleNamespace(compile=lambda: run)
 
 
 def make_evaluate(params_metrics_fn: Callable, *, eval_batch_size: int,
@@ -298,8 +347,10 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   else:
     if pmap:
       train_images = parallel.to_pmap(train_images)
+    loop = loops.resolve(config.loop, config.model.encoder, jax.default_backend())
+    logging.info("Train steps run as %s (config.loop=%r)", loop, config.loop)
     train_chunk = make_train_chunk(step_fn, batch_size=config.batch_size, keys=keys, mesh=mesh,
-                                   mode=config.parallel)
+                                   mode=config.parallel, loop=loop)
     compiled = {chunk: train_chunk.lower(to_call(state), train_images, 1, 0, chunk).compile()}
 
     def run_chunk(state, epoch, start, num_steps):

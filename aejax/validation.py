@@ -7,6 +7,7 @@ costs a second, not a crashed run.
 import ml_collections
 
 from aejax.data import input_pipeline
+from aejax import loops
 from aejax import losses
 from aejax import objectives
 from aejax import parallel
@@ -48,6 +49,7 @@ def validate_config(config: ml_collections.ConfigDict, device_count: int) -> Non
            f"config.{divisor_of}={config[divisor_of]} is not divisible by the {device_count} "
            f"devices; use a multiple of {device_count}")
   _one_of(config.parallel, parallel.MODES, "parallel")
+  _one_of(config.loop, loops.LOOPS, "loop")
   _one_of(config.input_mode, input_pipeline.INPUT_MODES, "input_mode")
   _check(config.input_mode == "device" or config.parallel == "mesh",
          f"config.input_mode={config.input_mode!r} runs on the mesh path; use "
@@ -61,6 +63,7 @@ def validate_config(config: ml_collections.ConfigDict, device_count: int) -> Non
   _one_of(config.input.binarize, preprocess.BINARIZE, "input.binarize")
   _one_of(config.model.name, factory.FAMILIES, "model.name")
   _one_of(config.model.encoder, factory.ENCODERS, "model.encoder")
+  _one_of(config.model.conv_impl, factory.CONV_IMPLS, "model.conv_impl")
   _one_of(config.model.activation, factory.ACTIVATIONS, "model.activation")
   _one_of(config.opt.name, optimizers.NAMES, "opt.name")
   _one_of(config.opt.schedule, optimizers.SCHEDULES, "opt.schedule")

@@ -6,7 +6,7 @@ import ml_collections
 
 from aejax.errors import UserError
 from aejax.models.autoencoders import AE, VAE, VQVAE
-from aejax.models.conv import ConvDecoder, ConvEncoder, check_image_shape
+from aejax.models.conv import CONV_IMPLS, ConvDecoder, ConvEncoder, check_image_shape
 from aejax.models.mlp import MLPDecoder, MLPEncoder
 
 ACTIVATIONS = {"relu": nn.relu, "tanh": nn.tanh, "gelu": nn.gelu, "elu": nn.elu,
@@ -25,8 +25,11 @@ def _encoder_decoder(cfg, out_features, image_shape, act, dtype):
   channels = tuple(cfg.channels)
   if (problem := check_image_shape(channels, image_shape)) is not None:
     raise UserError(problem)
-  return (ConvEncoder(channels, out_features, act, dtype=dtype),
-          ConvDecoder(channels[::-1], tuple(image_shape), act, dtype=dtype))
+  if cfg.conv_impl not in CONV_IMPLS:
+    raise UserError(f"unknown config.model.conv_impl={cfg.conv_impl!r}; use one of {CONV_IMPLS}")
+  return (ConvEncoder(channels, out_features, act, dtype=dtype, conv_impl=cfg.conv_impl),
+          ConvDecoder(channels[::-1], tuple(image_shape), act, dtype=dtype,
+                      conv_impl=cfg.conv_impl))
 
 
 def create_model(cfg: ml_collections.ConfigDict, image_shape: tuple[int, int, int],

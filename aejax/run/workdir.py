@@ -10,8 +10,9 @@ from aejax.errors import UserError
 
 # Fields that may change when a run is resumed: they change how long it trains, how often it
 # evaluates or saves, or how the work is laid out on devices, not what one step computes.
+# (A section's name covers its fields; loop and conv_impl change float rounding at most.)
 RESUMABLE = ("num_epochs", "eval_every_epochs", "eval_batch_size", "steps_per_call", "parallel",
-             "input_mode", "checkpoint")
+             "input_mode", "checkpoint", "loop", "model.conv_impl")
 
 
 def config_path(workdir: str) -> str:
@@ -26,7 +27,7 @@ def config_drift(saved: dict, config: ml_collections.ConfigDict) -> list[str]:
     resumable = tuple(f for f in RESUMABLE if f != "num_epochs")
   changed = []
   for key in sorted(set(old) | set(new)):
-    if key.split(".")[0] in resumable or old.get(key) == new.get(key):
+    if key in resumable or key.split(".")[0] in resumable or old.get(key) == new.get(key):
       continue
     changed.append(f"{key}: {old.get(key, '<absent>')!r} -> {new.get(key, '<absent>')!r}")
   return changed
