@@ -130,3 +130,12 @@ def test_train_labels_must_be_integers():
     validation.validate_train_labels(config, num_classes=10)
   config.input.train_labels = None  # Every label: nothing to check.
   validation.validate_train_labels(config, num_classes=10, num_selected=0)
+
+
+def test_compare_gives_the_mean_over_the_variants():
+  from aejax import compare
+
+  rows = [{"analysis.metrics.auroc_sq_err": (v, None, 1), "test sq_err": (w, None, 1)}
+          for v, w in ((0.9, 1.0), (0.8, None), (0.7, 2.0))]
+  line = compare.variants_mean(rows, ["analysis.metrics.auroc_sq_err", "test sq_err"])
+  assert line == "Mean over the 3 variants: analysis.metrics.auroc_sq_err 0.8000"
