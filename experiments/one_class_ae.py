@@ -4,11 +4,11 @@ The test images of the trained digit are normal, the other nine digits' anomalou
 scores each test image by its reconstruction error and reports the AUROC (auroc_sq_err, auroc_bce)
 and one per anomalous digit. The protocol's table is ten runs, one per digit, and their mean:
 
-  python -m aejax.sweep --config=experiments/one_class_ae.py --workdir=/tmp/one_class \
+  python -m aejax.sweep --config=experiments/one_class_ae.py --workdir=/tmp/one_class_ae \
       --sweep="input.train_labels=(0,),(1,),(2,),(3,),(4,),(5,),(6,),(7,),(8,),(9,)"
-  for run in /tmp/one_class/one_class_ae-*/; do
+  for run in /tmp/one_class_ae/*/; do
     python -m aejax.analyze --workdir="$run" --probe_examples=10000 || break; done
-  python -m aejax.compare /tmp/one_class --metric=analysis.metrics.auroc_sq_err \
+  python -m aejax.compare /tmp/one_class_ae --metric=analysis.metrics.auroc_sq_err \
       --metric=analysis.metrics.auroc_bce
 
 A small code (8) so that the model cannot reconstruct every digit well; about 6,000 training

@@ -3,11 +3,11 @@ r"""One-class anomaly detection with the 784-500-8 MLP VAE (experiments/vae.py's
 As experiments/one_class_ae.py, with the VAE's scores too: -ELBO (auroc_neg_elbo) and the
 importance-sampled NLL (auroc_nll) besides the reconstruction errors:
 
-  python -m aejax.sweep --config=experiments/one_class_vae.py --workdir=/tmp/one_class \
+  python -m aejax.sweep --config=experiments/one_class_vae.py --workdir=/tmp/one_class_vae \
       --sweep="input.train_labels=(0,),(1,),(2,),(3,),(4,),(5,),(6,),(7,),(8,),(9,)"
-  for run in /tmp/one_class/one_class_vae-*/; do python -m aejax.analyze --workdir="$run" \
+  for run in /tmp/one_class_vae/*/; do python -m aejax.analyze --workdir="$run" \
       --probe_examples=10000 --k=100 --nll_images=2000 || break; done
-  python -m aejax.compare /tmp/one_class/one_class_vae-* --metric=analysis.metrics.auroc_nll \
+  python -m aejax.compare /tmp/one_class_vae --metric=analysis.metrics.auroc_nll \
       --metric=analysis.metrics.auroc_neg_elbo --metric=analysis.metrics.auroc_sq_err
 
 (--k=100 --nll_images=2000: the NLL on the first 2,000 test images, a few seconds per run on a
