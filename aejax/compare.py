@@ -236,12 +236,14 @@ def markdown(fields: list[str], rows: list[dict[str, Any]], metrics: list[str]) 
 
 def variants_mean(rows: list[dict[str, Any]], metrics: list[str]) -> str:
   """A line after the table: each metric's mean over the variants' means (e.g. a one-class
-  protocol's ten digits), for the metrics every variant has."""
+  protocol's ten digits); a metric some variants lack says over how many it is."""
   parts = []
   for m in metrics:
-    means = [row[m][0] for row in rows]
-    if all(v is not None for v in means):
-      parts.append(f"{m} {np.mean(means):.{_decimals(float(np.mean(means)))}f}")
+    means = [row[m][0] for row in rows if row[m][0] is not None]
+    if means:
+      mean = float(np.mean(means))
+      of = f" (over {len(means)} of {len(rows)})" if len(means) < len(rows) else ""
+      parts.append(f"{m} {mean:.{_decimals(mean)}f}{of}")
   return f"Mean over the {len(rows)} variants: " + (", ".join(parts) or "-")
 
 

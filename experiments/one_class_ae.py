@@ -8,8 +8,8 @@ and one per anomalous digit. The protocol's table is ten runs, one per digit, an
       --sweep="input.train_labels=(0,),(1,),(2,),(3,),(4,),(5,),(6,),(7,),(8,),(9,)"
   for run in /tmp/one_class_ae/*/; do
     python -m aejax.analyze --workdir="$run" --probe_examples=10000 || break; done
-  python -m aejax.compare /tmp/one_class_ae --metric=analysis.metrics.auroc_sq_err \
-      --metric=analysis.metrics.auroc_bce
+  python -m aejax.compare /tmp/one_class_ae \
+      --metric=analysis.metrics.auroc_sq_err,analysis.metrics.auroc_bce
 
 A small code (8) so that the model cannot reconstruct every digit well; about 6,000 training
 images per digit (42 to 52 steps of 128 per epoch), 30 epochs.

@@ -7,8 +7,8 @@ importance-sampled NLL (auroc_nll) besides the reconstruction errors:
       --sweep="input.train_labels=(0,),(1,),(2,),(3,),(4,),(5,),(6,),(7,),(8,),(9,)"
   for run in /tmp/one_class_vae/*/; do python -m aejax.analyze --workdir="$run" \
       --probe_examples=10000 --k=100 --nll_images=2000 || break; done
-  python -m aejax.compare /tmp/one_class_vae --metric=analysis.metrics.auroc_nll \
-      --metric=analysis.metrics.auroc_neg_elbo --metric=analysis.metrics.auroc_sq_err
+  python -m aejax.compare /tmp/one_class_vae \
+      --metric=analysis.metrics.auroc_nll,analysis.metrics.auroc_neg_elbo
 
 (--k=100 --nll_images=2000: the NLL on the first 2,000 test images, a few seconds per run on a
 CPU; the default k=5000 over the whole split takes an accelerator.) 30 epochs.

@@ -138,4 +138,5 @@ def test_compare_gives_the_mean_over_the_variants():
   rows = [{"analysis.metrics.auroc_sq_err": (v, None, 1), "test sq_err": (w, None, 1)}
           for v, w in ((0.9, 1.0), (0.8, None), (0.7, 2.0))]
   line = compare.variants_mean(rows, ["analysis.metrics.auroc_sq_err", "test sq_err"])
-  assert line == "Mean over the 3 variants: analysis.metrics.auroc_sq_err 0.8000"
+  assert line == ("Mean over the 3 variants: analysis.metrics.auroc_sq_err 0.8000, "
+                  "test sq_err 1.500 (over 2 of 3)")
