@@ -48,6 +48,11 @@ def base() -> ml_collections.ConfigDict:
   # 'none' | 'gaussian' (adds N(0, noise_level^2)) | 'mask' (zeroes each pixel w.p. noise_level).
   c.input.corruption = "none"
   c.input.noise_level = 0.0
+  # Labels the training split is restricted to, e.g. --config.input.train_labels="(1,)" trains
+  # on the images of digit 1 only (one-class anomaly detection); unset (None): every label. The
+  # epoch length follows the restricted split, and the test metrics of metrics.jsonl are computed
+  # on the test images of these labels; aejax.analyze scores the whole test split.
+  c.input.train_labels = ml_collections.FieldReference(None, field_type=tuple)
 
   c.model = ml_collections.ConfigDict()
   c.model.name = "ae"  # 'ae' (deterministic code) | 'vae' (Gaussian posterior, N(0, I) prior).

@@ -280,17 +280,32 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   # --- Input: device mode puts the split on the devices once; stream mode reads it per batch. --
   builder_dir = _prepare_data(config, data_dir, manual_dir, download)
   num_train = dataset.num_examples(builder_dir, "train")
-  validation.validate_data(config, num_train)
+  # config.input.train_labels: the split is restricted to train_index (None: all of it), the
+  # same examples in the same order in both input modes; the test metrics use those labels too.
+  train_labels, train_index = config.input.train_labels, None
+  if train_labels is not None:
+    validation.validate_train_labels(config, dataset.num_classes(builder_dir))
   if config.input_mode == "stream":
     train_images, train_source = None, input_pipeline.open_source(builder_dir, "train")
     image_shape = input_pipeline.image_shape(train_source)
+    if train_labels is not None:
+      train_index = dataset.label_indices(dataset.load_labels(builder_dir, "train"), train_labels)
   else:  # Every process holds the whole (small) split.
-    train_images = dataset.load_split(builder_dir, "train")[0]
+    train_images, labels_N = dataset.load_split(builder_dir, "train")
     image_shape = train_images.shape[1:]
-  test_images = dataset.load_split(builder_dir, "test")[0]
+    if train_labels is not None:
+      train_index = dataset.label_indices(labels_N, train_labels)
+      train_images = train_images[train_index]
+  if train_index is not None:
+    validation.validate_train_labels(config, dataset.num_classes(builder_dir), len(train_index))
+    num_train = len(train_index)
+  validation.validate_data(config, num_train)
+  test_images, test_labels = dataset.load_split(builder_dir, "test")
+  test_images = test_images[dataset.label_indices(test_labels, train_labels)]
   steps_per_epoch = num_train // config.batch_size  # The remainder waits a permutation.
-  logging.info("Data: %d train and %d test images of shape %s; %d steps per epoch",
-               num_train, len(test_images), image_shape, steps_per_epoch)
+  logging.info("Data: %d train and %d test images of shape %s (labels: %s); %d steps per epoch",
+               num_train, len(test_images), image_shape,
+               "all" if train_labels is None else tuple(train_labels), steps_per_epoch)
   mesh = parallel.make_mesh()
   if train_images is not None:
     train_images = parallel.put_replicated(train_images, mesh)
@@ -343,7 +358,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     run_chunk = input_pipeline.StreamEpochs(
         step_fn, train_source, batch_size=config.batch_size, steps_per_epoch=steps_per_epoch,
         num_examples=num_train, num_epochs=config.num_epochs, keys=keys, mesh=mesh,
-        num_workers=config.input_workers, state=state)
+        num_workers=config.input_workers, state=state, index_map=train_index)
   else:
     if pmap:
       train_images = parallel.to_pmap(train_images)

@@ -79,3 +79,28 @@ def validate_config(config: ml_collections.ConfigDict, device_count: int) -> Non
 def validate_data(config: ml_collections.ConfigDict, num_train: int) -> None:
   _check(config.batch_size <= num_train, f"config.batch_size={config.batch_size} exceeds the "
          f"{num_train} training images; use a smaller batch")
+
+
+def validate_train_labels(config: ml_collections.ConfigDict, num_classes: int,
+                          num_selected: int | None = None) -> None:
+  """config.input.train_labels: distinct existing labels leaving at least one batch of images.
+
+  Called once with the dataset's class count, then with `num_selected`, the training images of
+  those labels (known only after the labels are read).
+  """
+  labels = config.input.train_labels
+  if labels is None:
+    return
+  field = f"config.input.train_labels={tuple(labels)!r}"
+  _check(len(labels) > 0, f"{field} is empty; name at least one label, e.g. \"(1,)\", or leave "
+         f"it unset to train on every label")
+  _check(all(isinstance(v, int) and not isinstance(v, bool) for v in labels),
+         f"{field} must hold integer labels, e.g. \"(1,)\" or \"(0, 2)\"")
+  missing = sorted(v for v in set(labels) if not 0 <= v < num_classes)
+  _check(not missing, f"{field} names labels {missing} that {config.dataset} does not have; use "
+         f"labels in 0..{num_classes - 1}")
+  repeated = sorted(v for v in set(labels) if labels.count(v) > 1)
+  _check(not repeated, f"{field} repeats {repeated}; name each label once")
+  _check(num_selected is None or num_selected >= config.batch_size,
+         f"{field} leaves {num_selected} training images, fewer than config.batch_size="
+         f"{config.batch_size}; add labels or use a smaller batch")

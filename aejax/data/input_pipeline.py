@@ -111,7 +111,7 @@ class StreamEpochs:
   def __init__(self, step_fn: Callable, source, *, batch_size: int, steps_per_epoch: int,
                num_examples: int, num_epochs: int, keys: dict[str, jax.Array],
                mesh: jax.sharding.Mesh, num_workers: int, state: Any,
-               index_budget_bytes: int = 64 << 20):
+               index_map: np.ndarray | None = None, index_budget_bytes: int = 64 << 20):
     from aejax import parallel  # Local: parallel is the trainer's; the pipeline borrows it.
 
     if num_workers and not flags.FLAGS.is_parsed():
@@ -121,6 +121,9 @@ class StreamEpochs:
     self._source, self._keys, self._num_workers = source, keys, num_workers
     self._batch_size, self._steps, self._num_examples = batch_size, steps_per_epoch, num_examples
     self._num_epochs = num_epochs
+    # A restricted split (config.input.train_labels): permutation position i reads source record
+    # index_map[i], as the device path's gather reads row i of the images it kept.
+    self._index_map = index_map
     batch_sharding = parallel.batch_sharded(mesh)
     self._rows = local_rows(batch_sharding, batch_size)
     local_batch = self._rows.stop - self._rows.start
@@ -146,6 +149,8 @@ class StreamEpochs:
     for epoch in range(first_epoch, last_epoch + 1):
       perm_N = epoch_permutation(self._keys["data"], epoch, self._num_examples)
       idx_SxB = perm_N[:self._steps * self._batch_size].reshape(self._steps, self._batch_size)
+      if self._index_map is not None:
+        idx_SxB = self._index_map[idx_SxB]
       indices.append(idx_SxB[first_step:] if epoch == first_epoch else idx_SxB)
     self._batches = batches(self._source, np.concatenate(indices), self._rows,
                             num_workers=self._num_workers, to_device=self._to_device)
