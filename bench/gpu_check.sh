@@ -108,7 +108,7 @@ has replicas && bench bench.jsonl 120 --experiment=vae --batch_sizes=128 --modes
 if has conv; then
   for impl in strided space_to_depth; do
     bench bench.jsonl 90 --experiment=conv_ae --batch_sizes=128,1024 --modes=baseline,device \
-      --steps="$STEPS" --config.model.conv_impl="$impl"
+      --steps="$STEPS" --conv_impl="$impl"
   done
 fi
 # 5. Profiles: short separate runs so tracing touches none of the table's timings.
