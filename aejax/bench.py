@@ -139,7 +139,7 @@ def bench_one(config, images: np.ndarray, source, *, modes, steps: int, stream_e
             "timed_steps": timed_steps, "seconds": seconds, "flops_per_step": flops,
             "flops_source": flops_source, "flops_per_sec": flops * timed_steps / seconds,
             "num_train": num_train, "device_kind": jax.devices()[0].device_kind,
-            "devices": jax.device_count()}
+            "devices": jax.device_count(), "conv_impl": config.model.conv_impl}
 
   if "baseline" in modes:
     state = fresh_state()

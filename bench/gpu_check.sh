@@ -145,6 +145,7 @@ for line in open(sys.argv[1]):
   ratio = f"{r['ratio_to_baseline']:.1f}x" if r.get("ratio_to_baseline") else "-"
   us = 1e6 * r["seconds"] / r["timed_steps"]
   extra = f" x{r['replicas']}" if r.get("replicas") else ""
+  extra += " s2d" if r.get("conv_impl") == "space_to_depth" else ""
   print(f"{r['experiment']:<15}{r['mode'] + extra:<9}{r['batch_size']:>7} {r['dtype']:<9}"
         f"{r['examples_per_sec']:>13,.0f}{ratio:>9}{us:>9.1f}{r['flops_per_sec'] / 1e12:>8.2f}")
 PY
