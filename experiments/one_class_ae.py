@@ -14,7 +14,8 @@ and one per anomalous digit. The protocol's table is ten runs, one per digit, an
 A small code (8) so that the model cannot reconstruct every digit well; about 6,000 training
 images per digit (42 to 52 steps of 128 per epoch), 30 epochs.
 
-Result (measured, CPU with 2 cores shared with other jobs): see README.md, "Anomaly detection".
+Result (measured, CPU with 2 cores shared with other jobs): mean AUROC over the ten digits 0.9618
+(auroc_sq_err), 0.9249 (auroc_bce); per digit in README.md, "Anomaly detection".
 """
 
 from aejax import configs
