@@ -294,15 +294,22 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     run_chunk = input_pipeline.StreamEpochs(
         step_fn, train_source, batch_size=config.batch_size, steps_per_epoch=steps_per_epoch,
         num_examples=num_train, num_epochs=config.num_epochs, keys=keys, mesh=mesh,
-        num_workers=config.input_workers, state=state)
+        num_workers=config.input_workers, state=state, mode=config.parallel)
   else:
     if pmap:
       train_images = parallel.to_pmap(train_images)
     train_chunk = make_train_chunk(step_fn, batch_size=config.batch_size, keys=keys, mesh=mesh,
                                    mode=config.parallel)
-    compiled = {chunk: train_chunk.lower(to_call(state), train_images, 1, 0, chunk).compile()}
+    # A compiled pmap takes global arrays, a pmap call each process's local ones (the layout
+    # to_pmap builds without moving data between hosts): across processes pmap is called, and
+    # compiles at its first call.
+    call_pmap = pmap and jax.process_count() > 1
+    compiled = {} if call_pmap else {
+        chunk: train_chunk.lower(to_call(state), train_images, 1, 0, chunk).compile()}
 
     def run_chunk(state, epoch, start, num_steps):
+      if call_pmap:
+        return from_call(train_chunk(to_call(state), train_images, epoch, start, num_steps))
       if num_steps not in compiled:  # At most two sizes: steps_per_call and an epoch's rest.
         compiled[num_steps] = train_chunk.lower(to_call(state), train_images, epoch, start,
                                                 num_steps).compile()
