@@ -1,4 +1,5 @@
-"""Device mesh and shardings for data parallelism: state replicated, batches split on 'data'."""
+"""Device mesh and shardings for data parallelism: state replicated, batches split on 'data';
+and the pmap layout, built per process from what its own devices hold."""
 
 from typing import Any
 

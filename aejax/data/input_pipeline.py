@@ -9,7 +9,8 @@ once per epoch on the host from the same key, and each batch goes through the sa
 
 Per process: `grain.sharding.ShardByJaxProcess` names this process's shard; the process reads
 only the rows of each global batch that its own devices hold, and
-`make_array_from_process_local_data` joins the shards into the global batch. Reading and
+`make_array_from_process_local_data` joins the shards into the global batch (under pmap, the
+process splits its rows over its local devices instead). Reading and
 decoding run in `num_workers` grain worker processes, and a background thread puts the next
 batches on the devices while a step runs.
 TensorFlow is never imported: `as_data_source` reads ArrayRecord through array_record.
