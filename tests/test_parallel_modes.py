@@ -69,7 +69,7 @@ def test_every_mode_and_layout_trains_the_same_parameters(cell, parallel, input_
   np.testing.assert_allclose([r["loss"] for r in rows], [r["loss"] for r in ref_rows], rtol=1e-5)
 
 
-@pytest.mark.parametrize("parallel, input_mode", [("pmap", "device"), ("mesh", "stream")])
+@pytest.mark.parametrize("parallel, input_mode", [(p, i) for p in PARALLEL for i in INPUT])
 def test_sigterm_stops_both_processes_at_one_step_and_the_rerun_ends_as_uninterrupted(
     cell, parallel, input_mode, data_dir, tmp_path):
   workdir = str(tmp_path / "w")
