@@ -190,16 +190,21 @@ class _HostLoop:
       self._compiled = (permutation, self._step.lower(state, permutation(images, epoch), images,
                                                       start).compile())
     permutation, step = self._compiled
-
-    def run(state, images, epoch, start):
-      perm_N = permutation(images, epoch)
-      metrics = []
-      for i in range(start, start + num_steps):
-        state, m = step(state, perm_N, images, i)
-        metrics.append(m)
-      return state, self._stack(metrics)
-
+    run = lambda state, images, epoch, start: self._run(permutation, step, state, images, epoch,
+                                                        start, num_steps)
     return types.SimpleNamespace(compile=lambda: run)
+
+  def __call__(self, state, images, epoch, start, num_steps):
+    """Uncompiled: as a pmap across processes is called (it takes each process's arrays)."""
+    return self._run(self._permutation, self._step, state, images, epoch, start, num_steps)
+
+  def _run(self, permutation, step, state, images, epoch, start, num_steps):
+    perm_N = permutation(images, epoch)
+    metrics = []
+    for i in range(start, start + num_steps):
+      state, m = step(state, perm_N, images, i)
+      metrics.append(m)
+    return state, self._stack(metrics)
 
 
 def make_evaluate(params_metrics_fn: Callable, *, eval_batch_size: int,
@@ -358,7 +363,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     run_chunk = input_pipeline.StreamEpochs(
         step_fn, train_source, batch_size=config.batch_size, steps_per_epoch=steps_per_epoch,
         num_examples=num_train, num_epochs=config.num_epochs, keys=keys, mesh=mesh,
-        num_workers=config.input_workers, state=state, index_map=train_index)
+        num_workers=config.input_workers, state=state, mode=config.parallel,
+        index_map=train_index)
   else:
     if pmap:
       train_images = parallel.to_pmap(train_images)
@@ -366,9 +372,16 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     logging.info("Train steps run as %s (config.loop=%r)", loop, config.loop)
     train_chunk = make_train_chunk(step_fn, batch_size=config.batch_size, keys=keys, mesh=mesh,
                                    mode=config.parallel, loop=loop)
-    compiled = {chunk: train_chunk.lower(to_call(state), train_images, 1, 0, chunk).compile()}
+    # A compiled pmap takes global arrays, a pmap call each process's local ones (the layout
+    # to_pmap builds without moving data between hosts): across processes pmap is called, and
+    # compiles at its first call.
+    call_pmap = pmap and jax.process_count() > 1
+    compiled = {} if call_pmap else {
+        chunk: train_chunk.lower(to_call(state), train_images, 1, 0, chunk).compile()}
 
     def run_chunk(state, epoch, start, num_steps):
+      if call_pmap:
+        return from_call(train_chunk(to_call(state), train_images, epoch, start, num_steps))
       if num_steps not in compiled:  # At most two sizes: steps_per_call and an epoch's rest.
         compiled[num_steps] = train_chunk.lower(to_call(state), train_images, epoch, start,
                                                 num_steps).compile()

@@ -51,9 +51,6 @@ def validate_config(config: ml_collections.ConfigDict, device_count: int) -> Non
   _one_of(config.parallel, parallel.MODES, "parallel")
   _one_of(config.loop, loops.LOOPS, "loop")
   _one_of(config.input_mode, input_pipeline.INPUT_MODES, "input_mode")
-  _check(config.input_mode == "device" or config.parallel == "mesh",
-         f"config.input_mode={config.input_mode!r} runs on the mesh path; use "
-         f"config.parallel='mesh' with it")
   _at_least(config, "input_workers", 0)
   # The KL sparsity penalty is a function of the whole batch's mean activations; under pmap each
   # device would see only its slice.
