@@ -28,6 +28,7 @@ from aejax import preprocess
 from aejax import sampling
 from aejax.analysis import probes
 from aejax.analysis import restored as restored_lib
+from aejax.run import lock
 from aejax import train
 from aejax.errors import UserError
 
@@ -109,6 +110,7 @@ def analyze(workdir: str, *, step: int | None = None, k: int = 5000, data_dir: s
                config.model.name, config.model.latents, run.step, jax.device_count(),
                jax.devices()[0].platform)
   out_dir = os.path.join(workdir, "analysis")
+  lock.acquire(workdir)  # Not while a run or another analysis writes to this workdir.
   os.makedirs(out_dir, exist_ok=True)
 
   builder_dir = dataset.prepare(config.dataset, data_dir, manual_dir)
@@ -188,6 +190,7 @@ def analyze(workdir: str, *, step: int | None = None, k: int = 5000, data_dir: s
   with open(os.path.join(out_dir, "report.md"), "w") as f:
     f.write(report(result))
   logging.info("Wrote %s: metrics.json, report.md and %d figures", out_dir, len(made))
+  lock.release(workdir)
   return result
 
 

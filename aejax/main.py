@@ -16,7 +16,7 @@ from ml_collections import config_flags
 from aejax import cli
 from aejax import train
 from aejax.run import workdir as workdir_lib
-from aejax.errors import AejaxError, Preempted, UserError
+from aejax.errors import AejaxError, Preempted, StorageError, UserError
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment file, e.g. experiments/vae.py.", lock_config=True)
@@ -88,9 +88,10 @@ def main(argv: list[str]) -> None:
   except Preempted as e:
     print(f"aejax: {e}", file=sys.stderr)
     sys.exit(e.exit_code)
-  except UserError as e:
-    # Raised only at start-up, before anything is written, so there is nothing to wait for.
-    # os._exit rather than sys.exit: after orbax fails to read a damaged checkpoint, TensorStore
+  except (UserError, StorageError) as e:
+    # UserError is raised only at start-up, before anything is written; StorageError after the
+    # failed save was waited for (metrics are flushed line by line): nothing is left to wait for.
+    # os._exit rather than sys.exit: after orbax fails to read or write a checkpoint, TensorStore
     # callbacks into its closed event loop print tracebacks at interpreter shutdown, which would
     # bury the one-line error.
     print(f"aejax: error: {e}", file=sys.stderr, flush=True)

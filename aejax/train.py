@@ -23,6 +23,7 @@ import numpy as np
 import optax
 
 from aejax.run import checkpoint
+from aejax.run import lock
 from aejax.data import dataset
 from aejax.data import input_pipeline
 from aejax.run import metrics as metrics_lib
@@ -279,6 +280,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     raise UserError("--workdir is empty; pass a directory (new, or a run to resume)")
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise UserError(f"--workdir={workdir} is a file; pass a directory (new or a run to resume)")
+  if is_chief:  # Before anything is read or written there; the others do not block.
+    lock.acquire(workdir)
   workdir_lib.check_resumable(workdir, config)
   os.makedirs(workdir, exist_ok=True)
 
@@ -451,4 +454,5 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   checkpoint.wait(mngr)
   mngr.close()
   writer.close()
+  lock.release(workdir)  # On an error it stays held until the process ends.
   return state

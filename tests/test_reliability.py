@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from aejax.run import checkpoint
+from aejax.run import lock
 from aejax import configs
 from aejax import train
 from aejax.errors import Diverged
@@ -22,9 +23,10 @@ TINY_AE = ["--config=experiments/mlp_ae.py", "--config.model.hidden=(64,)",
 
 
 def _tree(workdir):
-  """Every file under workdir, with its size: to show that nothing was deleted."""
+  """Every file under workdir, with its size: to show that nothing was deleted. The lock file is
+  left out: it names whichever process holds the workdir now."""
   return {os.path.join(d, f): os.path.getsize(os.path.join(d, f))
-          for d, _, files in os.walk(workdir) for f in files}
+          for d, _, files in os.walk(workdir) for f in files if f != lock.FILENAME}
 
 
 def _params(workdir):
