@@ -12,43 +12,9 @@ import jax.numpy as jnp
 import ml_collections
 
 from aejax import losses
-from aejax import preprocess
 from aejax import sampling
-from aejax.errors import UserError
 
 Metrics = dict[str, jax.Array]
-
-
-def validate(config: ml_collections.ConfigDict) -> None:
-  """Config combinations the objectives cannot honour, as one-line user errors."""
-  o, m = config.objective, config.model
-  if config.input.corruption not in preprocess.CORRUPTION:
-    raise UserError(f"unknown config.input.corruption={config.input.corruption!r}; use one of "
-                    f"{preprocess.CORRUPTION}")
-  if config.input.corruption == "mask" and not 0 <= config.input.noise_level < 1:
-    raise UserError(f"config.input.noise_level={config.input.noise_level} is a masking "
-                    f"probability here; use a value in [0, 1)")
-  if (o.l1_code or o.sparsity_weight) and m.name != "ae":
-    raise UserError(f"config.objective.l1_code/sparsity_weight apply to model 'ae', not "
-                    f"{m.name!r}; set them to 0")
-  if o.sparsity_weight and m.code_activation != "sigmoid":
-    raise UserError("config.objective.sparsity_weight needs activations in (0, 1); set "
-                    "config.model.code_activation='sigmoid'")
-  if not 0 < o.sparsity_target < 1:
-    raise UserError(f"config.objective.sparsity_target={o.sparsity_target} must be in (0, 1)")
-  if o.kl_warmup_steps < 0 or o.beta < 0:
-    raise UserError("config.objective.beta and kl_warmup_steps must be >= 0")
-  if m.num_samples < 1 or (m.num_samples > 1 and config.loss != "iwae"):
-    raise UserError(f"config.model.num_samples={m.num_samples} is the IWAE's k: use >= 1, and "
-                    f"> 1 only with config.loss='iwae'")
-  if config.loss == "iwae" and (o.beta != 1 or o.kl_warmup_steps):
-    raise UserError("the IWAE bound has no KL weight; leave config.objective.beta=1 and "
-                    "kl_warmup_steps=0")
-  if config.eval_num_samples < 0 or config.eval_sample_chunk < 1:
-    raise UserError("config.eval_num_samples must be >= 0 and eval_sample_chunk >= 1")
-  if config.eval_num_samples and m.name != "vae":
-    raise UserError(f"config.eval_num_samples estimates a VAE's NLL; model {m.name!r} has no "
-                    f"likelihood: set it to 0")
 
 
 def kl_weight(objective: ml_collections.ConfigDict, step: jax.Array | None) -> jax.Array:

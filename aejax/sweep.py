@@ -32,10 +32,10 @@ import time
 from absl import app
 from absl import flags
 from absl import logging
-from ml_collections import config_flags
 import ml_collections
 
 from aejax import cli
+from aejax import configs
 from aejax import main as main_lib  # Defines --config, --workdir, --data_dir and main's flags.
 from aejax.run import rundir
 from aejax.errors import UserError
@@ -117,8 +117,7 @@ def load_config(config_file: str, overrides: list[str]) -> ml_collections.Config
   """The config main will build from the same arguments (a fresh parse by ml_collections)."""
   argv = ["aejax.main", f"--config={config_file}", *overrides]
   flag_values = flags.FlagValues()
-  config_flags.DEFINE_config_file("config", None, "", flag_values=flag_values,
-                                  lock_config=True, sys_argv=argv)
+  configs.define_config_flag(flag_values, sys_argv=argv)
   try:
     flag_values(argv)
     return flag_values.config

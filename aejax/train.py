@@ -226,7 +226,11 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise UserError(f"--workdir={workdir} is a file; pass a directory (new or a run to resume)")
   workdir_lib.check_resumable(workdir, config)
-  os.makedirs(workdir, exist_ok=True)
+  try:
+    os.makedirs(workdir, exist_ok=True)
+  except OSError as e:  # /proc/x, /dev/null/x, a read-only or full file system, no permission.
+    raise UserError(f"--workdir={workdir} cannot be created ({e.strerror}); pass a directory "
+                    f"on a writable file system") from e
 
   # --- Input: device mode puts the split on the devices once; stream mode reads it per batch. --
   builder_dir = _prepare_data(config, data_dir, manual_dir, download)
@@ -238,6 +242,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   else:  # Every process holds the whole (small) split.
     train_images = dataset.load_split(builder_dir, "train")[0]
     image_shape = train_images.shape[1:]
+  validation.validate_image_shape(config, image_shape)
   test_images = dataset.load_split(builder_dir, "test")[0]
   steps_per_epoch = num_train // config.batch_size  # The remainder waits a permutation.
   logging.info("Data: %d train and %d test images of shape %s; %d steps per epoch",

@@ -8,6 +8,7 @@ import pytest
 from aejax import configs
 from aejax import models
 from aejax import sampling
+from aejax import validation
 from aejax.errors import UserError
 
 
@@ -48,7 +49,7 @@ def test_vae_output_shapes_and_sampling():
 @pytest.mark.parametrize("field,value", [("name", "gan"), ("encoder", "transformer"),
                                          ("activation", "swishy")])
 def test_unknown_model_choices_are_user_errors(field, value):
-  cfg = configs.base().model
-  cfg[field] = value
+  config = configs.base()
+  config.model[field] = value
   with pytest.raises(UserError, match=value):
-    models.create_model(cfg, (28, 28, 1))
+    validation.validate_config(config, 1)

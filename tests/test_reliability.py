@@ -169,6 +169,13 @@ BAD_INPUTS = [
     (["--data_dir=EMPTY", "--manual_dir=/nonexistent"], "--manual_dir=/nonexistent is not a "
      "directory"),
     (["--workdir="], "--workdir is empty"),
+    (["--workdir=/dev/null/x"], "--workdir=/dev/null/x cannot be created"),
+    (["--workdir=/proc/x"], "--workdir=/proc/x cannot be created"),
+    (["--config.input.corruption=gaussian", "--config.input.noise_level=-1"],
+     "config.input.noise_level=-1.0 must be >= 0"),
+    (["--config.objective.sparsity_target=1.5"], "config.objective.sparsity_target=1.5 must be "
+     "in (0, 1)"),
+    (["--config.opt.momentum=1.0"], "config.opt.momentum=1.0 must be in [0, 1)"),
 ]
 
 
@@ -187,3 +194,19 @@ def test_bad_input_exits_2_with_one_line(flags, expected, data_dir, tmp_path):
   proc = run_aejax(*args, timeout=120)
   assert proc.returncode == 2, (args, proc.stderr[-3000:])
   assert expected in _error_line(proc), (expected, _error_line(proc))
+
+
+@pytest.mark.parametrize("source,expected", [
+    ("from aejax import configs\ndef get_config(:\n  return configs.base()\n",
+     ":2: SyntaxError: invalid syntax"),
+    ("from aejax import configs\ndef get_config():\n  c = configs.base()\n  return 1 / 0\n",
+     ":4: ZeroDivisionError: division by zero"),
+], ids=["syntax_error", "exception_in_get_config"])
+def test_an_experiment_file_that_does_not_load_is_one_line_naming_file_and_line(
+    source, expected, tmp_path):
+  path = tmp_path / "broken.py"
+  path.write_text(source)
+  proc = run_aejax(f"--config={path}", f"--workdir={tmp_path / 'w'}", timeout=120)
+  assert proc.returncode == 2, proc.stderr[-3000:]
+  assert f"{path}{expected}" in _error_line(proc)
+  assert not (tmp_path / "w").exists()

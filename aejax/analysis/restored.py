@@ -23,6 +23,7 @@ from aejax import models
 from aejax import optimizers
 from aejax import parallel
 from aejax import train
+from aejax import validation
 from aejax.errors import UserError
 
 # The image shape of each TFDS dataset aejax trains on (the config names only the dataset).
@@ -140,6 +141,7 @@ def restore(workdir: str, step: int | None = None,
       raise UserError(f"unknown image shape for dataset {config.dataset!r}; pass image_shape")
     image_shape = IMAGE_SHAPES[config.dataset]
 
+  validation.validate_image_shape(config, image_shape)
   model = models.create_model(config.model, image_shape, config.dtype)
   # Only the optimizer state's structure matters here; any steps_per_epoch gives it.
   tx = optimizers.create_optimizer(config, steps_per_epoch=1)
