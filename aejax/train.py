@@ -13,7 +13,6 @@ import time
 from typing import Any, Callable
 
 from absl import logging
-import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -34,15 +33,11 @@ from aejax import sampling
 from aejax import validation
 from aejax.run import workdir as workdir_lib
 from aejax.errors import Diverged, Preempted, UserError
+# The state and the test split's padding live apart from the loop (analysis uses them too).
+from aejax.data.dataset import pad_to_multiple
+from aejax.state import TrainState, init_state
 
 Metrics = dict[str, jax.Array]
-
-
-@flax.struct.dataclass
-class TrainState:
-  step: jax.Array
-  params: Any
-  opt_state: Any
 
 
 # --- Keys --------------------------------------------------------------------------------------
@@ -101,13 +96,6 @@ def train_step(state: TrainState, x_uint8: jax.Array, rng: jax.Array, *, model: 
   params = optax.apply_updates(state.params, updates)
   metrics["grad_norm"] = optax.tree.norm(grads)
   return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
-
-
-def init_state(key: jax.Array, image_shape: tuple[int, ...], *, model: Any,
-               tx: optax.GradientTransformation) -> TrainState:
-  x = jnp.zeros((1, *image_shape), jnp.float32)
-  params = model.init(key, x, sampling.example_keys(jax.random.key(0), 0, 1))["params"]
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
 
 
 # --- Device-resident epochs --------------------------------------------------------------------
@@ -180,13 +168,6 @@ def make_evaluate(params_metrics_fn: Callable, *, eval_batch_size: int,
     return {k: v / jnp.sum(mask_M) for k, v in totals.items()}
 
   return jax.jit(evaluate)
-
-
-def pad_to_multiple(images: np.ndarray, multiple: int) -> tuple[np.ndarray, np.ndarray]:
-  """Pads the leading axis with zeros to a multiple; the mask marks the real rows."""
-  pad = -len(images) % multiple
-  mask = np.concatenate([np.ones(len(images), np.float32), np.zeros(pad, np.float32)])
-  return np.concatenate([images, np.zeros((pad, *images.shape[1:]), images.dtype)]), mask
 
 
 # --- The loop ----------------------------------------------------------------------------------
@@ -339,6 +320,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       new_state, chunk_sums = run_chunk(state, epoch, epoch_step, num_steps)
       chunk_sums = jax.device_get(chunk_sums)  # Waits for the call to finish.
       if (bad := int(chunk_sums.pop("first_nonfinite"))) >= 0:
+        checkpoint.wait(mngr)  # The last good checkpoint may still be being written.
         good = mngr.latest_step()
         where = f"step {good} in {ckpt_dir}" if good is not None else "none: no checkpoint yet"
         raise Diverged(f"non-finite loss at step {(epoch - 1) * steps_per_epoch + epoch_step + bad}"

@@ -97,3 +97,10 @@ def load_split(builder_dir: str, split: str) -> tuple[np.ndarray, np.ndarray]:
   images_NxHxWxC = np.stack([ex["image"] for ex in examples])
   labels_N = np.asarray([ex["label"] for ex in examples], dtype=np.int32)
   return images_NxHxWxC, labels_N
+
+
+def pad_to_multiple(images: np.ndarray, multiple: int) -> tuple[np.ndarray, np.ndarray]:
+  """Pads the leading axis with zeros to a multiple; the mask marks the real rows."""
+  pad = -len(images) % multiple
+  mask = np.concatenate([np.ones(len(images), np.float32), np.zeros(pad, np.float32)])
+  return np.concatenate([images, np.zeros((pad, *images.shape[1:]), images.dtype)]), mask

@@ -63,7 +63,10 @@ def checkpoint_steps(run_dir: str) -> list[int]:
   """Steps of the finalized checkpoints, ascending (orbax's own reading of the directory)."""
   from orbax.checkpoint import utils as ocp_utils
 
-  return sorted(ocp_utils.checkpoint_steps(os.path.join(run_dir, CHECKPOINTS)))
+  ckpt_dir = os.path.join(run_dir, CHECKPOINTS)
+  if not os.path.isdir(ckpt_dir):
+    return []
+  return sorted(ocp_utils.checkpoint_steps(ckpt_dir))
 
 
 def count_params(run_dir: str) -> int | None:
