@@ -15,7 +15,7 @@ import jax
 from aejax import cli
 from aejax import configs
 from aejax import train
-from aejax.run import workdir as workdir_lib
+from aejax.run import rundir
 from aejax.errors import AejaxError, Preempted, UserError
 
 _CONFIG = configs.define_config_flag()
@@ -69,7 +69,7 @@ def main(argv: list[str]) -> None:
   config = _CONFIG.value  # Loaded while the flags were parsed (configs.load_experiment).
   workdir = _WORKDIR.value
   if _FORCE_NEW.value:
-    workdir = workdir_lib.fresh_workdir(workdir)
+    workdir = rundir.fresh_workdir(workdir)
     if jax.process_count() > 1:  # Every process names the same directory before any creates it.
       from jax.experimental import multihost_utils
       multihost_utils.sync_global_devices("workdir chosen")

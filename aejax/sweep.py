@@ -48,9 +48,6 @@ _PARALLEL = flags.DEFINE_integer(
 
 FLAGS = flags.FLAGS
 # Fields a re-run may change: main trains only the missing epochs of a larger num_epochs.
-RESUMABLE_CHANGES = ("num_epochs",)
-
-
 @dataclasses.dataclass
 class Run:
   workdir: str
@@ -157,12 +154,10 @@ def check_existing(run: Run) -> None:
   """An existing run directory must hold this run, or skipping/resuming it would be wrong."""
   if not rundir.is_run(run.workdir):
     return
-  have = rundir.flatten(rundir.read_config(run.workdir))
-  want = rundir.flatten(json.loads(run.config.to_json_best_effort()))
-  for key in sorted(set(have) | set(want)):
-    if key not in RESUMABLE_CHANGES and have.get(key) != want.get(key):
-      raise UserError(f"{run.workdir} holds a run with {key}={have.get(key)!r}, but this sweep "
-                      f"asks for {want.get(key)!r}; pass another --workdir or remove that run")
+  # The same rule as main's resume (rundir.config_drift).
+  if changed := rundir.config_drift(rundir.read_config(run.workdir), run.config):
+    raise UserError(f"{run.workdir} holds a run with another config ({'; '.join(changed)}), "
+                    f"which this sweep would resume; pass another --workdir or remove that run")
 
 
 # --- Devices -----------------------------------------------------------------------------------

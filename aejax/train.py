@@ -31,7 +31,7 @@ from aejax.run import preemption
 from aejax import preprocess
 from aejax import sampling
 from aejax import validation
-from aejax.run import workdir as workdir_lib
+from aejax.run import rundir
 from aejax.errors import Diverged, Preempted, UserError
 # The state and the test split's padding live apart from the loop (analysis uses them too).
 from aejax.data.dataset import pad_to_multiple
@@ -206,7 +206,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     raise UserError("--workdir is empty; pass a directory (new, or a run to resume)")
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise UserError(f"--workdir={workdir} is a file; pass a directory (new or a run to resume)")
-  workdir_lib.check_resumable(workdir, config)
+  rundir.check_resumable(workdir, config)
   try:
     os.makedirs(workdir, exist_ok=True)
   except OSError as e:  # /proc/x, /dev/null/x, a read-only or full file system, no permission.
@@ -263,7 +263,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   # came before the first checkpoint).
   writer.drop_after(resumed[0] if resumed else 0)
   if is_chief:
-    workdir_lib.write_config(workdir, config)
+    rundir.write_config(workdir, config)
 
   # --- Update step and evals, compiled ahead so compile time is not counted as training. -----
   # pmap wants state and data with a leading local-device axis; between calls the state is kept
