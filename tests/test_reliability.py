@@ -216,3 +216,16 @@ def test_an_experiment_file_that_does_not_load_is_one_line_naming_file_and_line(
   assert proc.returncode == 2, proc.stderr[-3000:]
   assert f"{path}{expected}" in _error_line(proc)
   assert not (tmp_path / "w").exists()
+
+
+def test_kl_warmup_continues_across_a_resume(data_dir, tmp_path):
+  config = configs.mlp_vae(latents=2)
+  config.model.hidden, config.num_epochs = (32,), 1
+  config.objective.kl_warmup_steps = 1000  # 468 steps per epoch: the ramp spans the resume.
+  workdir = str(tmp_path / "warmup")
+  train.train_and_evaluate(config, workdir, data_dir=data_dir)
+  config.num_epochs = 2  # Resumes after epoch 1.
+  train.train_and_evaluate(config, workdir, data_dir=data_dir)
+  kl_weight = {r["epoch"]: r["kl_weight"] for r in _rows(workdir) if r["split"] == "train"}
+  # The mean of step / 1000 over each epoch's steps: (0 + 467) / 2000, then (468 + 935) / 2000.
+  np.testing.assert_allclose([kl_weight[1], kl_weight[2]], [0.2335, 0.7015], rtol=1e-5)
