@@ -29,7 +29,7 @@ from aejax import sampling
 from aejax.analysis import probes
 from aejax.analysis import restored as restored_lib
 from aejax.run import lock
-from aejax import train
+from aejax.run import rundir
 from aejax.errors import UserError
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory written by aejax.main.")
@@ -57,13 +57,14 @@ NLL_BATCH = 100  # Test images per NLL step; with up to 100 samples each, ~30 MB
 # --- Scores on the test split ------------------------------------------------------------------
 
 def reconstruction_scores(run: restored_lib.Restored, x: np.ndarray) -> dict[str, np.ndarray]:
-  """Per-image squared error and BCE of the reconstruction (a VAE decodes its posterior mean)."""
+  """Per-image squared error and BCE of the reconstruction of each image's code (model.code: a
+  VAE decodes its posterior mean)."""
   model = run.model
 
   @jax.jit
   def scores(params, x_B):
-    code = model.apply({"params": params}, x_B, method=model.encode)
-    logits = model.apply({"params": params}, code[0] if run.is_generative else code,
+    logits = model.apply({"params": params}, model.apply({"params": params}, x_B,
+                                                         method=model.code),
                          method=model.decode)
     return {"sq_err": losses.squared_error(jax.nn.sigmoid(logits), x_B),
             "bce": losses.bernoulli_nll(logits, x_B)}
@@ -74,13 +75,13 @@ def reconstruction_scores(run: restored_lib.Restored, x: np.ndarray) -> dict[str
 def vae_scores(run: restored_lib.Restored, x: np.ndarray, rng: jax.Array,
                k: int) -> dict[str, np.ndarray]:
   """Per-image ELBO and importance-sampled NLL with k samples (likelihood.vae_scores)."""
-  chunk = likelihood.largest_divisor_at_most(k, 100)
-  fn = jax.jit(functools.partial(likelihood.vae_scores, model=run.model, k=k, chunk=chunk))
-  padded, _ = train.pad_to_multiple(x, NLL_BATCH)
+  fn = jax.jit(functools.partial(likelihood.vae_scores, run.model, k=k, chunk=min(k, 100)))
+  padded, _ = dataset.pad_to_multiple(x, NLL_BATCH)
   outs, t0 = [], time.time()
   for i in range(0, len(padded), NLL_BATCH):
-    outs.append(jax.device_get(fn(run.params, padded[i:i + NLL_BATCH],
-                                  jax.random.fold_in(rng, i))))
+    # Example n's samples come from its own key, whatever batch it is in.
+    keys_B = sampling.example_keys(rng, i, NLL_BATCH)
+    outs.append(jax.device_get(fn(run.params, padded[i:i + NLL_BATCH], keys_B)))
     if i == 0 or (i // NLL_BATCH + 1) % 20 == 0:
       logging.info("NLL with k=%d: %d of %d test images (%.0fs)", k, min(i + NLL_BATCH, len(x)),
                    len(x), time.time() - t0)
@@ -206,9 +207,9 @@ def protocols(mode: str, nll_count: int | None, k: int, components: int, probe_e
   }
   if nll_count is not None:
     text["likelihood"] = (
-        f"nats per image of the first {nll_count} test images; elbo = mean over {k} posterior "
-        f"samples of log p(x|z) minus the closed-form KL; nll = -log (1/k) sum_k p(x|z_k) "
-        f"p(z_k) / q(z_k|x), z_k ~ q(z|x), k = {k}")
+        f"nats per image of the first {nll_count} test images, from the same k = {k} samples "
+        f"z_k ~ q(z|x) with w_k = p(x|z_k) p(z_k) / q(z_k|x): nll = -log (1/k) sum_k w_k, "
+        f"elbo = (1/k) sum_k log w_k")
   text["pca"] = (f"exact PCA fitted on the train split, {components} components (the code "
                  f"size), squared error of the test projections")
   text["probes"] = (f"logistic regression on standardised codes (posterior means for VAEs) of "
@@ -247,10 +248,8 @@ def write_figures(run, out_dir: str, x_test: np.ndarray, test_labels: np.ndarray
     figures.manifold(path("manifold"), run.decode(np.stack([z1.ravel(), z2.ravel()], 1)), n,
                      float(q_N[-1]))
     made.append("manifold")
-  metrics_path = os.path.join(run.workdir, "metrics.jsonl")
-  if os.path.exists(metrics_path):
-    with open(metrics_path) as f:
-      figures.curves(path("curves"), [json.loads(line) for line in f])
+  if records := rundir.read_metrics(run.workdir):  # Tolerates a cut-off last line.
+    figures.curves(path("curves"), records)
     made.append("curves")
   return [f"{name}.png" for name in made]
 

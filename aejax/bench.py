@@ -17,7 +17,6 @@ reports it, else an analytic count of the dense layers; `flops_source` says whic
 
 import contextlib
 import functools
-import importlib.util
 import json
 import math
 import os
@@ -30,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from aejax import configs
 from aejax.data import dataset
 from aejax.data import input_pipeline
 from aejax import loops
@@ -73,10 +73,7 @@ def load_experiment(name: str):
     known = sorted(f[:-3] for f in os.listdir(os.path.join(REPO, "experiments"))
                    if f.endswith(".py"))
     raise UserError(f"--experiment={name} names no file experiments/{name}.py; use one of {known}")
-  spec = importlib.util.spec_from_file_location(f"experiments.{name}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+  return configs.load_experiment(path)
 
 
 def step_flops(compiled, params, batch_size: int) -> tuple[float, str]:

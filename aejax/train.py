@@ -15,7 +15,6 @@ import types
 from typing import Any, Callable
 
 from absl import logging
-import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -36,17 +35,13 @@ from aejax.run import preemption
 from aejax import preprocess
 from aejax import sampling
 from aejax import validation
-from aejax.run import workdir as workdir_lib
+from aejax.run import rundir
 from aejax.errors import Diverged, Preempted, UserError
+# The state and the test split's padding live apart from the loop (analysis uses them too).
+from aejax.data.dataset import pad_to_multiple
+from aejax.state import TrainState, init_state
 
 Metrics = dict[str, jax.Array]
-
-
-@flax.struct.dataclass
-class TrainState:
-  step: jax.Array
-  params: Any
-  opt_state: Any
 
 
 # --- Keys --------------------------------------------------------------------------------------
@@ -105,13 +100,6 @@ def train_step(state: TrainState, x_uint8: jax.Array, rng: jax.Array, *, model: 
   params = optax.apply_updates(state.params, updates)
   metrics["grad_norm"] = optax.tree.norm(grads)
   return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
-
-
-def init_state(key: jax.Array, image_shape: tuple[int, ...], *, model: Any,
-               tx: optax.GradientTransformation) -> TrainState:
-  x = jnp.zeros((1, *image_shape), jnp.float32)
-  params = model.init(key, x, sampling.example_keys(jax.random.key(0), 0, 1))["params"]
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
 
 
 # --- Device-resident epochs --------------------------------------------------------------------
@@ -237,13 +225,6 @@ def make_evaluate(params_metrics_fn: Callable, *, eval_batch_size: int,
   return jax.jit(evaluate)
 
 
-def pad_to_multiple(images: np.ndarray, multiple: int) -> tuple[np.ndarray, np.ndarray]:
-  """Pads the leading axis with zeros to a multiple; the mask marks the real rows."""
-  pad = -len(images) % multiple
-  mask = np.concatenate([np.ones(len(images), np.float32), np.zeros(pad, np.float32)])
-  return np.concatenate([images, np.zeros((pad, *images.shape[1:]), images.dtype)]), mask
-
-
 # --- The loop ----------------------------------------------------------------------------------
 
 
@@ -282,8 +263,12 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     raise UserError(f"--workdir={workdir} is a file; pass a directory (new or a run to resume)")
   if is_chief:  # Before anything is read or written there; the others do not block.
     lock.acquire(workdir)
-  workdir_lib.check_resumable(workdir, config)
-  os.makedirs(workdir, exist_ok=True)
+  rundir.check_resumable(workdir, config)
+  try:
+    os.makedirs(workdir, exist_ok=True)
+  except OSError as e:  # /proc/x, /dev/null/x, a read-only or full file system, no permission.
+    raise UserError(f"--workdir={workdir} cannot be created ({e.strerror}); pass a directory "
+                    f"on a writable file system") from e
 
   # --- Input: device mode puts the split on the devices once; stream mode reads it per batch. --
   builder_dir = _prepare_data(config, data_dir, manual_dir, download)
@@ -308,6 +293,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     validation.validate_train_labels(config, dataset.num_classes(builder_dir), len(train_index))
     num_train = len(train_index)
   validation.validate_data(config, num_train)
+  validation.validate_image_shape(config, image_shape)
   test_images, test_labels = dataset.load_split(builder_dir, "test")
   test_images = test_images[dataset.label_indices(test_labels, train_labels)]
   steps_per_epoch = num_train // config.batch_size  # The remainder waits a permutation.
@@ -349,7 +335,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   # came before the first checkpoint).
   writer.drop_after(resumed[0] if resumed else 0)
   if is_chief:
-    workdir_lib.write_config(workdir, config)
+    rundir.write_config(workdir, config)
 
   # --- Update step and evals, compiled ahead so compile time is not counted as training. -----
   # pmap wants state and data with a leading local-device axis; between calls the state is kept
@@ -416,6 +402,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       new_state, chunk_sums = run_chunk(state, epoch, epoch_step, num_steps)
       chunk_sums = jax.device_get(chunk_sums)  # Waits for the call to finish.
       if (bad := int(chunk_sums.pop("first_nonfinite"))) >= 0:
+        checkpoint.wait(mngr)  # The last good checkpoint may still be being written.
         good = mngr.latest_step()
         where = f"step {good} in {ckpt_dir}" if good is not None else "none: no checkpoint yet"
         raise Diverged(f"non-finite loss at step {(epoch - 1) * steps_per_epoch + epoch_step + bad}"

@@ -17,7 +17,7 @@ from aejax import train
 from aejax import validation
 from aejax.analysis import restored as restored_lib
 from aejax.errors import UserError
-from aejax.run import workdir as workdir_lib
+from aejax.run import rundir
 from conftest import run_aejax
 
 ONE_DEVICE = {"XLA_FLAGS": ""}
@@ -71,7 +71,7 @@ def test_one_class_run_trains_on_digit_1_only_and_resumes(one_class, mnist, data
   # Resuming with other labels would train another run: the drift check refuses it.
   config.input.train_labels = (2,)
   with pytest.raises(UserError, match=r"input\.train_labels: \(1,\) -> \(2,\)"):
-    workdir_lib.check_resumable(workdir, config)
+    rundir.check_resumable(workdir, config)
 
 
 def test_held_out_auroc_is_sklearns_on_the_restored_models_scores(one_class, mnist, data_dir):

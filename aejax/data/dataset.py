@@ -125,3 +125,10 @@ def label_indices(labels_N: np.ndarray, keep: tuple[int, ...] | None) -> np.ndar
   if keep is None:
     return np.arange(len(labels_N))
   return np.flatnonzero(np.isin(labels_N, np.asarray(keep)))
+
+
+def pad_to_multiple(images: np.ndarray, multiple: int) -> tuple[np.ndarray, np.ndarray]:
+  """Pads the leading axis with zeros to a multiple; the mask marks the real rows."""
+  pad = -len(images) % multiple
+  mask = np.concatenate([np.ones(len(images), np.float32), np.zeros(pad, np.float32)])
+  return np.concatenate([images, np.zeros((pad, *images.shape[1:]), images.dtype)]), mask

@@ -22,7 +22,6 @@ from absl import flags
 import grain
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
 from aejax.errors import UserError
@@ -200,12 +199,3 @@ class StreamEpochs:
     if self._batches is not None:
       self._batches.close()
       self._batches = None
-
-
-def validate(config: ml_collections.ConfigDict) -> None:
-  if config.input_mode not in INPUT_MODES:
-    raise UserError(f"unknown config.input_mode={config.input_mode!r}; use one of {INPUT_MODES}")
-  if config.input_workers < 0:
-    raise UserError(f"config.input_workers={config.input_workers} must be >= 0 (0 reads in "
-                    f"the training process)")
-
