@@ -70,8 +70,9 @@ def base() -> ml_collections.ConfigDict:
   c.model.channels = (32, 64)  # encoder='conv': conv widths, each halving H, W; decoder mirrors.
   # encoder='conv': how each stride-2 4x4 (transposed) conv is computed, on the same parameters:
   # 'strided' as such, or 'space_to_depth' (space-to-depth then a stride-1 2x2 conv; transposed:
-  # a stride-1 3x3 conv then depth-to-space).
-  c.model.conv_impl = "strided"
+  # a stride-1 3x3 conv then depth-to-space). space_to_depth measured 2.7x (batch 128) and 6x
+  # (batch 1024) the strided form's examples/s on an H100 (README, Speed).
+  c.model.conv_impl = "space_to_depth"
   c.model.code_activation = "none"  # 'ae' only: 'sigmoid' squashes the code into (0, 1).
   c.model.num_samples = 1  # 'vae' with loss 'iwae': posterior samples k per training example.
   c.model.codebook_size = 512  # 'vqvae': codes in the codebook.

@@ -70,7 +70,9 @@ def test_both_formulations_share_parameters_and_compute_the_same_model(mnist, fa
 
 
 def test_an_unknown_conv_impl_is_a_user_error():
-  cfg = configs.with_conv(configs.base()).model
-  cfg.conv_impl = "winograd"
+  from aejax import validation
+
+  config = configs.with_conv(configs.base())
+  config.model.conv_impl = "winograd"
   with pytest.raises(UserError, match="conv_impl='winograd'"):
-    models.create_model(cfg, (28, 28, 1))
+    validation.validate_config(config, 1)
