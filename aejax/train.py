@@ -261,14 +261,14 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     raise UserError("--workdir is empty; pass a directory (new, or a run to resume)")
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise UserError(f"--workdir={workdir} is a file; pass a directory (new or a run to resume)")
-  if is_chief:  # Before anything is read or written there; the others do not block.
-    lock.acquire(workdir)
-  rundir.check_resumable(workdir, config)
   try:
     os.makedirs(workdir, exist_ok=True)
   except OSError as e:  # /proc/x, /dev/null/x, a read-only or full file system, no permission.
     raise UserError(f"--workdir={workdir} cannot be created ({e.strerror}); pass a directory "
                     f"on a writable file system") from e
+  if is_chief:  # Before anything is read or written there; the others do not block.
+    lock.acquire(workdir)
+  rundir.check_resumable(workdir, config)
 
   # --- Input: device mode puts the split on the devices once; stream mode reads it per batch. --
   builder_dir = _prepare_data(config, data_dir, manual_dir, download)

@@ -85,18 +85,20 @@ def test_a_nan_stops_the_run_naming_the_step_and_keeps_the_last_good_checkpoint(
     return new_state, metrics
 
   monkeypatch.setattr(train, "train_step", poisoned_step)
-  events = []  # The order of saves and waits: the stop must wait for the in-flight save.
+  # The order in which saves and waits return: the stop must wait for the in-flight save. (A
+  # save first waits for the one before it, so a wait also precedes each save.)
+  events = []
   for name in ("save", "wait"):
     real = getattr(checkpoint, name)
     monkeypatch.setattr(checkpoint, name, lambda *a, _real=real, _name=name, **k: (
-        events.append(_name), _real(*a, **k))[1])
+        _real(*a, **k), events.append(_name))[0])
   config = configs.base()
   config.model.hidden, config.num_epochs = (32,), 3
   workdir = str(tmp_path / "nan")
   with pytest.raises(Diverged, match=r"non-finite loss at step 500 \(epoch 2\); the last good "
                      r"checkpoint is step 468 in .*, kept intact"):
     train.train_and_evaluate(config, workdir, data_dir=data_dir)
-  assert events == ["save", "wait"], events
+  assert events.count("save") == 1 and events[-2:] == ["save", "wait"], events
   mngr = checkpoint.manager(os.path.join(workdir, "checkpoints"), max_to_keep=3)
   assert mngr.all_steps() == [468]
   state, meta = checkpoint.restore_on_one_device(mngr, 468)
