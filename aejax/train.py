@@ -144,7 +144,7 @@ def make_train_chunk(step_fn: Callable, *, batch_size: int,
 
   def one_run(state, images_NxHxWxC, epoch, start, num_steps, run):
     run_keys = keys if run is None else run["keys"]
-    hp = () if run is None else (run["hp"],)
+    hp = {} if run is None else {"hp": run["hp"]}
     perm_N = jax.random.permutation(jax.random.fold_in(run_keys["data"], epoch),
                                     images_NxHxWxC.shape[0])
 
@@ -160,7 +160,7 @@ def make_train_chunk(step_fn: Callable, *, batch_size: int,
         # The gather reads a replicated dataset; the constraint makes each device compute (and
         # differentiate) only its slice of the global batch.
         x_b = jax.lax.with_sharding_constraint(images_NxHxWxC[idx_B], batch_sharding)
-      return step_fn(state, x_b, jax.random.fold_in(run_keys["train"], state.step), *hp)
+      return step_fn(state, x_b, jax.random.fold_in(run_keys["train"], state.step), **hp)
 
     state, metrics = jax.lax.scan(body, state, start + jnp.arange(num_steps))
     bad = ~jnp.isfinite(metrics["loss"])
