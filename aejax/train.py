@@ -175,7 +175,8 @@ def make_train_chunk(step_fn: Callable, *, batch_size: int,
                     spmd_axis_name=parallel.DATA_AXIS if run_sharded else None)(state, run)
 
   if mode == "pmap":
-    in_axes = (0, 0, None, None) + ((None,) if keys is None else ())
+    # pmap indexes in_axes by position, the static num_steps (argument 4) included.
+    in_axes = (0, 0, None, None) + ((None, None) if keys is None else ())
     return jax.pmap(train_chunk, axis_name=parallel.DATA_AXIS, in_axes=in_axes,
                     static_broadcasted_argnums=4, donate_argnums=0)
   return jax.jit(train_chunk, static_argnums=4, donate_argnums=0)

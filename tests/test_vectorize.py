@@ -101,3 +101,19 @@ def test_conv_ae_group_equals_runs_alone(mnist):
       np.testing.assert_allclose(group_sums[k][i], sums[k], rtol=1e-5, atol=1e-6)
   first = jax.tree.leaves(group.params)[0]
   assert not np.allclose(first[0], first[1])
+
+
+def test_pmap_loop_passes_the_run_and_matches_the_mesh(data_dir, tmp_path):
+  """The loop hands keys and hyperparameters to the pmapped chunk as an argument too."""
+  from conftest import assert_same_training, run_aejax
+  from test_sweep_vectorize import _final_params
+
+  flags = ["--config=experiments/vae.py", f"--data_dir={data_dir}", "--config.num_epochs=1",
+           "--config.batch_size=3000", "--config.eval_batch_size=2000",
+           "--config.model.hidden=(16,)", "--config.steps_per_call=7"]
+  for name, extra, devices in (("pmap", ["--config.parallel=pmap"], 2), ("mesh", [], 1)):
+    proc = run_aejax(*flags, f"--workdir={tmp_path / name}", *extra, timeout=600,
+                     env={"XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+  assert_same_training(_final_params(str(tmp_path / "pmap")),
+                       _final_params(str(tmp_path / "mesh")))
