@@ -94,8 +94,13 @@ case "$route" in
     # them sooner) and are then killed, so a dead process never hangs the run.
     status=0 left=$nproc watchdog=""
     while ((left > 0)); do
+      done_pid=""
       if wait -n -p done_pid "${pids[@]}" 2>/dev/null; then rc=0; else rc=$?; fi
-      [[ -n "${done_pid:-}" ]] || break
+      if [[ -z "${done_pid:-}" ]]; then
+        # A forwarded signal ends the wait early: keep waiting for the processes to checkpoint.
+        ((rc > 128)) && continue
+        break
+      fi
       left=$((left - 1))
       pids=("${pids[@]/$done_pid}")
       if ((rc != 0 && status == 0)); then
@@ -103,6 +108,8 @@ case "$route" in
         echo "launch.sh: process $done_pid exited with $rc; stopping the others within ${grace}s" >&2
         ( sleep "$grace"; kill ${pids[*]} 2>/dev/null || true ) >/dev/null 2>&1 &
         watchdog=$!
+      elif ((rc != 0)); then
+        echo "launch.sh: process $done_pid exited with $rc" >&2
       fi
     done
     [[ -z "$watchdog" ]] || kill "$watchdog" 2>/dev/null || true

@@ -20,6 +20,7 @@ import numpy as np
 
 from aejax import cli
 from aejax.data import dataset
+from aejax.analysis import anomaly
 from aejax.analysis import figures
 from aejax import likelihood
 from aejax import losses
@@ -27,7 +28,8 @@ from aejax import preprocess
 from aejax import sampling
 from aejax.analysis import probes
 from aejax.analysis import restored as restored_lib
-from aejax import train
+from aejax.run import lock
+from aejax.run import rundir
 from aejax.errors import UserError
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory written by aejax.main.")
@@ -55,13 +57,14 @@ NLL_BATCH = 100  # Test images per NLL step; with up to 100 samples each, ~30 MB
 # --- Scores on the test split ------------------------------------------------------------------
 
 def reconstruction_scores(run: restored_lib.Restored, x: np.ndarray) -> dict[str, np.ndarray]:
-  """Per-image squared error and BCE of the reconstruction (a VAE decodes its posterior mean)."""
+  """Per-image squared error and BCE of the reconstruction of each image's code (model.code: a
+  VAE decodes its posterior mean)."""
   model = run.model
 
   @jax.jit
   def scores(params, x_B):
-    code = model.apply({"params": params}, x_B, method=model.encode)
-    logits = model.apply({"params": params}, code[0] if run.is_generative else code,
+    logits = model.apply({"params": params}, model.apply({"params": params}, x_B,
+                                                         method=model.code),
                          method=model.decode)
     return {"sq_err": losses.squared_error(jax.nn.sigmoid(logits), x_B),
             "bce": losses.bernoulli_nll(logits, x_B)}
@@ -72,13 +75,13 @@ def reconstruction_scores(run: restored_lib.Restored, x: np.ndarray) -> dict[str
 def vae_scores(run: restored_lib.Restored, x: np.ndarray, rng: jax.Array,
                k: int) -> dict[str, np.ndarray]:
   """Per-image ELBO and importance-sampled NLL with k samples (likelihood.vae_scores)."""
-  chunk = likelihood.largest_divisor_at_most(k, 100)
-  fn = jax.jit(functools.partial(likelihood.vae_scores, model=run.model, k=k, chunk=chunk))
-  padded, _ = train.pad_to_multiple(x, NLL_BATCH)
+  fn = jax.jit(functools.partial(likelihood.vae_scores, run.model, k=k, chunk=min(k, 100)))
+  padded, _ = dataset.pad_to_multiple(x, NLL_BATCH)
   outs, t0 = [], time.time()
   for i in range(0, len(padded), NLL_BATCH):
-    outs.append(jax.device_get(fn(run.params, padded[i:i + NLL_BATCH],
-                                  jax.random.fold_in(rng, i))))
+    # Example n's samples come from its own key, whatever batch it is in.
+    keys_B = sampling.example_keys(rng, i, NLL_BATCH)
+    outs.append(jax.device_get(fn(run.params, padded[i:i + NLL_BATCH], keys_B)))
     if i == 0 or (i // NLL_BATCH + 1) % 20 == 0:
       logging.info("NLL with k=%d: %d of %d test images (%.0fs)", k, min(i + NLL_BATCH, len(x)),
                    len(x), time.time() - t0)
@@ -108,6 +111,7 @@ def analyze(workdir: str, *, step: int | None = None, k: int = 5000, data_dir: s
                config.model.name, config.model.latents, run.step, jax.device_count(),
                jax.devices()[0].platform)
   out_dir = os.path.join(workdir, "analysis")
+  lock.acquire(workdir)  # Not while a run or another analysis writes to this workdir.
   os.makedirs(out_dir, exist_ok=True)
 
   builder_dir = dataset.prepare(config.dataset, data_dir, manual_dir)
@@ -151,8 +155,19 @@ def analyze(workdir: str, *, step: int | None = None, k: int = 5000, data_dir: s
                                           test_labels, neighbors)
 
   corrupted = probes.salt_and_pepper(x_test, CORRUPT_FRACTION, seed)
-  m["anomaly_auroc"] = probes.auroc(rec["sq_err"],
-                                    reconstruction_scores(run, corrupted)["sq_err"])
+  m["auroc_corrupted"] = probes.auroc(rec["sq_err"],
+                                      reconstruction_scores(run, corrupted)["sq_err"])
+  # Held-out classes: a run trained on some labels (config.input.train_labels) against the rest.
+  normal_labels, held_out = config.input.get("train_labels"), None
+  if normal_labels is not None and not np.isin(test_labels, normal_labels).all():
+    scores = {"sq_err": rec["sq_err"], "bce": rec["bce"]}
+    if run.is_generative:
+      scores.update(neg_elbo=-vae["elbo"], nll=vae["nll"])
+    aurocs, per_label = anomaly.held_out_aurocs(scores, test_labels, normal_labels)
+    m.update(aurocs)
+    held_out = {"normal_labels": list(normal_labels), "auroc_per_label": per_label,
+                "protocol": anomaly.protocol(normal_labels, test_labels,
+                                             {k: len(v) for k, v in scores.items()})}
   logging.info("Baselines, probes and AUROC done: %s", m)
 
   made = write_figures(run, out_dir, x_test, test_labels, codes_test, seed)
@@ -168,11 +183,15 @@ def analyze(workdir: str, *, step: int | None = None, k: int = 5000, data_dir: s
       "protocols": protocols(mode, nll_count, k, components, len(subset), neighbors),
       "figures": sorted(made),
   }
+  if held_out is not None:
+    result["protocols"]["held_out"] = held_out.pop("protocol")
+    result["held_out"] = held_out
   with open(os.path.join(out_dir, "metrics.json"), "w") as f:
     json.dump(result, f, indent=2)
   with open(os.path.join(out_dir, "report.md"), "w") as f:
     f.write(report(result))
   logging.info("Wrote %s: metrics.json, report.md and %d figures", out_dir, len(made))
+  lock.release(workdir)
   return result
 
 
@@ -188,18 +207,18 @@ def protocols(mode: str, nll_count: int | None, k: int, components: int, probe_e
   }
   if nll_count is not None:
     text["likelihood"] = (
-        f"nats per image of the first {nll_count} test images; elbo = mean over {k} posterior "
-        f"samples of log p(x|z) minus the closed-form KL; nll = -log (1/k) sum_k p(x|z_k) "
-        f"p(z_k) / q(z_k|x), z_k ~ q(z|x), k = {k}")
+        f"nats per image of the first {nll_count} test images, from the same k = {k} samples "
+        f"z_k ~ q(z|x) with w_k = p(x|z_k) p(z_k) / q(z_k|x): nll = -log (1/k) sum_k w_k, "
+        f"elbo = (1/k) sum_k log w_k")
   text["pca"] = (f"exact PCA fitted on the train split, {components} components (the code "
                  f"size), squared error of the test projections")
   text["probes"] = (f"logistic regression on standardised codes (posterior means for VAEs) of "
                     f"{probe_examples} train images, accuracy on the test split; k-NN with "
                     f"{neighbors} neighbours, Euclidean")
-  text["anomaly"] = (f"corrupted vs clean test images: each test image against a copy with "
-                     f"{CORRUPT_FRACTION:.0%} of its pixels set to 0 or 1 (salt and pepper), "
-                     f"scored by reconstruction squared error. Not the per-class hold-out "
-                     f"protocol: aejax configs cannot train a model without a class yet")
+  text["corrupted"] = (f"auroc_corrupted, corrupted vs clean test images: each against a copy with "
+                       f"{CORRUPT_FRACTION:.0%} of its pixels set to 0 or 1 (salt and pepper), "
+                       f"scored by reconstruction squared error; a run trained on some labels "
+                       f"only (config.input.train_labels) also gets the held-out AUROCs")
   return text
 
 
@@ -229,10 +248,8 @@ def write_figures(run, out_dir: str, x_test: np.ndarray, test_labels: np.ndarray
     figures.manifold(path("manifold"), run.decode(np.stack([z1.ravel(), z2.ravel()], 1)), n,
                      float(q_N[-1]))
     made.append("manifold")
-  metrics_path = os.path.join(run.workdir, "metrics.jsonl")
-  if os.path.exists(metrics_path):
-    with open(metrics_path) as f:
-      figures.curves(path("curves"), [json.loads(line) for line in f])
+  if records := rundir.read_metrics(run.workdir):  # Tolerates a cut-off last line.
+    figures.curves(path("curves"), records)
     made.append("curves")
   return [f"{name}.png" for name in made]
 
@@ -247,7 +264,9 @@ METRIC_TEXT = {
     "pca_sq_err_per_pixel": "PCA baseline: squared error per pixel",
     "linear_probe_accuracy": "linear probe (logistic regression on codes): test accuracy",
     "knn_accuracy": "k-NN on codes: test accuracy",
-    "anomaly_auroc": "anomaly AUROC (reconstruction error as score)",
+    "auroc_corrupted": "AUROC of salt-and-pepper corrupted vs clean test images (squared error)",
+    **{f"auroc_{name}": f"held-out classes AUROC, score: {text}"
+       for name, text in anomaly.SCORE_TEXT.items()},
 }
 
 
@@ -258,6 +277,9 @@ def report(result: dict) -> str:
            "| metric | value | what |", "|---|---|---|"]
   for name, value in result["metrics"].items():
     lines.append(f"| `{name}` | {value:.4f} | {METRIC_TEXT.get(name, '')} |")
+  if "held_out" in result:
+    lines += ["", *anomaly.report_lines(result["held_out"]["normal_labels"],
+                                        result["held_out"]["auroc_per_label"])]
   lines += ["", "## How each number was measured", ""]
   lines += [f"- **{name}**: {text}" for name, text in result["protocols"].items()]
   lines += ["", "## Figures", ""]

@@ -5,7 +5,8 @@ r"""Throughput of aejax's loop beside a per-step baseline, in one process.
 Per batch size (and dtype) it times, after a warm-up and up to `block_until_ready`:
   baseline  the usual loop (as in the Flax VAE example): a host-side permutation, a numpy batch
             gathered on the host per step and fed to the jitted step, a key split on the host;
-  device    aejax's device-resident epoch (`train.make_train_chunk`): one scanned jit call;
+  device    aejax's device-resident epoch (`train.make_train_chunk`): one call per epoch, its
+            steps run as config.loop chooses for this backend and model (`loop` in the row);
   stream    aejax's streaming epoch (`input_pipeline.StreamEpochs`): grain reads and decodes
             each batch from the prepared TFDS files.
   group     with --replicas=1,8,32: a vectorised group (`train.train_group`'s program) of G
@@ -19,7 +20,6 @@ reports it, else an analytic count of the dense layers; `flops_source` says whic
 
 import contextlib
 import functools
-import importlib.util
 import json
 import math
 import os
@@ -32,8 +32,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from aejax import configs
 from aejax.data import dataset
 from aejax.data import input_pipeline
+from aejax import loops
 from aejax import models
 from aejax import optimizers
 from aejax import parallel
@@ -61,6 +63,10 @@ _TRACE_DIR = flags.DEFINE_string(
     "and baseline run under this folder, to see what limits them.")
 _REPLICAS = flags.DEFINE_list(
     "replicas", [], "Group sizes G to time as vectorised groups (the 'group' rows), e.g. 1,8,32.")
+_LOOP = flags.DEFINE_string("loop", None, f"config.loop for device, one of {loops.LOOPS} "
+                            "(default: the experiment's).")
+_CONV_IMPL = flags.DEFINE_string("conv_impl", None, "config.model.conv_impl, one of "
+                                 f"{models.CONV_IMPLS} (default: the experiment's).")
 _JSON = flags.DEFINE_bool("json", False, "One JSON object per line instead of a table.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir (as for aejax.main).")
 _MANUAL_DIR = flags.DEFINE_string("manual_dir", None, "Original archives (as for aejax.main).")
@@ -72,10 +78,7 @@ def load_experiment(name: str):
     known = sorted(f[:-3] for f in os.listdir(os.path.join(REPO, "experiments"))
                    if f.endswith(".py"))
     raise UserError(f"--experiment={name} names no file experiments/{name}.py; use one of {known}")
-  spec = importlib.util.spec_from_file_location(f"experiments.{name}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+  return configs.load_experiment(path)
 
 
 def step_flops(compiled, params, batch_size: int) -> tuple[float, str]:
@@ -117,6 +120,7 @@ def bench_group(config, images: np.ndarray, *, replicas: list[int], steps: int, 
   step_fn = functools.partial(train.train_step, model=model, tx=make_tx, config=config)
   init = functools.partial(train.init_state, image_shape=image_shape, model=model,
                            tx=make_tx(hparams.of(config)))
+  loop = loops.resolve(config.loop, config.model.encoder, jax.default_backend())
   rows = []
   for g in replicas:
     runs = [{"keys": train.split_keys(config.seed + i), "hp": hparams.of(config)}
@@ -128,7 +132,7 @@ def bench_group(config, images: np.ndarray, *, replicas: list[int], steps: int, 
     state = jax.jit(jax.vmap(init), out_shardings=sharding)(run["keys"]["init"])
     t0 = time.perf_counter()
     epoch_fn = train.make_train_chunk(step_fn, batch_size=config.batch_size, mesh=mesh,
-                                      vectorized=True, run_sharded=run_sharded)
+                                      loop=loop, vectorized=True, run_sharded=run_sharded)
     epoch_fn = epoch_fn.lower(state, images_dev, 0, 0, spe, run).compile()
     compile_s = time.perf_counter() - t0
     state, _ = jax.block_until_ready(epoch_fn(state, images_dev, 0, 0, run))  # Warm-up.
@@ -140,7 +144,7 @@ def bench_group(config, images: np.ndarray, *, replicas: list[int], steps: int, 
 
     seconds, _ = timed(lambda: run_group(state), f"group{g}_b{config.batch_size}")
     r = row("group", seconds, epochs * spe * g, compile_s)
-    r["replicas"] = g
+    r["replicas"], r["loop"] = g, loop
     rows.append(r)
   return rows
 
@@ -156,7 +160,7 @@ def bench_one(config, images: np.ndarray, source, *, modes, steps: int, stream_e
   epochs = math.ceil(steps / spe)
   mesh = parallel.make_mesh()
   model = models.create_model(config.model, image_shape, config.dtype)
-  tx = optimizers.create_optimizer(config)
+  tx = optimizers.create_optimizer(config, spe)  # spe: schedules count in steps.
   keys = train.split_keys(config.seed)
   init = jax.jit(functools.partial(train.init_state, image_shape=image_shape, model=model, tx=tx),
                  out_shardings=parallel.replicated(mesh))
@@ -177,7 +181,7 @@ def bench_one(config, images: np.ndarray, source, *, modes, steps: int, stream_e
             "timed_steps": timed_steps, "seconds": seconds, "flops_per_step": flops,
             "flops_source": flops_source, "flops_per_sec": flops * timed_steps / seconds,
             "num_train": num_train, "device_kind": jax.devices()[0].device_kind,
-            "devices": jax.device_count()}
+            "devices": jax.device_count(), "conv_impl": config.model.conv_impl}
 
   if "baseline" in modes:
     state = fresh_state()
@@ -203,7 +207,9 @@ def bench_one(config, images: np.ndarray, source, *, modes, steps: int, stream_e
     images_dev = parallel.put_replicated(images, mesh)
     state = fresh_state()
     t0 = time.perf_counter()
-    epoch_fn = train.make_train_chunk(step_fn, batch_size=batch_size, keys=keys, mesh=mesh)
+    loop = loops.resolve(config.loop, config.model.encoder, jax.default_backend())
+    epoch_fn = train.make_train_chunk(step_fn, batch_size=batch_size, keys=keys, mesh=mesh,
+                                      loop=loop)
     epoch_fn = epoch_fn.lower(state, images_dev, 0, 0, spe).compile()  # One call per epoch.
     compile_s = time.perf_counter() - t0
     state, _ = jax.block_until_ready(epoch_fn(state, images_dev, 0, 0))  # Warm-up.
@@ -215,7 +221,7 @@ def bench_one(config, images: np.ndarray, source, *, modes, steps: int, stream_e
 
     seconds, _ = timed(lambda: run_device(state), f"device_b{batch_size}_{config.dtype}")
     del images_dev
-    rows.append(row("device", seconds, epochs * spe, compile_s))
+    rows.append({**row("device", seconds, epochs * spe, compile_s), "loop": loop})
 
   if "stream" in modes:
     state = fresh_state()
@@ -257,7 +263,7 @@ def format_row(r: dict) -> str:
     mode += f" ({r['ratio_to_one_run']:.1f}x one run)"
   return (f"{mode:<9} {r['batch_size']:>6} {r['dtype']:<9} {r['examples_per_sec']:>14,.0f} "
           f"{ratio:>8} {r['compile_s']:>9.2f} {r['flops_per_sec'] / 1e9:>10.1f} "
-          f"({r['flops_source']})")
+          f"({r['flops_source']})" + (f" loop={r['loop']}" if r.get("loop") else ""))
 
 
 def main(argv):
@@ -286,6 +292,9 @@ def run():
                     ) from None
   if any(g < 1 for g in replicas):
     raise UserError(f"--replicas={','.join(_REPLICAS.value)} must be >= 1")
+  for flag, choices in ((_LOOP, loops.LOOPS), (_CONV_IMPL, models.CONV_IMPLS)):
+    if flag.value is not None and flag.value not in choices:
+      raise UserError(f"--{flag.name}={flag.value} is unknown; use one of {choices}")
   if _STEPS.value < 1 or _STREAM_EPOCHS.value < 1:
     raise UserError("--steps and --stream_epochs must be >= 1")
   base_config = load_experiment(_EXPERIMENT.value)
@@ -305,6 +314,10 @@ def run():
       config.batch_size, config.dtype = batch_size, dtype
       if _INPUT_WORKERS.value is not None:
         config.input_workers = _INPUT_WORKERS.value
+      if _LOOP.value is not None:
+        config.loop = _LOOP.value
+      if _CONV_IMPL.value is not None:
+        config.model.conv_impl = _CONV_IMPL.value
       for r in bench_one(config, images, source, modes=modes, steps=_STEPS.value,
                          stream_epochs=_STREAM_EPOCHS.value, replicas=replicas):
         print(json.dumps({"experiment": _EXPERIMENT.value, **r}) if _JSON.value

@@ -8,6 +8,8 @@ import sys
 from absl import flags
 from absl import logging
 
+from aejax.errors import UserError
+
 
 def fail(message: str, exit_code: int = 2) -> None:
   """One line on stderr and a documented exit code (2: bad input; see aejax/errors.py)."""
@@ -20,6 +22,8 @@ def parse_flags(argv: list[str]) -> list[str]:
     return flags.FLAGS(argv)
   except flags.Error as e:
     fail(" ".join(str(e).split()))
+  except UserError as e:  # An experiment file that does not load (configs.load_experiment).
+    fail(str(e))
   except (AttributeError, KeyError) as e:
     # A --config.<key> override naming no field of the locked config; ml_collections's message
     # holds the key and a "did you mean" suggestion, spread over lines and quotes.

@@ -15,6 +15,7 @@ A run that is still running or crashed is listed in the status column and left o
 The default metric is the model family's main test metric, written out in the table's header:
 `sq_err` (squared error per image) for `ae`, `elbo` for `vae`, `loss` for any other family.
 `--metric=analysis.<key>` reads `<run>/analysis/metrics.json` (written by aejax.analyze).
+Below the table, each metric's mean over the variants (the mean of the rows).
 """
 
 import csv
@@ -233,6 +234,19 @@ def markdown(fields: list[str], rows: list[dict[str, Any]], metrics: list[str]) 
   return "\n".join(lines)
 
 
+def variants_mean(rows: list[dict[str, Any]], metrics: list[str]) -> str:
+  """A line after the table: each metric's mean over the variants' means (e.g. a one-class
+  protocol's ten digits); a metric some variants lack says over how many it is."""
+  parts = []
+  for m in metrics:
+    means = [row[m][0] for row in rows if row[m][0] is not None]
+    if means:
+      mean = float(np.mean(means))
+      of = f" (over {len(means)} of {len(rows)})" if len(means) < len(rows) else ""
+      parts.append(f"{m} {mean:.{_decimals(mean)}f}{of}")
+  return f"Mean over the {len(rows)} variants: " + (", ".join(parts) or "-")
+
+
 def _metric_header(metric: str) -> str:
   arrow = {1: " ↑", -1: " ↓", 0: ""}[direction(metric)]
   return f"{metric if metric.startswith(ANALYSIS_PREFIX) else 'test ' + metric}{arrow}"
@@ -301,6 +315,8 @@ def compare(paths: list[str], metrics: list[str] | None, out: str | None) -> str
   check_metrics(metrics, runs)
   fields, rows = build_rows(runs, metrics)
   table = markdown(fields, rows, metrics)
+  if len(rows) > 1:
+    table += "\n\n" + variants_mean(rows, metrics)
   if out:
     os.makedirs(out, exist_ok=True)
     write_csv(os.path.join(out, "compare.csv"), fields, rows, metrics)

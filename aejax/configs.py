@@ -1,10 +1,17 @@
 """The base config every experiment file starts from.
 
 Experiment files (`experiments/*.py`) call `base()` and change a few fields, so every experiment
-has the same keys and `--config.<key>=<value>` works the same everywhere.
+has the same keys and `--config.<key>=<value>` works the same everywhere. `load_experiment` is
+the one way an experiment file is loaded.
 """
 
+import importlib.util
+import os
+import traceback
+
+from absl import flags
 import ml_collections
+from ml_collections import config_flags
 
 
 def base() -> ml_collections.ConfigDict:
@@ -22,6 +29,10 @@ def base() -> ml_collections.ConfigDict:
   # Train steps per jit call (a lax.scan); 0 = a whole epoch. Smaller values let a SIGTERM stop
   # (and checkpoint) sooner; the result is the same either way.
   c.steps_per_call = 0
+  # How the steps of a call execute: 'auto' (a host loop over one jitted step for conv models on
+  # CPU, whose convolutions XLA:CPU runs slowly inside loops; a lax.scan elsewhere) | 'scan' |
+  # 'unroll' (the scan unrolled) | 'host'. All give the same result.
+  c.loop = "auto"
 
   # 'mesh': jit over a device mesh, batch sharded on 'data', XLA inserting the gradient all-reduce;
   # 'pmap': the same train step under jax.pmap with an explicit pmean. Both give the same result.
@@ -44,6 +55,11 @@ def base() -> ml_collections.ConfigDict:
   # 'none' | 'gaussian' (adds N(0, noise_level^2)) | 'mask' (zeroes each pixel w.p. noise_level).
   c.input.corruption = "none"
   c.input.noise_level = 0.0
+  # Labels the training split is restricted to, e.g. --config.input.train_labels="(1,)" trains
+  # on the images of digit 1 only (one-class anomaly detection); unset (None): every label. The
+  # epoch length follows the restricted split, and the test metrics of metrics.jsonl are computed
+  # on the test images of these labels; aejax.analyze scores the whole test split.
+  c.input.train_labels = ml_collections.FieldReference(None, field_type=tuple)
 
   c.model = ml_collections.ConfigDict()
   c.model.name = "ae"  # 'ae' (deterministic code) | 'vae' (Gaussian posterior, N(0, I) prior).
@@ -52,6 +68,10 @@ def base() -> ml_collections.ConfigDict:
   c.model.latents = 32
   c.model.activation = "relu"
   c.model.channels = (32, 64)  # encoder='conv': conv widths, each halving H, W; decoder mirrors.
+  # encoder='conv': how each stride-2 4x4 (transposed) conv is computed, on the same parameters:
+  # 'strided' as such, or 'space_to_depth' (space-to-depth then a stride-1 2x2 conv; transposed:
+  # a stride-1 3x3 conv then depth-to-space).
+  c.model.conv_impl = "strided"
   c.model.code_activation = "none"  # 'ae' only: 'sigmoid' squashes the code into (0, 1).
   c.model.num_samples = 1  # 'vae' with loss 'iwae': posterior samples k per training example.
   c.model.codebook_size = 512  # 'vqvae': codes in the codebook.
@@ -71,12 +91,13 @@ def base() -> ml_collections.ConfigDict:
 
   c.opt = ml_collections.ConfigDict()
   c.opt.name = "adam"  # 'adam' | 'adamw' | 'sgd'
-  c.opt.b1 = 0.9
-  c.opt.b2 = 0.999
+  c.opt.b1 = 0.9  # 'adam', 'adamw': decay of the first moment.
+  c.opt.b2 = 0.999  # 'adam', 'adamw': decay of the second moment.
+  c.opt.momentum = 0.0  # 'sgd' only: heavy-ball momentum (0 = plain SGD).
   c.opt.eps = 1e-8
   c.opt.weight_decay = 0.0  # Only used by 'adamw'.
   c.opt.grad_clip_norm = 0.0  # 0 disables clipping.
-  # 'constant' | 'stages': stage i lasts stage_growth^i epochs at learning_rate *
+  # 'constant' | 'cosine' (from learning_rate to 0 over num_epochs) | 'stages': stage i lasts stage_growth^i epochs at learning_rate *
   # stage_decay^i, for i < stages (Burda et al. 2015: 3^i epochs, decay 10^(-1/7), 8 stages).
   c.opt.schedule = "constant"
   c.opt.stages = 8
@@ -137,3 +158,58 @@ def burda2015(num_samples: int) -> ml_collections.ConfigDict:
 def schedule_epochs(opt: ml_collections.ConfigDict) -> int:
   """Total epochs of the 'stages' schedule: sum of stage_growth^i for i < stages."""
   return sum(opt.stage_growth ** i for i in range(opt.stages))
+
+
+def load_experiment(path: str) -> ml_collections.ConfigDict:
+  """`get_config()` of the experiment file at `path` ('file.py' or 'file.py:arg').
+
+  The one loader of experiment files (aejax.main, aejax.sweep, aejax.bench). A file that does not
+  load is a UserError naming the file, the line and the error, not a traceback.
+  """
+  from aejax.errors import UserError
+
+  filename, _, arg = path.partition(":")
+  if not os.path.isfile(filename):
+    raise UserError(f"cannot load --config={filename}: no such file; pass an experiment file "
+                    f"such as experiments/vae.py")
+  name = "aejax_experiment_" + os.path.splitext(os.path.basename(filename))[0]
+  try:
+    spec = importlib.util.spec_from_file_location(name, filename)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config(*([arg] if arg else []))
+  except SyntaxError as e:
+    raise UserError(f"{e.filename}:{e.lineno}: SyntaxError: {e.msg}; fix the experiment "
+                    f"file") from e
+  except Exception as e:  # Anything its code raises: the deepest line of the file itself.
+    frames = [f for f in traceback.extract_tb(e.__traceback__)
+              if os.path.abspath(f.filename) == os.path.abspath(filename)]
+    where = f"{filename}:{frames[-1].lineno}" if frames else filename
+    detail = " ".join(str(e).split())
+    raise UserError(f"{where}: {type(e).__name__}: {detail}; fix the experiment file") from e
+  if not isinstance(config, ml_collections.ConfigDict):
+    raise UserError(f"{filename}: get_config() returned {type(config).__name__}, not a "
+                    f"ConfigDict; return the config (e.g. configs.base() with changes)")
+  return config
+
+
+class ExperimentFileParser(flags.ArgumentParser):
+  """The `--config=<file>` flag's parser: loads through `load_experiment`, locks the config."""
+
+  def parse(self, argument):
+    config = load_experiment(argument)
+    config.lock()
+    return config
+
+  def flag_type(self):
+    return "config object"
+
+
+def define_config_flag(flag_values: flags.FlagValues = flags.FLAGS,
+                       sys_argv: list[str] | None = None) -> flags.FlagHolder:
+  """`--config=<experiment file>` with `--config.<field>=<value>` overrides (ml_collections)."""
+  holder = config_flags.DEFINE_config_file(
+      "config", None, "Experiment file, e.g. experiments/vae.py.", flag_values=flag_values,
+      lock_config=True, sys_argv=sys_argv)
+  flag_values["config"].parser = ExperimentFileParser()
+  return holder

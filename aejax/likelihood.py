@@ -1,55 +1,59 @@
-"""Test-set likelihood of VAE-family models: the ELBO and the importance-sampled NLL.
+"""The one importance-sampled estimator of log p(x) of a VAE: training evaluation
+(`config.eval_num_samples`) and `aejax.analyze` both call `importance_log_weights`.
 
 log p(x) ~= logsumexp_k [log p(x|z_k) + log p(z_k) - log q(z_k|x)] - log K, z_k ~ q(z|x)
-(`losses.iwae_bound`). The K samples are drawn in chunks so K = 5000 fits in memory.
+(`losses.iwae_bound`). The K samples are drawn and decoded in chunks, so K = 5000 fits in memory;
+example b's samples come from its own key, so they do not depend on the batch or its split.
+Scores are summed in float32 whatever the model's compute dtype.
 """
 
-import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from aejax import losses
-
-LOG_2PI = math.log(2 * math.pi)
-
-
-def diagonal_normal_log_prob(z: jax.Array, mean: jax.Array, logvar: jax.Array) -> jax.Array:
-  """log N(z; mean, diag(exp(logvar))), summed over the last axis."""
-  return -0.5 * jnp.sum(LOG_2PI + logvar + jnp.square(z - mean) * jnp.exp(-logvar), axis=-1)
+from aejax import sampling
 
 
-def largest_divisor_at_most(n: int, limit: int) -> int:
-  return max(d for d in range(1, min(n, limit) + 1) if n % d == 0)
+def _float32(tree):
+  return jax.tree.map(lambda v: v.astype(jnp.float32), tree)
 
 
-def vae_scores(params, x_BxHxWxC: jax.Array, rng: jax.Array, *, model, k: int,
-               chunk: int) -> dict[str, jax.Array]:
-  """Per-example [B] scores in nats, from K posterior samples: 'nll', 'elbo', 'rec', 'kl'.
+def importance_log_weights(model: Any, params: Any, x_in: jax.Array, x: jax.Array,
+                           keys_B: jax.Array, num_samples: int, chunk: int) -> jax.Array:
+  """[K, B] log weights of K posterior samples of q(z|x_in), scored against x.
 
-  `chunk` must divide `k` (samples decoded together). The ELBO uses the closed-form KL and the
-  mean of log p(x|z_k) over the same samples, so it is computed independently of the IS estimate.
+  The encoder runs once; each chunk decodes chunk x B images, so a large K needs the memory of
+  `chunk` samples, not of K. `chunk` need not divide K (the last chunk's extra samples are
+  dropped), and it does not change the samples. `keys_B`: one key per example (or one key:
+  sampling.as_example_keys).
   """
-  if k % chunk:
-    raise ValueError(f"chunk={chunk} must divide k={k}")
-  mean_BxZ, logvar_BxZ = model.apply({"params": params}, x_BxHxWxC, method=model.encode)
-  b = x_BxHxWxC.shape[0]
-  x_CBxHxWxC = jnp.broadcast_to(x_BxHxWxC[None], (chunk, *x_BxHxWxC.shape)).reshape(
-      chunk * b, *x_BxHxWxC.shape[1:])
+  variables = {"params": params}
+  keys_B = sampling.as_example_keys(keys_B, x.shape[0])
+  mean_BxZ, logvar_BxZ = _float32(model.apply(variables, x_in, method="encode"))
+  chunk = min(chunk, num_samples)
+  num_chunks = -(-num_samples // chunk)
 
-  def one_chunk(j):
-    eps_CxBxZ = jax.random.normal(jax.random.fold_in(rng, j), (chunk, *mean_BxZ.shape))
+  def one_chunk(i):
+    # Sample j of example b comes from fold_in(keys_B[b], j): the same draws for any chunk size.
+    draw = lambda key, j: jax.random.normal(jax.random.fold_in(key, j), mean_BxZ.shape[-1:])
+    j_C = i * chunk + jnp.arange(chunk)
+    eps_CxBxZ = jax.vmap(jax.vmap(draw, (0, None)), (None, 0))(keys_B, j_C)
     z_CxBxZ = mean_BxZ[None] + jnp.exp(0.5 * logvar_BxZ)[None] * eps_CxBxZ
-    logits = model.apply({"params": params}, z_CxBxZ.reshape(chunk * b, -1), method=model.decode)
-    log_px_CxB = -losses.bernoulli_nll(logits, x_CBxHxWxC).reshape(chunk, b)
-    log_pz_CxB = diagonal_normal_log_prob(z_CxBxZ, jnp.zeros_like(z_CxBxZ),
-                                          jnp.zeros_like(z_CxBxZ))
-    log_qz_CxB = diagonal_normal_log_prob(z_CxBxZ, mean_BxZ[None], logvar_BxZ[None])
-    return log_px_CxB + log_pz_CxB - log_qz_CxB, log_px_CxB
+    logits = model.apply(variables, z_CxBxZ.reshape(-1, z_CxBxZ.shape[-1]), method="decode")
+    logits_CxBx = logits.astype(jnp.float32).reshape(chunk, *x.shape)
+    return losses.importance_log_weights(logits_CxBx, x, z_CxBxZ, mean_BxZ, logvar_BxZ)
 
-  log_w, log_px = jax.lax.map(one_chunk, jnp.arange(k // chunk))  # [K / chunk, chunk, B] each.
-  log_w_KxB, log_px_KxB = log_w.reshape(k, b), log_px.reshape(k, b)
-  rec_B = -jnp.mean(log_px_KxB, axis=0)
-  kl_B = losses.kl_to_standard_normal(mean_BxZ, logvar_BxZ)
-  return {"nll": -losses.iwae_bound(log_w_KxB), "elbo": -(rec_B + kl_B), "rec": rec_B,
-          "kl": kl_B}
+  if num_chunks == 1:
+    return one_chunk(0)
+  log_w_NxCxB = jax.lax.map(one_chunk, jnp.arange(num_chunks))
+  return log_w_NxCxB.reshape(-1, x.shape[0])[:num_samples]
+
+
+def vae_scores(model: Any, params: Any, x: jax.Array, keys_B: jax.Array, *, k: int,
+               chunk: int) -> dict[str, jax.Array]:
+  """Per-example [B] scores in nats from k posterior samples: 'nll' = -log (1/k) sum_k w_k, and
+  'elbo' = (1/k) sum_k log w_k (an unbiased estimate of the ELBO)."""
+  log_w_KxB = importance_log_weights(model, params, x, x, keys_B, k, chunk)
+  return {"nll": -losses.iwae_bound(log_w_KxB), "elbo": jnp.mean(log_w_KxB, axis=0)}

@@ -1,9 +1,6 @@
 """Objectives. Every term is per example (shape [B], in nats or squared error per image), so the
 train step can average it and evaluation can sum it under a padding mask."""
 
-import functools
-from typing import Callable
-
 import jax
 import jax.numpy as jnp
 import optax
@@ -134,21 +131,5 @@ def elbo_objective(outputs: dict[str, jax.Array], x: jax.Array) -> dict[str, jax
   return {"loss": rec + kl, "rec": rec, "kl": kl, "elbo": -(rec + kl)}
 
 
-Objective = Callable[[dict[str, jax.Array], jax.Array], dict[str, jax.Array]]
 # Model family -> the losses it can train with.
 LOSSES = {"ae": RECONSTRUCTION, "vae": ("elbo", "iwae"), "vqvae": RECONSTRUCTION}
-
-
-def get_objective(family: str, loss: str) -> Objective:
-  """The objective for a model family: `objective(outputs, x) -> per-example metrics`."""
-  if loss not in LOSSES.get(family, ()):
-    raise ValueError(f"loss {loss!r} does not fit model {family!r}; use one of "
-                     f"{LOSSES.get(family)}")
-  if family != "ae" and (family, loss) != ("vae", "elbo"):
-    # The others need their config (weights, k samples, the codebook): aejax.objectives.
-    raise ValueError(f"get_objective covers 'ae' and the 'vae' ELBO; {family!r} with {loss!r} "
-                     f"is built by aejax.objectives.per_example")
-  if family == "vae":
-    return elbo_objective
-  return functools.partial(ae_objective, reconstruction=loss)
-

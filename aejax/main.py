@@ -11,15 +11,14 @@ from absl import app
 from absl import flags
 from absl import logging
 import jax
-from ml_collections import config_flags
 
 from aejax import cli
+from aejax import configs
 from aejax import train
-from aejax.run import workdir as workdir_lib
-from aejax.errors import AejaxError, Preempted, UserError
+from aejax.run import rundir
+from aejax.errors import AejaxError, Preempted, StorageError, UserError
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Experiment file, e.g. experiments/vae.py.", lock_config=True)
+_CONFIG = configs.define_config_flag()
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory: checkpoints, metrics, config.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None,
                                 "TFDS data dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets).")
@@ -67,16 +66,10 @@ def main(argv: list[str]) -> None:
   logging.info("JAX %s: process %d of %d, %d local of %d devices (%s)", jax.__version__,
                jax.process_index(), jax.process_count(), jax.local_device_count(),
                jax.device_count(), jax.devices()[0].platform)
-  try:
-    config = _CONFIG.value
-    config.keys()  # config_flags defers a file that failed to load until the config is read.
-  except Exception as e:
-    detail = " ".join(str(e).split()[-12:])
-    cli.fail(f"cannot load --config={flags.FLAGS['config'].config_filename}: ...{detail}; pass an "
-         f"existing experiment file such as experiments/vae.py")
+  config = _CONFIG.value  # Loaded while the flags were parsed (configs.load_experiment).
   workdir = _WORKDIR.value
   if _FORCE_NEW.value:
-    workdir = workdir_lib.fresh_workdir(workdir)
+    workdir = rundir.fresh_workdir(workdir)
     if jax.process_count() > 1:  # Every process names the same directory before any creates it.
       from jax.experimental import multihost_utils
       multihost_utils.sync_global_devices("workdir chosen")
@@ -88,9 +81,10 @@ def main(argv: list[str]) -> None:
   except Preempted as e:
     print(f"aejax: {e}", file=sys.stderr)
     sys.exit(e.exit_code)
-  except UserError as e:
-    # Raised only at start-up, before anything is written, so there is nothing to wait for.
-    # os._exit rather than sys.exit: after orbax fails to read a damaged checkpoint, TensorStore
+  except (UserError, StorageError) as e:
+    # UserError is raised only at start-up, before anything is written; StorageError after the
+    # failed save was waited for (metrics are flushed line by line): nothing is left to wait for.
+    # os._exit rather than sys.exit: after orbax fails to read or write a checkpoint, TensorStore
     # callbacks into its closed event loop print tracebacks at interpreter shutdown, which would
     # bury the one-line error.
     print(f"aejax: error: {e}", file=sys.stderr, flush=True)

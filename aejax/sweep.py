@@ -37,10 +37,10 @@ import time
 from absl import app
 from absl import flags
 from absl import logging
-from ml_collections import config_flags
 import ml_collections
 
 from aejax import cli
+from aejax import configs
 from aejax import main as main_lib  # Defines --config, --workdir, --data_dir and main's flags.
 from aejax.run import rundir
 from aejax.errors import Preempted, UserError
@@ -59,9 +59,6 @@ _MAX_GROUP_SIZE = flags.DEFINE_integer(
 
 FLAGS = flags.FLAGS
 # Fields a re-run may change: main trains only the missing epochs of a larger num_epochs.
-RESUMABLE_CHANGES = ("num_epochs",)
-
-
 @dataclasses.dataclass
 class Run:
   workdir: str
@@ -128,8 +125,7 @@ def load_config(config_file: str, overrides: list[str]) -> ml_collections.Config
   """The config main will build from the same arguments (a fresh parse by ml_collections)."""
   argv = ["aejax.main", f"--config={config_file}", *overrides]
   flag_values = flags.FlagValues()
-  config_flags.DEFINE_config_file("config", None, "", flag_values=flag_values,
-                                  lock_config=True, sys_argv=argv)
+  configs.define_config_flag(flag_values, sys_argv=argv)
   try:
     flag_values(argv)
     return flag_values.config
@@ -169,12 +165,10 @@ def check_existing(run: Run) -> None:
   """An existing run directory must hold this run, or skipping/resuming it would be wrong."""
   if not rundir.is_run(run.workdir):
     return
-  have = rundir.flatten(rundir.read_config(run.workdir))
-  want = rundir.flatten(json.loads(run.config.to_json_best_effort()))
-  for key in sorted(set(have) | set(want)):
-    if key not in RESUMABLE_CHANGES and have.get(key) != want.get(key):
-      raise UserError(f"{run.workdir} holds a run with {key}={have.get(key)!r}, but this sweep "
-                      f"asks for {want.get(key)!r}; pass another --workdir or remove that run")
+  # The same rule as main's resume (rundir.config_drift).
+  if changed := rundir.config_drift(rundir.read_config(run.workdir), run.config):
+    raise UserError(f"{run.workdir} holds a run with another config ({'; '.join(changed)}), "
+                    f"which this sweep would resume; pass another --workdir or remove that run")
 
 
 # --- Devices -----------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 The loop keeps a small dataset (MNIST) on the devices: each epoch draws its permutation on device
 from `fold_in(data_key, epoch)` and runs its steps as `lax.scan`s inside jit calls of
-`steps_per_call` steps (default: the whole epoch), so the host does no per-step work. Randomness
+`steps_per_call` steps (default: the whole epoch), so the host does no per-step work (conv models
+on CPU run a host loop over one jitted step instead: aejax/loops.py says why). Randomness
 of step `s` is `fold_in(train_key, s)` and the data position is (epoch, step in epoch): both are
 in every checkpoint, which makes a resumed run bitwise equal to an uninterrupted one.
 """
@@ -10,10 +11,10 @@ in every checkpoint, which makes a resumed run bitwise equal to an uninterrupted
 import functools
 import os
 import time
+import types
 from typing import Any, Callable
 
 from absl import logging
-import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -21,10 +22,12 @@ import numpy as np
 import optax
 
 from aejax.run import checkpoint
+from aejax.run import lock
 from aejax.data import dataset
 from aejax.data import input_pipeline
 from aejax import hparams
 from aejax.run import metrics as metrics_lib
+from aejax import loops
 from aejax import models
 from aejax import objectives
 from aejax import optimizers
@@ -33,17 +36,13 @@ from aejax.run import preemption
 from aejax import preprocess
 from aejax import sampling
 from aejax import validation
-from aejax.run import workdir as workdir_lib
+from aejax.run import rundir
 from aejax.errors import Diverged, Preempted, UserError
+# The state and the test split's padding live apart from the loop (analysis uses them too).
+from aejax.data.dataset import pad_to_multiple
+from aejax.state import TrainState, init_state
 
 Metrics = dict[str, jax.Array]
-
-
-@flax.struct.dataclass
-class TrainState:
-  step: jax.Array
-  params: Any
-  opt_state: Any
 
 
 # --- Keys --------------------------------------------------------------------------------------
@@ -112,26 +111,21 @@ def train_step(state: TrainState, x_uint8: jax.Array, rng: jax.Array,
   return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
 
-def init_state(key: jax.Array, image_shape: tuple[int, ...], *, model: Any,
-               tx: optax.GradientTransformation) -> TrainState:
-  x = jnp.zeros((1, *image_shape), jnp.float32)
-  params = model.init(key, x, sampling.example_keys(jax.random.key(0), 0, 1))["params"]
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
-
-
 # --- Device-resident epochs --------------------------------------------------------------------
 
 def make_train_chunk(step_fn: Callable, *, batch_size: int,
                      keys: dict[str, jax.Array] | None = None, mesh: jax.sharding.Mesh,
-                     mode: str = "mesh", vectorized: bool = False,
-                     run_sharded: bool = False) -> Callable:
+                     mode: str = "mesh", loop: str = "scan", vectorized: bool = False,
+                     run_sharded: bool = False) -> Any:
   """(state, images_NxHxWxC uint8, epoch, start, num_steps[, run]) -> (state, metrics), on device.
 
   Runs steps start, ..., start + num_steps - 1 of `epoch` (num_steps is static) and returns
   per-metric sums over them plus the index of the first step whose loss was not finite (-1 if
   none). mode 'mesh': jit over the mesh; `step_fn` sees the global batch, sharded on 'data'.
   mode 'pmap': state and images carry a leading device axis, each device gathers its slice of
-  every global batch and `step_fn` must average over parallel.DATA_AXIS.
+  every global batch and `step_fn` must average over parallel.DATA_AXIS. `loop` (a resolved
+  loops.LOOPS choice) says how the steps execute; each has the jitted function's `.lower(...)
+  .compile()` interface and gives the same batches, keys and sums.
 
   Without `keys` the call takes the run as its last argument, `run` = {"keys": split_keys(seed),
   "hp": hparams.of(config)}, and passes run["hp"] on to `step_fn`. `vectorized`: state, run and
@@ -142,44 +136,99 @@ def make_train_chunk(step_fn: Callable, *, batch_size: int,
   local_batch = batch_size // mesh.size
   batch_sharding = parallel.batch_sharded(mesh)
 
-  def one_run(state, images_NxHxWxC, epoch, start, num_steps, run):
+  def permutation(images_NxHxWxC, epoch, run):
+    run_keys = keys if run is None else run["keys"]
+    return jax.random.permutation(jax.random.fold_in(run_keys["data"], epoch),
+                                  images_NxHxWxC.shape[0])
+
+  def body(state, perm_N, images_NxHxWxC, i, run):
     run_keys = keys if run is None else run["keys"]
     hp = {} if run is None else {"hp": run["hp"]}
-    perm_N = jax.random.permutation(jax.random.fold_in(run_keys["data"], epoch),
-                                    images_NxHxWxC.shape[0])
+    idx_B = jax.lax.dynamic_slice_in_dim(perm_N, i * batch_size, batch_size)
+    if mode == "pmap":
+      idx_b = jax.lax.dynamic_slice_in_dim(
+          idx_B, jax.lax.axis_index(parallel.DATA_AXIS) * local_batch, local_batch)
+      x_b = images_NxHxWxC[idx_b]
+    elif run_sharded:  # vmap's spmd_axis_name puts the run axis on 'data'.
+      x_b = images_NxHxWxC[idx_B]
+    else:
+      # The gather reads a replicated dataset; the constraint makes each device compute (and
+      # differentiate) only its slice of the global batch.
+      x_b = jax.lax.with_sharding_constraint(images_NxHxWxC[idx_B], batch_sharding)
+    return step_fn(state, x_b, jax.random.fold_in(run_keys["train"], state.step), **hp)
 
-    def body(state, i):
-      idx_B = jax.lax.dynamic_slice_in_dim(perm_N, i * batch_size, batch_size)
-      if mode == "pmap":
-        idx_b = jax.lax.dynamic_slice_in_dim(
-            idx_B, jax.lax.axis_index(parallel.DATA_AXIS) * local_batch, local_batch)
-        x_b = images_NxHxWxC[idx_b]
-      elif run_sharded:  # vmap's spmd_axis_name puts the run axis on 'data'.
-        x_b = images_NxHxWxC[idx_B]
-      else:
-        # The gather reads a replicated dataset; the constraint makes each device compute (and
-        # differentiate) only its slice of the global batch.
-        x_b = jax.lax.with_sharding_constraint(images_NxHxWxC[idx_B], batch_sharding)
-      return step_fn(state, x_b, jax.random.fold_in(run_keys["train"], state.step), **hp)
-
-    state, metrics = jax.lax.scan(body, state, start + jnp.arange(num_steps))
+  def summarize(metrics):  # metrics: [num_steps] per name.
     bad = ~jnp.isfinite(metrics["loss"])
     sums = jax.tree.map(jnp.sum, metrics)
     sums["first_nonfinite"] = jnp.where(jnp.any(bad), jnp.argmax(bad), -1)
-    return state, sums
+    return sums
+
+  def one_run(state, images_NxHxWxC, epoch, start, num_steps, run):
+    perm_N = permutation(images_NxHxWxC, epoch, run)
+    state, metrics = jax.lax.scan(lambda s, i: body(s, perm_N, images_NxHxWxC, i, run), state,
+                                  start + jnp.arange(num_steps), unroll=loop == "unroll")
+    return state, summarize(metrics)
+
+  # The run axis: vmapped over state, permutation and run; images and step index are shared.
+  over_runs = (lambda f, in_axes: jax.vmap(
+      f, in_axes=in_axes, spmd_axis_name=parallel.DATA_AXIS if run_sharded else None)
+      ) if vectorized else (lambda f, in_axes: f)
 
   def train_chunk(state, images_NxHxWxC, epoch, start, num_steps, run=None):
-    if not vectorized:
-      return one_run(state, images_NxHxWxC, epoch, start, num_steps, run)
-    return jax.vmap(lambda s, r: one_run(s, images_NxHxWxC, epoch, start, num_steps, r),
-                    spmd_axis_name=parallel.DATA_AXIS if run_sharded else None)(state, run)
+    return over_runs(lambda s, r: one_run(s, images_NxHxWxC, epoch, start, num_steps, r),
+                     (0, 0))(state, run)
 
+  if loop == "host":
+    permutation_r = over_runs(permutation, (None, None, 0))
+    body_r = over_runs(body, (0, 0, None, None, 0))
+    stack = lambda ms: over_runs(summarize, 0)(jax.tree.map(lambda *m: jnp.stack(m, -1), *ms))
+    if mode == "pmap":
+      wrap = functools.partial(jax.pmap, axis_name=parallel.DATA_AXIS)
+      return _HostLoop(wrap(permutation_r, in_axes=(0, None, None)),
+                       wrap(body_r, in_axes=(0, 0, 0, None, None), donate_argnums=0), wrap(stack))
+    return _HostLoop(jax.jit(permutation_r), jax.jit(body_r, donate_argnums=0), jax.jit(stack))
   if mode == "pmap":
     # pmap indexes in_axes by position, the static num_steps (argument 4) included.
     in_axes = (0, 0, None, None) + ((None, None) if keys is None else ())
     return jax.pmap(train_chunk, axis_name=parallel.DATA_AXIS, in_axes=in_axes,
                     static_broadcasted_argnums=4, donate_argnums=0)
   return jax.jit(train_chunk, static_argnums=4, donate_argnums=0)
+
+
+class _HostLoop:
+  """A chunk as a Python loop over one compiled step, behind a jitted chunk's interface.
+
+  `lower(state, images, epoch, start, num_steps[, run]).compile()` compiles the permutation and
+  the step ahead (their shapes do not depend on num_steps) and returns
+  `(state, images, epoch, start[, run]) -> (state, sums)`. Steps are dispatched without waiting,
+  so the host runs ahead of the device; the per-step metrics are stacked and summed on device.
+  """
+
+  def __init__(self, permutation: Callable, step: Callable, stack: Callable):
+    self._permutation, self._step, self._stack = permutation, step, stack
+    self._compiled = None  # (permutation, step): one compile serves every num_steps.
+
+  def lower(self, state, images, epoch, start, num_steps, run=None):
+    if self._compiled is None:
+      permutation = self._permutation.lower(images, epoch, run).compile()
+      self._compiled = (permutation, self._step.lower(state, permutation(images, epoch, run),
+                                                      images, start, run).compile())
+    permutation, step = self._compiled
+    call = lambda state, images, epoch, start, run=None: self._run(
+        permutation, step, state, images, epoch, start, num_steps, run)
+    return types.SimpleNamespace(compile=lambda: call)
+
+  def __call__(self, state, images, epoch, start, num_steps, run=None):
+    """Uncompiled: as a pmap across processes is called (it takes each process's arrays)."""
+    return self._run(self._permutation, self._step, state, images, epoch, start, num_steps, run)
+
+  def _run(self, permutation, step, state, images, epoch, start, num_steps, run):
+    perm_N = permutation(images, epoch, run)
+    metrics = []
+    for i in range(start, start + num_steps):
+      state, m = step(state, perm_N, images, i, run)
+      metrics.append(m)
+    return state, self._stack(metrics)
 
 
 def make_evaluate(params_metrics_fn: Callable, *, eval_batch_size: int,
@@ -217,13 +266,6 @@ def make_evaluate(params_metrics_fn: Callable, *, eval_batch_size: int,
   if vectorized:
     return jax.jit(jax.vmap(evaluate, in_axes=(0, None, None, 0)))
   return jax.jit(evaluate)
-
-
-def pad_to_multiple(images: np.ndarray, multiple: int) -> tuple[np.ndarray, np.ndarray]:
-  """Pads the leading axis with zeros to a multiple; the mask marks the real rows."""
-  pad = -len(images) % multiple
-  mask = np.concatenate([np.ones(len(images), np.float32), np.zeros(pad, np.float32)])
-  return np.concatenate([images, np.zeros((pad, *images.shape[1:]), images.dtype)]), mask
 
 
 # --- The loop ----------------------------------------------------------------------------------
@@ -316,26 +358,48 @@ def _train_group(configs: list[ml_collections.ConfigDict], workdirs: list[str],
       raise UserError("--workdir is empty; pass a directory (new, or a run to resume)")
     if os.path.exists(workdir) and not os.path.isdir(workdir):
       raise UserError(f"--workdir={workdir} is a file; pass a directory (new or a run to resume)")
-    workdir_lib.check_resumable(workdir, c)
   if vectorized:
     check_group(configs, vectorized)
-  for workdir in workdirs:
-    os.makedirs(workdir, exist_ok=True)
+  for c, workdir in zip(configs, workdirs):
+    if is_chief:  # Before anything is read or written there; the others do not block.
+      lock.acquire(workdir)
+    rundir.check_resumable(workdir, c)
+    try:
+      os.makedirs(workdir, exist_ok=True)
+    except OSError as e:  # /proc/x, /dev/null/x, a read-only or full file system, no permission.
+      raise UserError(f"--workdir={workdir} cannot be created ({e.strerror}); pass a directory "
+                      f"on a writable file system") from e
 
   # --- Input: device mode puts the split on the devices once; stream mode reads it per batch. --
   builder_dir = _prepare_data(config, data_dir, manual_dir, download)
   num_train = dataset.num_examples(builder_dir, "train")
-  validation.validate_data(config, num_train)
+  # config.input.train_labels: the split is restricted to train_index (None: all of it), the
+  # same examples in the same order in both input modes; the test metrics use those labels too.
+  train_labels, train_index = config.input.train_labels, None
+  if train_labels is not None:
+    validation.validate_train_labels(config, dataset.num_classes(builder_dir))
   if config.input_mode == "stream":
     train_images, train_source = None, input_pipeline.open_source(builder_dir, "train")
     image_shape = input_pipeline.image_shape(train_source)
+    if train_labels is not None:
+      train_index = dataset.label_indices(dataset.load_labels(builder_dir, "train"), train_labels)
   else:  # Every process holds the whole (small) split.
-    train_images = dataset.load_split(builder_dir, "train")[0]
+    train_images, labels_N = dataset.load_split(builder_dir, "train")
     image_shape = train_images.shape[1:]
-  test_images = dataset.load_split(builder_dir, "test")[0]
+    if train_labels is not None:
+      train_index = dataset.label_indices(labels_N, train_labels)
+      train_images = train_images[train_index]
+  if train_index is not None:
+    validation.validate_train_labels(config, dataset.num_classes(builder_dir), len(train_index))
+    num_train = len(train_index)
+  validation.validate_data(config, num_train)
+  validation.validate_image_shape(config, image_shape)
+  test_images, test_labels = dataset.load_split(builder_dir, "test")
+  test_images = test_images[dataset.label_indices(test_labels, train_labels)]
   steps_per_epoch = num_train // config.batch_size  # The remainder waits a permutation.
-  logging.info("Data: %d train and %d test images of shape %s; %d steps per epoch",
-               num_train, len(test_images), image_shape, steps_per_epoch)
+  logging.info("Data: %d train and %d test images of shape %s (labels: %s); %d steps per epoch",
+               num_train, len(test_images), image_shape,
+               "all" if train_labels is None else tuple(train_labels), steps_per_epoch)
   mesh = parallel.make_mesh()
   if train_images is not None:
     train_images = parallel.put_replicated(train_images, mesh)
@@ -401,7 +465,7 @@ def _train_group(configs: list[ml_collections.ConfigDict], workdirs: list[str],
   for writer, c, workdir in zip(writers, configs, workdirs):
     writer.drop_after(resumed[0] if resumed else 0)
     if is_chief:
-      workdir_lib.write_config(workdir, c)
+      rundir.write_config(workdir, c)
 
   # --- Update step and evals, compiled ahead so compile time is not counted as training. -----
   # pmap wants state and data with a leading local-device axis; between calls the state is kept
@@ -418,17 +482,26 @@ def _train_group(configs: list[ml_collections.ConfigDict], workdirs: list[str],
     run_chunk = input_pipeline.StreamEpochs(
         step_fn, train_source, batch_size=config.batch_size, steps_per_epoch=steps_per_epoch,
         num_examples=num_train, num_epochs=config.num_epochs, keys=runs[0]["keys"], mesh=mesh,
-        num_workers=config.input_workers, state=state)
+        num_workers=config.input_workers, state=state, mode=config.parallel,
+        index_map=train_index)
   else:
     if pmap:
       train_images = parallel.to_pmap(train_images)
+    loop = loops.resolve(config.loop, config.model.encoder, jax.default_backend())
+    logging.info("Train steps run as %s (config.loop=%r)", loop, config.loop)
     train_chunk = make_train_chunk(step_fn, batch_size=config.batch_size, mesh=mesh,
-                                   mode=config.parallel, vectorized=vectorized,
+                                   mode=config.parallel, loop=loop, vectorized=vectorized,
                                    run_sharded=run_sharded)
-    compiled = {chunk: train_chunk.lower(to_call(state), train_images, 1, 0, chunk,
-                                         run).compile()}
+    # A compiled pmap takes global arrays, a pmap call each process's local ones (the layout
+    # to_pmap builds without moving data between hosts): across processes pmap is called, and
+    # compiles at its first call.
+    call_pmap = pmap and jax.process_count() > 1
+    compiled = {} if call_pmap else {
+        chunk: train_chunk.lower(to_call(state), train_images, 1, 0, chunk, run).compile()}
 
     def run_chunk(state, epoch, start, num_steps):
+      if call_pmap:
+        return from_call(train_chunk(to_call(state), train_images, epoch, start, num_steps, run))
       if num_steps not in compiled:  # At most two sizes: steps_per_call and an epoch's rest.
         compiled[num_steps] = train_chunk.lower(to_call(state), train_images, epoch, start,
                                                 num_steps, run).compile()
@@ -465,6 +538,7 @@ def _train_group(configs: list[ml_collections.ConfigDict], workdirs: list[str],
       chunk_sums = jax.device_get(chunk_sums)  # Waits for the call to finish.
       bad = np.atleast_1d(chunk_sums.pop("first_nonfinite"))
       for i in np.flatnonzero(bad >= 0):
+        checkpoint.wait(mngrs[i])  # The last good checkpoint may still be being written.
         good = mngrs[i].latest_step()
         where = (f"step {good} in {ckpt_dirs[i]}" if good is not None
                  else "none: no checkpoint yet")
@@ -513,8 +587,9 @@ def _train_group(configs: list[ml_collections.ConfigDict], workdirs: list[str],
                  epochs_done, config.num_epochs)
   if config.input_mode == "stream":
     run_chunk.close()  # Ends grain's worker processes.
-  for mngr, writer in zip(mngrs, writers):
+  for mngr, writer, workdir in zip(mngrs, writers, workdirs):
     checkpoint.wait(mngr)
     mngr.close()
     writer.close()
+    lock.release(workdir)  # On an error it stays held until the process ends.
   return state

@@ -1,17 +1,19 @@
 """Start-up checks of a config: every field's type and range, before any data or compile.
 
 Each failure is a `UserError` naming the field, the bad value and what to use instead, so a typo
-costs a second, not a crashed run.
+costs a second, not a crashed run. This is the one place a config is checked: the model factory,
+the optimizers and the objectives take a validated config.
 """
 
 import ml_collections
 
 from aejax.data import input_pipeline
+from aejax import loops
 from aejax import losses
-from aejax import objectives
 from aejax import parallel
 from aejax import preprocess
 from aejax.errors import UserError
+from aejax.models import conv
 from aejax.models import factory
 from aejax import optimizers
 
@@ -30,6 +32,14 @@ def _at_least(config: ml_collections.ConfigDict, path: str, low: float) -> None:
   _check(value >= low, f"config.{path}={value} must be >= {low}")
 
 
+def _in_range(value: float, low: float, high: float, field: str, *, low_open: bool = False,
+              high_open: bool = False) -> None:
+  ok = (low < value if low_open else low <= value) and (value < high if high_open else
+                                                        value <= high)
+  interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+  _check(ok, f"config.{field}={value} must be in {interval}")
+
+
 def _one_of(value: str, choices, field: str) -> None:
   _check(value in choices, f"unknown config.{field}={value!r}; use one of {tuple(choices)}")
 
@@ -38,20 +48,24 @@ def validate_config(config: ml_collections.ConfigDict, device_count: int) -> Non
   for path in ("batch_size", "eval_batch_size", "num_epochs", "eval_every_epochs",
                "model.latents", "checkpoint.every_epochs", "checkpoint.max_to_keep"):
     _at_least(config, path, 1)
-  for path in ("seed", "steps_per_call", "opt.weight_decay", "opt.grad_clip_norm", "opt.eps"):
+  for path in ("seed", "steps_per_call", "opt.weight_decay", "opt.grad_clip_norm", "opt.eps",
+               "input.noise_level", "objective.beta", "objective.kl_warmup_steps",
+               "objective.l1_code", "objective.sparsity_weight", "objective.commitment",
+               "eval_num_samples"):
     _at_least(config, path, 0)
+  for path in ("eval_sample_chunk", "model.num_samples", "model.codebook_size",
+               "model.code_dim"):
+    _at_least(config, path, 1)
   _check(config.learning_rate > 0, f"config.learning_rate={config.learning_rate} must be > 0")
-  for b in ("b1", "b2"):
-    _check(0 <= config.opt[b] < 1, f"config.opt.{b}={config.opt[b]} must be in [0, 1)")
+  for b in ("b1", "b2", "momentum"):
+    _in_range(config.opt[b], 0, 1, f"opt.{b}", high_open=True)
   for divisor_of in ("batch_size", "eval_batch_size"):
     _check(config[divisor_of] % device_count == 0,
            f"config.{divisor_of}={config[divisor_of]} is not divisible by the {device_count} "
            f"devices; use a multiple of {device_count}")
   _one_of(config.parallel, parallel.MODES, "parallel")
+  _one_of(config.loop, loops.LOOPS, "loop")
   _one_of(config.input_mode, input_pipeline.INPUT_MODES, "input_mode")
-  _check(config.input_mode == "device" or config.parallel == "mesh",
-         f"config.input_mode={config.input_mode!r} runs on the mesh path; use "
-         f"config.parallel='mesh' with it")
   _at_least(config, "input_workers", 0)
   # The KL sparsity penalty is a function of the whole batch's mean activations; under pmap each
   # device would see only its slice.
@@ -61,18 +75,97 @@ def validate_config(config: ml_collections.ConfigDict, device_count: int) -> Non
   _one_of(config.input.binarize, preprocess.BINARIZE, "input.binarize")
   _one_of(config.model.name, factory.FAMILIES, "model.name")
   _one_of(config.model.encoder, factory.ENCODERS, "model.encoder")
+  _one_of(config.model.conv_impl, conv.CONV_IMPLS, "model.conv_impl")
   _one_of(config.model.activation, factory.ACTIVATIONS, "model.activation")
   _one_of(config.opt.name, optimizers.NAMES, "opt.name")
   _one_of(config.opt.schedule, optimizers.SCHEDULES, "opt.schedule")
   _check(len(config.model.hidden) > 0 and all(
       isinstance(w, int) and w >= 1 for w in config.model.hidden),
          f"config.model.hidden={tuple(config.model.hidden)} must be positive layer widths")
-  objectives.validate(config)
+  _one_of(config.model.code_activation, factory.CODE_ACTIVATIONS, "model.code_activation")
+  _one_of(config.input.corruption, preprocess.CORRUPTION, "input.corruption")
+  _check(len(config.model.channels) > 0 and all(
+      isinstance(c, int) and c >= 1 for c in config.model.channels),
+         f"config.model.channels={tuple(config.model.channels)} must be positive conv widths")
+  _check(config.model.latents % config.model.code_dim == 0 or config.model.name != "vqvae",
+         f"config.model.latents={config.model.latents} must be a multiple of "
+         f"config.model.code_dim={config.model.code_dim} (the code is latents/code_dim vectors)")
+  _validate_schedule(config)
+  _validate_objective(config)
   allowed = losses.LOSSES[config.model.name]
   _check(config.loss in allowed, f"config.loss={config.loss!r} does not fit config.model.name="
          f"{config.model.name!r}; use one of {allowed}")
 
 
+def _validate_schedule(config: ml_collections.ConfigDict) -> None:
+  opt = config.opt
+  if opt.schedule != "stages":
+    return
+  _at_least(config, "opt.stages", 1)
+  _at_least(config, "opt.stage_growth", 1)
+  _in_range(opt.stage_decay, 0, 1, "opt.stage_decay", low_open=True)
+  total = sum(opt.stage_growth ** i for i in range(opt.stages))
+  # Training past the last stage would silently keep its rate; stopping early skips stages.
+  _check(config.num_epochs == total,
+         f"config.num_epochs={config.num_epochs} does not match the 'stages' schedule of "
+         f"{total} epochs; set --config.num_epochs={total} or change config.opt.stages")
+
+
+def _validate_objective(config: ml_collections.ConfigDict) -> None:
+  """Config combinations the objectives cannot honour."""
+  o, m = config.objective, config.model
+  if config.input.corruption == "mask":
+    _in_range(config.input.noise_level, 0, 1, "input.noise_level (a masking probability here)",
+              high_open=True)
+  _check(not ((o.l1_code or o.sparsity_weight) and m.name != "ae"),
+         f"config.objective.l1_code/sparsity_weight apply to model 'ae', not {m.name!r}; set "
+         f"them to 0")
+  _check(not (o.sparsity_weight and m.code_activation != "sigmoid"),
+         "config.objective.sparsity_weight needs activations in (0, 1); set "
+         "config.model.code_activation='sigmoid'")
+  _in_range(o.sparsity_target, 0, 1, "objective.sparsity_target", low_open=True, high_open=True)
+  _check(not (m.num_samples > 1 and config.loss != "iwae"),
+         f"config.model.num_samples={m.num_samples} is the IWAE's k: use > 1 only with "
+         f"config.loss='iwae'")
+  _check(not (config.loss == "iwae" and (o.beta != 1 or o.kl_warmup_steps)),
+         "the IWAE bound has no KL weight; leave config.objective.beta=1 and kl_warmup_steps=0")
+  _check(not (config.eval_num_samples and m.name != "vae"),
+         f"config.eval_num_samples estimates a VAE's NLL; model {m.name!r} has no likelihood: "
+         f"set it to 0")
+
+
+def validate_image_shape(config: ml_collections.ConfigDict, image_shape: tuple[int, ...]) -> None:
+  """The model of `config` can round-trip images of `image_shape`."""
+  if config.model.encoder == "conv":
+    problem = conv.check_image_shape(tuple(config.model.channels), image_shape)
+    _check(problem is None, problem)
+
+
 def validate_data(config: ml_collections.ConfigDict, num_train: int) -> None:
   _check(config.batch_size <= num_train, f"config.batch_size={config.batch_size} exceeds the "
          f"{num_train} training images; use a smaller batch")
+
+
+def validate_train_labels(config: ml_collections.ConfigDict, num_classes: int,
+                          num_selected: int | None = None) -> None:
+  """config.input.train_labels: distinct existing labels leaving at least one batch of images.
+
+  Called once with the dataset's class count, then with `num_selected`, the training images of
+  those labels (known only after the labels are read).
+  """
+  labels = config.input.train_labels
+  if labels is None:
+    return
+  field = f"config.input.train_labels={tuple(labels)!r}"
+  _check(len(labels) > 0, f"{field} is empty; name at least one label, e.g. \"(1,)\", or leave "
+         f"it unset to train on every label")
+  _check(all(isinstance(v, int) and not isinstance(v, bool) for v in labels),
+         f"{field} must hold integer labels, e.g. \"(1,)\" or \"(0, 2)\"")
+  missing = sorted(v for v in set(labels) if not 0 <= v < num_classes)
+  _check(not missing, f"{field} names labels {missing} that {config.dataset} does not have; use "
+         f"labels in 0..{num_classes - 1}")
+  repeated = sorted(v for v in set(labels) if labels.count(v) > 1)
+  _check(not repeated, f"{field} repeats {repeated}; name each label once")
+  _check(num_selected is None or num_selected >= config.batch_size,
+         f"{field} leaves {num_selected} training images, fewer than config.batch_size="
+         f"{config.batch_size}; add labels or use a smaller batch")

@@ -2,14 +2,18 @@ r"""Reproduction: Hinton & Salakhutdinov (2006), Science, Fig. 2B. A 784-1000-50
 autoencoder reaches an average squared reconstruction error of 3.00 per test image (PCA with 30
 components: 13.87). The paper pre-trains with RBMs and fine-tunes with conjugate gradients; here
 the same shape is trained end to end with Adam on the Bernoulli cross-entropy (the paper's MNIST
-fine-tuning loss), and `sq_err` on the test split is the number to compare.
+fine-tuning loss), its rate decaying to 0 on a cosine over the 200 epochs, and `sq_err` on the
+test split is the number to compare.
 
   python -m aejax.main --config=experiments/hinton2006_ae30.py --workdir=/tmp/hinton2006 \
       --manual_dir=../shared/data/mnist
 
-Result: not run yet: needs an accelerator, ~1.7 hours on this CPU estimated from a measured 30.1
-s per epoch (CPU, 2 cores, shared with other jobs; one epoch reaches a test sq_err of 11.03, 61
-s for the whole command).
+Result (measured on one NVIDIA H100, 2026-11-26, `bench/gpu_check.sh`): test sq_err 3.62 per
+image after the 200 epochs, 55 s for the whole command (about 510,000 examples/s). The test error
+is lowest at epoch 91 (3.47) and then rises while the train loss keeps falling: trained end to
+end without the paper's pre-training, the network overfits the 60,000 images. With a constant
+rate the same run ends at 3.82 (lowest 3.59, epoch 62); with the squared error as the loss and the
+cosine decay, at 3.81.
 """
 
 from aejax import configs
@@ -24,5 +28,6 @@ def get_config():
   config.loss = "bce"
   config.batch_size = 128
   config.num_epochs = 200
+  config.opt.schedule = "cosine"
   config.checkpoint.every_epochs = 5
   return config

@@ -92,8 +92,8 @@ def _check_analysis(result, workdir, expected_figures):
   assert 0 < m["bce"] < 784 * np.log(2) * 2
   # The codes carry the digit: well above the 10% of chance, after one epoch.
   assert 0.3 < m["linear_probe_accuracy"] <= 1 and 0.3 < m["knn_accuracy"] <= 1
-  assert 0.6 < m["anomaly_auroc"] <= 1  # Corrupted images reconstruct worse than clean ones.
-  assert "corrupted vs clean" in result["protocols"]["anomaly"]
+  assert 0.6 < m["auroc_corrupted"] <= 1  # Corrupted images reconstruct worse than clean ones.
+  assert "corrupted vs clean" in result["protocols"]["corrupted"]
   assert result["settings"]["devices"] == 1 and result["test_images"] == 10000
   assert result["settings"]["probe_train_examples"] == 10000
 

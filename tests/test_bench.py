@@ -29,6 +29,20 @@ def test_bench_prints_one_json_line_per_mode_and_batch_size(data_dir):
       assert abs(r["ratio_to_baseline"] - r["examples_per_sec"] / base["examples_per_sec"]) < 1e-9
 
 
+def test_bench_runs_a_conv_experiment_with_the_loop_for_the_backend(data_dir):
+  proc = run_aejax("--json", f"--data_dir={data_dir}", "--experiment=conv_ae", "--num_train=256",
+                   "--batch_sizes=128", "--steps=2", "--modes=baseline,device",
+                   "--conv_impl=space_to_depth", module="aejax.bench")
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  base, device = [json.loads(line) for line in proc.stdout.splitlines()]
+  assert (base["mode"], device["mode"]) == ("baseline", "device")
+  assert device["loop"] == "host" and device["timed_steps"] == 2  # CPU + conv: a host loop.
+  proc = run_aejax(f"--data_dir={data_dir}", "--experiment=conv_ae", "--loop=scna",
+                   module="aejax.bench")
+  assert proc.returncode == 2
+  assert proc.stderr.strip().splitlines()[-1].startswith("aejax: error: --loop=scna is unknown")
+
+
 def test_bench_rejects_an_unknown_experiment(data_dir):
   proc = run_aejax("--json", f"--data_dir={data_dir}", "--experiment=nope", module="aejax.bench")
   assert proc.returncode == 2

@@ -147,7 +147,3 @@ def test_bad_input_settings_are_user_errors():
   config.input_workers = -1
   with pytest.raises(UserError, match="input_workers"):
     validation.validate_config(config, 1)
-  config = configs.base()
-  config.input_mode, config.parallel = "stream", "pmap"
-  with pytest.raises(UserError, match="parallel='mesh'"):
-    validation.validate_config(config, 1)

@@ -63,5 +63,8 @@ def test_bf16_vae_reaches_the_float32_test_elbo_within_one_nat(data_dir, tmp_pat
 def test_unknown_dtype_is_a_user_error():
   import pytest
   from aejax.errors import UserError
+  from aejax import validation
+  config = configs.base()
+  config.dtype = "float16"
   with pytest.raises(UserError, match="config.dtype"):
-    models.create_model(configs.base().model, (28, 28, 1), "float16")
+    validation.validate_config(config, 1)

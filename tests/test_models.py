@@ -8,6 +8,7 @@ import pytest
 from aejax import configs
 from aejax import models
 from aejax import sampling
+from aejax import validation
 from aejax.errors import UserError
 
 
@@ -48,7 +49,24 @@ def test_vae_output_shapes_and_sampling():
 @pytest.mark.parametrize("field,value", [("name", "gan"), ("encoder", "transformer"),
                                          ("activation", "swishy")])
 def test_unknown_model_choices_are_user_errors(field, value):
-  cfg = configs.base().model
-  cfg[field] = value
+  config = configs.base()
+  config.model[field] = value
   with pytest.raises(UserError, match=value):
-    models.create_model(cfg, (28, 28, 1))
+    validation.validate_config(config, 1)
+
+
+@pytest.mark.parametrize("family", ["ae", "vae", "vqvae"])
+def test_every_family_has_encode_code_and_decode(family):
+  config = configs.base()
+  config.model.name, config.model.hidden, config.model.latents = family, (16,), 8
+  config.model.code_dim, config.model.codebook_size = 4, 5
+  model, params, out = _init_apply(config.model)
+  x = jnp.zeros((5, 28, 28, 1))
+  code = model.apply({"params": params}, x, method=model.code)
+  chex.assert_shape(code, (5, 8))
+  logits = model.apply({"params": params}, code, method=model.decode)
+  if family != "vae":  # Deterministic codes: code -> decode is the forward pass itself.
+    chex.assert_trees_all_close(logits, out["logits"], rtol=1e-6)
+    chex.assert_trees_all_close(code, out["z"], rtol=1e-6)
+  else:  # The point code of a VAE is its posterior mean.
+    chex.assert_trees_all_close(code, out["mean"], rtol=1e-6)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from aejax.run import checkpoint
+from aejax.run import lock
 from aejax import configs
 from aejax import train
 from aejax.errors import Diverged
@@ -22,9 +23,10 @@ TINY_AE = ["--config=experiments/mlp_ae.py", "--config.model.hidden=(64,)",
 
 
 def _tree(workdir):
-  """Every file under workdir, with its size: to show that nothing was deleted."""
+  """Every file under workdir, with its size: to show that nothing was deleted. The lock file is
+  left out: it names whichever process holds the workdir now."""
   return {os.path.join(d, f): os.path.getsize(os.path.join(d, f))
-          for d, _, files in os.walk(workdir) for f in files}
+          for d, _, files in os.walk(workdir) for f in files if f != lock.FILENAME}
 
 
 def _params(workdir):
@@ -83,12 +85,18 @@ def test_a_nan_stops_the_run_naming_the_step_and_keeps_the_last_good_checkpoint(
     return new_state, metrics
 
   monkeypatch.setattr(train, "train_step", poisoned_step)
+  events = []  # The order of saves and waits: the stop must wait for the in-flight save.
+  for name in ("save", "wait"):
+    real = getattr(checkpoint, name)
+    monkeypatch.setattr(checkpoint, name, lambda *a, _real=real, _name=name, **k: (
+        events.append(_name), _real(*a, **k))[1])
   config = configs.base()
   config.model.hidden, config.num_epochs = (32,), 3
   workdir = str(tmp_path / "nan")
   with pytest.raises(Diverged, match=r"non-finite loss at step 500 \(epoch 2\); the last good "
                      r"checkpoint is step 468 in .*, kept intact"):
     train.train_and_evaluate(config, workdir, data_dir=data_dir)
+  assert events == ["save", "wait"], events
   mngr = checkpoint.manager(os.path.join(workdir, "checkpoints"), max_to_keep=3)
   assert mngr.all_steps() == [468]
   state, meta = checkpoint.restore_on_one_device(mngr, 468)
@@ -169,6 +177,13 @@ BAD_INPUTS = [
     (["--data_dir=EMPTY", "--manual_dir=/nonexistent"], "--manual_dir=/nonexistent is not a "
      "directory"),
     (["--workdir="], "--workdir is empty"),
+    (["--workdir=/dev/null/x"], "--workdir=/dev/null/x cannot be created"),
+    (["--workdir=/proc/x"], "--workdir=/proc/x cannot be created"),
+    (["--config.input.corruption=gaussian", "--config.input.noise_level=-1"],
+     "config.input.noise_level=-1.0 must be >= 0"),
+    (["--config.objective.sparsity_target=1.5"], "config.objective.sparsity_target=1.5 must be "
+     "in (0, 1)"),
+    (["--config.opt.momentum=1.0"], "config.opt.momentum=1.0 must be in [0, 1)"),
 ]
 
 
@@ -187,3 +202,32 @@ def test_bad_input_exits_2_with_one_line(flags, expected, data_dir, tmp_path):
   proc = run_aejax(*args, timeout=120)
   assert proc.returncode == 2, (args, proc.stderr[-3000:])
   assert expected in _error_line(proc), (expected, _error_line(proc))
+
+
+@pytest.mark.parametrize("source,expected", [
+    ("from aejax import configs\ndef get_config(:\n  return configs.base()\n",
+     ":2: SyntaxError: invalid syntax"),
+    ("from aejax import configs\ndef get_config():\n  c = configs.base()\n  return 1 / 0\n",
+     ":4: ZeroDivisionError: division by zero"),
+], ids=["syntax_error", "exception_in_get_config"])
+def test_an_experiment_file_that_does_not_load_is_one_line_naming_file_and_line(
+    source, expected, tmp_path):
+  path = tmp_path / "broken.py"
+  path.write_text(source)
+  proc = run_aejax(f"--config={path}", f"--workdir={tmp_path / 'w'}", timeout=120)
+  assert proc.returncode == 2, proc.stderr[-3000:]
+  assert f"{path}{expected}" in _error_line(proc)
+  assert not (tmp_path / "w").exists()
+
+
+def test_kl_warmup_continues_across_a_resume(data_dir, tmp_path):
+  config = configs.mlp_vae(latents=2)
+  config.model.hidden, config.num_epochs = (32,), 1
+  config.objective.kl_warmup_steps = 1000  # 468 steps per epoch: the ramp spans the resume.
+  workdir = str(tmp_path / "warmup")
+  train.train_and_evaluate(config, workdir, data_dir=data_dir)
+  config.num_epochs = 2  # Resumes after epoch 1.
+  train.train_and_evaluate(config, workdir, data_dir=data_dir)
+  kl_weight = {r["epoch"]: r["kl_weight"] for r in _rows(workdir) if r["split"] == "train"}
+  # The mean of step / 1000 over each epoch's steps: (0 + 467) / 2000, then (468 + 935) / 2000.
+  np.testing.assert_allclose([kl_weight[1], kl_weight[2]], [0.2335, 0.7015], rtol=1e-5)

@@ -7,6 +7,7 @@ import pytest
 
 from aejax import configs
 from aejax import models
+from aejax import validation
 from aejax.errors import UserError
 
 
@@ -35,10 +36,10 @@ def test_conv_encoder_decoder_in_every_family(family, code_shape):
 
 
 def test_conv_rejects_images_it_cannot_halve():
-  cfg = configs.base().model
-  cfg.encoder, cfg.channels = "conv", (4, 8, 16)  # 28 is not divisible by 8.
+  config = configs.base()
+  config.model.encoder, config.model.channels = "conv", (4, 8, 16)  # 28 is not divisible by 8.
   with pytest.raises(UserError, match="channels"):
-    models.create_model(cfg, (28, 28, 1))
+    validation.validate_image_shape(config, (28, 28, 1))
 
 
 def test_sigmoid_code_lies_in_the_unit_interval():
@@ -56,6 +57,7 @@ def test_vq_picks_the_nearest_code():
   d_BxNxK = jnp.sum(jnp.square(out["z_e"][:, :, None, :] - book_KxD[None, None]), axis=-1)
   chex.assert_trees_all_equal(out["indices"], jnp.argmin(d_BxNxK, axis=-1))
   chex.assert_trees_all_close(out["codes"], book_KxD[out["indices"]])
+  config = configs.base()
+  config.model.name, config.model.latents, config.model.code_dim = "vqvae", 10, 4
   with pytest.raises(UserError, match="multiple"):
-    cfg.latents = 10
-    models.create_model(cfg, (28, 28, 1))
+    validation.validate_config(config, 1)

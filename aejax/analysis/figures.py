@@ -11,6 +11,8 @@ matplotlib.use("Agg")
 from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
 import numpy as np
 
+from aejax.run import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
+
 DPI = 100
 # Name -> figure size in inches; each PNG is (width * DPI) x (height * DPI) pixels.
 SIZES = {"reconstructions": (10, 4), "samples": (8, 8), "interpolation": (10, 1.6),
@@ -90,7 +92,7 @@ def curves(path: str, records: list[dict]) -> str:
   """Train and test curves of every metric the two splits share, against the step."""
   train = [r for r in records if r["split"] == "train"]
   test = [r for r in records if r["split"] == "test"]
-  skip = {"step", "epoch", "split", "examples_per_sec", "grad_norm"}
+  skip = {*metrics_lib.RECORD_FIELDS, "examples_per_sec", "grad_norm"}
   names = [k for k in (train or test or [{}])[0] if k not in skip]
   fig = Figure(figsize=SIZES["curves"])
   for i, name in enumerate(names):

@@ -10,7 +10,6 @@ of devices wrote it: the restore target is built from the model's own init shape
 """
 
 import functools
-import json
 import os
 from typing import Any, Callable
 
@@ -22,7 +21,9 @@ from aejax.run import checkpoint
 from aejax import models
 from aejax import optimizers
 from aejax import parallel
-from aejax import train
+from aejax.data import dataset
+from aejax.run import rundir
+from aejax import state as state_lib
 from aejax.errors import UserError
 
 # The image shape of each TFDS dataset aejax trains on (the config names only the dataset).
@@ -31,12 +32,10 @@ GENERATIVE = ("vae",)  # Families with a prior to sample from.
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
+  if not rundir.is_run(workdir):
     raise UserError(f"--workdir={workdir} has no config.json, so it holds no aejax run; pass "
                     f"the workdir a `python -m aejax.main` run wrote; the existing steps are: none")
-  with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
+  return ml_collections.ConfigDict(rundir.read_config(workdir))
 
 
 def _steps_text(steps: list[int]) -> str:
@@ -57,9 +56,11 @@ class Restored:
     self.is_generative = config.model.name in GENERATIVE
     # Parameters are arguments, not constants baked into the compiled functions.
     encode = jax.jit(lambda p, x: model.apply({"params": p}, x, method=model.encode))
+    code = jax.jit(lambda p, x: model.apply({"params": p}, x, method=model.code))
     decode = jax.jit(lambda p, z: jax.nn.sigmoid(model.apply({"params": p}, z,
                                                              method=model.decode)))
     self._encode = functools.partial(encode, params)
+    self._code = functools.partial(code, params)
     self._decode = functools.partial(decode, params)
 
   def _images(self, images: np.ndarray) -> np.ndarray:
@@ -73,7 +74,7 @@ class Restored:
 
   def map_batches(self, fn: Callable, x_N: np.ndarray) -> Any:
     """fn over x_N in batches of `batch_size` (the last one padded), as numpy, trimmed to N."""
-    padded, _ = train.pad_to_multiple(x_N, self.batch_size)
+    padded, _ = dataset.pad_to_multiple(x_N, self.batch_size)
     outs = [jax.device_get(fn(padded[i:i + self.batch_size]))
             for i in range(0, len(padded), self.batch_size)]
     if not outs:  # No examples: empty arrays of the right trailing shape.
@@ -90,9 +91,8 @@ class Restored:
     return self.map_batches(self._encode, self._images(images))
 
   def encode(self, images: np.ndarray) -> np.ndarray:
-    """Codes [N, Z]: the AE's code, or the mean of a VAE's posterior."""
-    out = self.map_batches(self._encode, self._images(images))
-    return out[0] if self.is_generative else out
+    """Codes [N, Z]: the AE's code, the mean of a VAE's posterior, a VQ-VAE's quantised code."""
+    return self.map_batches(self._code, self._images(images))
 
   def decode(self, z_NxZ: np.ndarray) -> np.ndarray:
     """Pixel means in [0, 1], [N, *image_shape] (the sigmoid of the decoder's logits)."""
@@ -110,15 +110,6 @@ class Restored:
     return self.decode(np.asarray(z))
 
 
-def existing_steps(workdir: str, config: ml_collections.ConfigDict) -> list[int]:
-  """The steps of the complete checkpoints in `workdir` (orbax skips unfinished saves)."""
-  ckpt_dir = os.path.join(workdir, "checkpoints")
-  if not os.path.isdir(ckpt_dir):
-    return []
-  with checkpoint.manager(ckpt_dir, config.checkpoint.max_to_keep) as mngr:
-    return sorted(mngr.all_steps())
-
-
 def restore(workdir: str, step: int | None = None,
             image_shape: tuple[int, ...] | None = None) -> Restored:
   """The run in `workdir` at checkpoint `step` (default: the latest).
@@ -126,7 +117,7 @@ def restore(workdir: str, step: int | None = None,
   `image_shape` is needed only for datasets missing from IMAGE_SHAPES.
   """
   config = load_config(workdir)
-  steps = existing_steps(workdir, config)
+  steps = rundir.checkpoint_steps(workdir)
   if not steps:
     raise UserError(f"--workdir={workdir} has no checkpoints; the existing steps are: none; "
                     f"train it first with `python -m aejax.main`")
@@ -144,7 +135,7 @@ def restore(workdir: str, step: int | None = None,
   # Only the optimizer state's structure matters here; any steps_per_epoch gives it.
   tx = optimizers.create_optimizer(config, steps_per_epoch=1)
   # The target: the train state's shapes and dtypes, replicated over this process's devices.
-  shapes = jax.eval_shape(functools.partial(train.init_state, image_shape=image_shape,
+  shapes = jax.eval_shape(functools.partial(state_lib.init_state, image_shape=image_shape,
                                             model=model, tx=tx), jax.random.key(0))
   sharding = parallel.replicated(parallel.make_mesh())
   like = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes)

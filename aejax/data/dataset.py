@@ -97,3 +97,38 @@ def load_split(builder_dir: str, split: str) -> tuple[np.ndarray, np.ndarray]:
   images_NxHxWxC = np.stack([ex["image"] for ex in examples])
   labels_N = np.asarray([ex["label"] for ex in examples], dtype=np.int32)
   return images_NxHxWxC, labels_N
+
+
+def num_classes(builder_dir: str) -> int:
+  """Classes of the dataset's 'label' feature, from its metadata."""
+  import tensorflow_datasets as tfds
+
+  return tfds.builder_from_directory(builder_dir).info.features["label"].num_classes
+
+
+def load_labels(builder_dir: str, split: str, chunk: int = 10_000) -> np.ndarray:
+  """The labels int32 [N] of `split`, read in chunks so its images are never all held at once."""
+  import tensorflow_datasets as tfds
+
+  source = tfds.builder_from_directory(builder_dir).as_data_source(split=split)
+  return np.asarray([ex["label"] for start in range(0, len(source), chunk)
+                     for ex in source.__getitems__(range(start, min(start + chunk, len(source))))],
+                    dtype=np.int32)
+
+
+def label_indices(labels_N: np.ndarray, keep: tuple[int, ...] | None) -> np.ndarray:
+  """Ascending indices of the examples whose label is in `keep` (None: all of them).
+
+  The training split restricted by config.input.train_labels is these examples in this order,
+  in both input modes, so an epoch's permutation picks the same images in either.
+  """
+  if keep is None:
+    return np.arange(len(labels_N))
+  return np.flatnonzero(np.isin(labels_N, np.asarray(keep)))
+
+
+def pad_to_multiple(images: np.ndarray, multiple: int) -> tuple[np.ndarray, np.ndarray]:
+  """Pads the leading axis with zeros to a multiple; the mask marks the real rows."""
+  pad = -len(images) % multiple
+  mask = np.concatenate([np.ones(len(images), np.float32), np.zeros(pad, np.float32)])
+  return np.concatenate([images, np.zeros((pad, *images.shape[1:]), images.dtype)]), mask

@@ -9,7 +9,8 @@ once per epoch on the host from the same key, and each batch goes through the sa
 
 Per process: `grain.sharding.ShardByJaxProcess` names this process's shard; the process reads
 only the rows of each global batch that its own devices hold, and
-`make_array_from_process_local_data` joins the shards into the global batch. Reading and
+`make_array_from_process_local_data` joins the shards into the global batch (under pmap, the
+process splits its rows over its local devices instead). Reading and
 decoding run in `num_workers` grain worker processes, and a background thread puts the next
 batches on the devices while a step runs.
 TensorFlow is never imported: `as_data_source` reads ArrayRecord through array_record.
@@ -21,7 +22,6 @@ from absl import flags
 import grain
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
 from aejax.errors import UserError
@@ -56,8 +56,13 @@ class ReadImages:
 
 
 def epoch_permutation(data_key: jax.Array, epoch: int, num_examples: int) -> np.ndarray:
-  """The device path's permutation of epoch `epoch`, drawn on the host's CPU."""
-  cpu = jax.devices("cpu")[0]
+  """The device path's permutation of epoch `epoch`, drawn on this process's own CPU device.
+
+  Every process draws the same values from the same key (threefry is the same on every
+  backend), and a local device keeps the result readable where a global one would span
+  other processes' devices.
+  """
+  cpu = jax.local_devices(backend="cpu")[0]
   with jax.default_device(cpu):
     return np.asarray(jax.random.permutation(
         jax.random.fold_in(jax.device_put(data_key, cpu), epoch), num_examples))
@@ -110,8 +115,8 @@ class StreamEpochs:
 
   def __init__(self, step_fn: Callable, source, *, batch_size: int, steps_per_epoch: int,
                num_examples: int, num_epochs: int, keys: dict[str, jax.Array],
-               mesh: jax.sharding.Mesh, num_workers: int, state: Any,
-               index_budget_bytes: int = 64 << 20):
+               mesh: jax.sharding.Mesh, num_workers: int, state: Any, mode: str = "mesh",
+               index_map: np.ndarray | None = None, index_budget_bytes: int = 64 << 20):
     from aejax import parallel  # Local: parallel is the trainer's; the pipeline borrows it.
 
     if num_workers and not flags.FLAGS.is_parsed():
@@ -121,19 +126,34 @@ class StreamEpochs:
     self._source, self._keys, self._num_workers = source, keys, num_workers
     self._batch_size, self._steps, self._num_examples = batch_size, steps_per_epoch, num_examples
     self._num_epochs = num_epochs
+    # A restricted split (config.input.train_labels): permutation position i reads source record
+    # index_map[i], as the device path's gather reads row i of the images it kept.
+    self._index_map = index_map
     batch_sharding = parallel.batch_sharded(mesh)
     self._rows = local_rows(batch_sharding, batch_size)
     local_batch = self._rows.stop - self._rows.start
     self._epochs_per_window = max(1, index_budget_bytes // (steps_per_epoch * local_batch * 8))
     shape = (batch_size, *image_shape(source))
-    self._to_device = lambda x_LxHxWxC: jax.make_array_from_process_local_data(
-        batch_sharding, x_LxHxWxC, shape)
 
     def step(state, x_B):
       return step_fn(state, x_B, jax.random.fold_in(keys["train"], state.step))
 
-    x_spec = jax.ShapeDtypeStruct(shape, jnp.uint8, sharding=batch_sharding)
-    self._step = jax.jit(step, donate_argnums=0).lower(state, x_spec).compile()
+    if mode == "pmap":
+      # Each local device takes its slice of this process's rows; the state goes to the pmap
+      # layout for a call's steps and back after, and the (pmean-equal) metrics of replica 0
+      # stand for all. pmap compiles at its first call: its ahead-of-time form wants global
+      # arrays, its call each process's own.
+      self._to_device = parallel.split_to_pmap
+      self._step = jax.pmap(step, axis_name=parallel.DATA_AXIS, donate_argnums=0)
+      self._to_call = parallel.to_pmap
+      self._from_call = lambda tree: parallel.from_pmap(tree, mesh)
+      self._replica0 = lambda metrics: jax.tree.map(lambda v: v[0], metrics)
+    else:
+      self._to_device = lambda x_LxHxWxC: jax.make_array_from_process_local_data(
+          batch_sharding, x_LxHxWxC, shape)
+      x_spec = jax.ShapeDtypeStruct(shape, jnp.uint8, sharding=batch_sharding)
+      self._step = jax.jit(step, donate_argnums=0).lower(state, x_spec).compile()
+      self._to_call = self._from_call = self._replica0 = lambda tree: tree
     self._batches = None  # The open window's iterator of device batches.
     self._next = None  # The (epoch, step) that iterator is positioned at.
     self._window_end = None  # (epoch, step) one past its last batch.
@@ -146,6 +166,8 @@ class StreamEpochs:
     for epoch in range(first_epoch, last_epoch + 1):
       perm_N = epoch_permutation(self._keys["data"], epoch, self._num_examples)
       idx_SxB = perm_N[:self._steps * self._batch_size].reshape(self._steps, self._batch_size)
+      if self._index_map is not None:
+        idx_SxB = self._index_map[idx_SxB]
       indices.append(idx_SxB[first_step:] if epoch == first_epoch else idx_SxB)
     self._batches = batches(self._source, np.concatenate(indices), self._rows,
                             num_workers=self._num_workers, to_device=self._to_device)
@@ -155,10 +177,12 @@ class StreamEpochs:
     if self._batches is None or (epoch, start) != self._next:
       self._open_window(epoch, start)
     step_metrics = []
+    state = self._to_call(state)
     for _ in range(num_steps):
       # Dispatch is asynchronous: the loop fetches the next batch while this step runs.
       state, metrics = self._step(state, next(self._batches))
-      step_metrics.append(metrics)
+      step_metrics.append(self._replica0(metrics))
+    state = self._from_call(state)
     end = start + num_steps
     self._next = (epoch + 1, 0) if end == self._steps else (epoch, end)
     if self._next == self._window_end:
@@ -175,12 +199,3 @@ class StreamEpochs:
     if self._batches is not None:
       self._batches.close()
       self._batches = None
-
-
-def validate(config: ml_collections.ConfigDict) -> None:
-  if config.input_mode not in INPUT_MODES:
-    raise UserError(f"unknown config.input_mode={config.input_mode!r}; use one of {INPUT_MODES}")
-  if config.input_workers < 0:
-    raise UserError(f"config.input_workers={config.input_workers} must be >= 0 (0 reads in "
-                    f"the training process)")
-

@@ -1,4 +1,9 @@
-"""The autoencoder families: each maps images to a dict of outputs that `losses` scores."""
+"""The autoencoder families: each maps images to a dict of outputs that `losses` scores.
+
+Every family has one interface: `encode(x)` (its encoder's output: the code, a VAE's posterior
+(mean, logvar)), `code(x)` (one point code [B, Z] per image: the AE's code, the posterior mean, the
+quantised vectors), `decode(z)` (logits) and `__call__(x, keys_B)`.
+"""
 
 from typing import Callable
 
@@ -22,6 +27,9 @@ class AE(nn.Module):
     z_BxZ = self.encoder(x_BxHxWxC)
     return z_BxZ if self.code_activation is None else self.code_activation(z_BxZ)
 
+  def code(self, x_BxHxWxC: jax.Array) -> jax.Array:
+    return self.encode(x_BxHxWxC)
+
   def decode(self, z_BxZ: jax.Array) -> jax.Array:
     return self.decoder(z_BxZ)
 
@@ -41,6 +49,10 @@ class VAE(nn.Module):
     h_Bx2Z = self.encoder(x_BxHxWxC)
     mean_BxZ, logvar_BxZ = jnp.split(h_Bx2Z, 2, axis=-1)
     return mean_BxZ, logvar_BxZ
+
+  def code(self, x_BxHxWxC: jax.Array) -> jax.Array:
+    """The posterior mean."""
+    return self.encode(x_BxHxWxC)[0]
 
   def decode(self, z_BxZ: jax.Array) -> jax.Array:
     return self.decoder(z_BxZ)
@@ -67,10 +79,24 @@ class VQVAE(nn.Module):
   def setup(self):
     self.quantizer = VectorQuantizer(self.codebook_size, self.code_dim)
 
-  def __call__(self, x_BxHxWxC: jax.Array, rng: jax.Array) -> dict[str, jax.Array]:
-    del rng  # Deterministic.
+  def _quantize(self, x_BxHxWxC: jax.Array) -> tuple[jax.Array, ...]:
     z_e_BxL = self.encoder(x_BxHxWxC)
     z_e_BxNxD = z_e_BxL.reshape(z_e_BxL.shape[0], -1, self.code_dim)
     z_q_BxNxD, e_BxNxD, idx_BxN = self.quantizer(z_e_BxNxD)
-    return {"z": z_q_BxNxD.reshape(z_e_BxL.shape), "z_e": z_e_BxNxD, "codes": e_BxNxD,
-            "indices": idx_BxN, "logits": self.decoder(z_q_BxNxD.reshape(z_e_BxL.shape))}
+    return z_q_BxNxD.reshape(z_e_BxL.shape), z_e_BxNxD, e_BxNxD, idx_BxN
+
+  def encode(self, x_BxHxWxC: jax.Array) -> jax.Array:
+    """The quantised code [B, latents] (straight-through: the gradient reaches the encoder)."""
+    return self._quantize(x_BxHxWxC)[0]
+
+  def code(self, x_BxHxWxC: jax.Array) -> jax.Array:
+    return self.encode(x_BxHxWxC)
+
+  def decode(self, z_BxL: jax.Array) -> jax.Array:
+    return self.decoder(z_BxL)
+
+  def __call__(self, x_BxHxWxC: jax.Array, keys_B: jax.Array) -> dict[str, jax.Array]:
+    del keys_B  # Deterministic.
+    z_BxL, z_e_BxNxD, e_BxNxD, idx_BxN = self._quantize(x_BxHxWxC)
+    return {"z": z_BxL, "z_e": z_e_BxNxD, "codes": e_BxNxD, "indices": idx_BxN,
+            "logits": self.decode(z_BxL)}

@@ -10,7 +10,11 @@ import contextlib
 import gc
 import logging as py_logging
 import os
+import re
+import shutil
 import sys
+import time
+import traceback
 from typing import Any, Iterator
 
 from absl import logging
@@ -28,25 +32,107 @@ def manager(directory: str, max_to_keep: int) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(directory, options=options, item_handlers=handlers)
 
 
-def _storage_error(e: OSError, directory: str) -> StorageError:
-  return StorageError(f"could not write a checkpoint under {directory} ({e.strerror or e}); "
-                      f"free space or fix permissions and re-run to resume from the last one")
+LOG = "orbax.log"  # In the workdir: what orbax logs and prints about a failed save.
+
+_in_flight: dict[ocp.CheckpointManager, int] = {}  # The step each manager is writing.
+_log_path: str | None = None
+
+
+def _to_log(text: str) -> None:
+  # Best effort: on a full disk this write fails too, and the one-line error says what matters.
+  try:
+    with open(_log_path, "a") as f:
+      f.write(text if text.endswith("\n") else text + "\n")
+  except (OSError, TypeError):
+    pass
+
+
+def _from_orbax(tb: Any) -> bool:
+  names = "".join(f.f_code.co_filename for f, _ in traceback.walk_tb(tb))
+  return any(n in names for n in ("/orbax/", "/tensorstore/", "/asyncio/"))
+
+
+def _route_orbax_output(workdir: str) -> None:
+  """Sends orbax's log records, and the tracebacks that the writes of a failed asynchronous save
+  print from their threads, to <workdir>/orbax.log instead of the console: a failed save is
+  reported by `wait`/`save` in one line. Installed once per process; later calls move the file."""
+  global _log_path
+  first, _log_path = _log_path is None, os.path.join(workdir, LOG)
+  if not first:
+    return
+
+  def orbax_to_log(record: py_logging.LogRecord) -> bool:
+    if "/orbax/" not in record.pathname:
+      return True
+    _to_log(f"{record.levelname} {time.strftime('%H:%M:%S')} {os.path.basename(record.pathname)}"
+            f":{record.lineno}] {record.getMessage()}")
+    return False
+
+  logging.get_absl_logger().addFilter(orbax_to_log)
+  excepthook, unraisablehook = sys.excepthook, sys.unraisablehook
+
+  def except_to_log(kind, value, tb):  # TensorStore callbacks into orbax's closed event loop.
+    if not _from_orbax(tb):
+      return excepthook(kind, value, tb)
+    _to_log("".join(traceback.format_exception(kind, value, tb)))
+
+  def unraisable_to_log(u):  # Coroutines of the abandoned writes, when collected.
+    if not _from_orbax(u.exc_traceback):
+      return unraisablehook(u)
+    _to_log(f"{u.err_msg or 'Exception ignored in'}: {u.object!r}\n"
+            + "".join(traceback.format_exception(u.exc_type, u.exc_value, u.exc_traceback)))
+
+  sys.excepthook, sys.unraisablehook = except_to_log, unraisable_to_log
+
+
+def _cause(e: Exception) -> str:
+  """The OS's words for why a write failed ('No space left on device'), else orbax's first line."""
+  if isinstance(e, OSError) and e.strerror:
+    return e.strerror
+  if code := re.search(r"os_error_code='?(\d+)", str(e)):
+    return os.strerror(int(code.group(1)))
+  return " ".join(str(e).split())[:200] or type(e).__name__
+
+
+def _failed(mngr: ocp.CheckpointManager, step: int, e: Exception) -> StorageError:
+  """Removes the failed save's temporary directory, so that a resume after freeing space finds
+  only intact checkpoints, and names the newest of them."""
+  directory = str(mngr.directory)
+  _in_flight.pop(mngr, None)
+  if jax.process_index() == 0:
+    for name in os.listdir(directory):
+      if name.startswith(f"{step}.orbax-checkpoint-tmp"):
+        shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
+  intact = sorted(ocp.utils.checkpoint_steps(directory))
+  resume = (f"the newest intact checkpoint is step {intact[-1]}; free space (or fix "
+            f"permissions) and re-run the same command to resume from it" if intact else
+            "no checkpoint is intact yet; free space (or fix permissions) and re-run the same "
+            "command to start again")
+  _to_log("".join(traceback.format_exception(e)))
+  return StorageError(f"could not write the checkpoint at step {step} under {directory} "
+                      f"({_cause(e)}); {resume} (orbax's log: {_log_path})")
 
 
 def save(mngr: ocp.CheckpointManager, step: int, state: Any, meta: dict[str, Any]) -> None:
+  """Starts writing `step` in the background; first waits for the previous save, so that its
+  failure, if any, is reported with its own step."""
+  wait(mngr)
+  _route_orbax_output(os.path.dirname(str(mngr.directory)))
+  _in_flight[mngr] = step
   try:
     mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                             meta=ocp.args.JsonSave(meta)))
-  except OSError as e:  # Also raised here for the previous asynchronous save.
-    raise _storage_error(e, str(mngr.directory)) from e
+  except Exception as e:  # Orbax raises OSError, ValueError (TensorStore) and more.
+    raise _failed(mngr, step, e) from e
 
 
 def wait(mngr: ocp.CheckpointManager) -> None:
-  """Blocks until the asynchronous saves are on disk."""
+  """Blocks until the asynchronous saves are on disk; StorageError if one failed."""
   try:
     mngr.wait_until_finished()
-  except OSError as e:
-    raise _storage_error(e, str(mngr.directory)) from e
+  except Exception as e:
+    raise _failed(mngr, _in_flight.get(mngr, -1), e) from e
+  _in_flight.pop(mngr, None)
 
 
 def restore(mngr: ocp.CheckpointManager, step: int, like: Any) -> tuple[Any, dict[str, Any]]:

@@ -12,6 +12,10 @@ from typing import Any
 from absl import logging
 
 
+# The fields of every metrics.jsonl line that say where and when it was written, not a metric.
+RECORD_FIELDS = ("step", "epoch", "split", "time")
+
+
 def _is_finite_number(v: Any) -> bool:
   return isinstance(v, (int, float)) and v == v and v not in (float("inf"), float("-inf"))
 
@@ -44,7 +48,7 @@ class MetricWriter:
     if not self._enabled:
       return
     # `time` (unix seconds at writing) lets aejax.compare report a run's wall time.
-    record = {"step": step, "epoch": epoch, "split": split, "time": time.time()}
+    record = dict(zip(RECORD_FIELDS, (step, epoch, split, time.time())))
     record.update({k: float(v) for k, v in values.items()})
     with open(self.path, "a") as f:
       f.write(json.dumps(record) + "\n")

@@ -1,8 +1,10 @@
-"""What a run directory holds and how far its run got; read by aejax.sweep and aejax.compare.
+"""The layout of a run directory, and the one reader and writer of its config and metrics.
 
 A run directory is what `aejax.main` writes: `config.json`, `metrics.jsonl`, `checkpoints/<step>/`
-and, once `aejax.analyze` has run, `analysis/metrics.json`. Reading it needs no accelerator and
-loads no checkpoint arrays.
+and, once `aejax.analyze` has run, `analysis/metrics.json`. This module writes config.json,
+decides whether a config may resume a run (main and sweep), picks a fresh directory for
+--force_new, and reads everything back (sweep, compare, analyze, restore) without an accelerator
+or any checkpoint array.
 """
 
 import dataclasses
@@ -12,6 +14,7 @@ import os
 from typing import Any
 
 from absl import logging
+import ml_collections
 
 from aejax.errors import UserError
 
@@ -63,7 +66,10 @@ def checkpoint_steps(run_dir: str) -> list[int]:
   """Steps of the finalized checkpoints, ascending (orbax's own reading of the directory)."""
   from orbax.checkpoint import utils as ocp_utils
 
-  return sorted(ocp_utils.checkpoint_steps(os.path.join(run_dir, CHECKPOINTS)))
+  ckpt_dir = os.path.join(run_dir, CHECKPOINTS)
+  if not os.path.isdir(ckpt_dir):
+    return []
+  return sorted(ocp_utils.checkpoint_steps(ckpt_dir))
 
 
 def count_params(run_dir: str) -> int | None:
@@ -134,3 +140,60 @@ def is_finished(run_dir: str, num_epochs: int) -> bool:
   final = progress(num_epochs, read_metrics(run_dir)).final_test
   steps = checkpoint_steps(run_dir)
   return final is not None and bool(steps) and steps[-1] == final["step"]
+
+
+# --- Config: write, compare on resume, fresh directories ---------------------------------------
+
+# Fields that may change when a run is resumed: they change how long it trains, how often it
+# evaluates or saves, or how the work is laid out on devices, not what one step computes.
+# (A section's name covers its fields; loop and conv_impl change float rounding at most.)
+RESUMABLE = ("num_epochs", "eval_every_epochs", "eval_batch_size", "steps_per_call", "parallel",
+             "input_mode", "checkpoint", "loop", "model.conv_impl")
+
+
+def config_path(workdir: str) -> str:
+  return os.path.join(workdir, CONFIG)
+
+
+def config_drift(saved: dict, config: ml_collections.ConfigDict) -> list[str]:
+  """'field: saved -> now' for every non-resumable field that differs."""
+  old, new = flatten(saved), flatten(json.loads(config.to_json_best_effort()))
+  resumable = RESUMABLE
+  if new.get("opt.schedule") == "cosine":  # Its decay spans num_epochs: more epochs, other rates.
+    resumable = tuple(f for f in RESUMABLE if f != "num_epochs")
+  changed = []
+  for key in sorted(set(old) | set(new)):
+    if key in resumable or key.split(".")[0] in resumable or old.get(key) == new.get(key):
+      continue
+    changed.append(f"{key}: {old.get(key, '<absent>')!r} -> {new.get(key, '<absent>')!r}")
+  return changed
+
+
+def check_resumable(workdir: str, config: ml_collections.ConfigDict) -> None:
+  """Resuming under another config would silently train a different run: refuse it."""
+  if not is_run(workdir):
+    return
+  if changed := config_drift(read_config(workdir), config):
+    raise UserError(f"{workdir} holds a run with another config ({'; '.join(changed)}); use "
+                    f"that config to resume it, or --force_new to start afresh in a new workdir")
+
+
+def write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
+  tmp = config_path(workdir) + ".tmp"
+  with open(tmp, "w") as f:
+    f.write(config.to_json_best_effort(indent=2))
+  os.replace(tmp, config_path(workdir))
+
+
+def fresh_workdir(workdir: str) -> str:
+  """`workdir` if it holds no run yet, else the first free sibling `<workdir>-2`, `-3`, ...
+
+  Nothing is ever deleted. A counter rather than a timestamp, so that every process of a
+  multi-process run picks the same name.
+  """
+  if not os.path.exists(workdir) or not os.listdir(workdir):
+    return workdir
+  n = 2
+  while os.path.exists(f"{workdir.rstrip('/')}-{n}"):
+    n += 1
+  return f"{workdir.rstrip('/')}-{n}"
