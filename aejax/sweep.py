@@ -43,7 +43,7 @@ from aejax import cli
 from aejax import configs
 from aejax import main as main_lib  # Defines --config, --workdir, --data_dir and main's flags.
 from aejax.run import rundir
-from aejax.errors import Preempted, UserError
+from aejax.errors import Preempted, StorageError, UserError
 
 _SWEEP = flags.DEFINE_multi_string(
     "sweep", [], 'A config field and its values, e.g. --sweep="model.latents=2,16,32"; repeat the '
@@ -321,9 +321,9 @@ def sweep_vectorized(runs: list[Run], todo: list[Run]) -> int:
       train.train_group([r.config for r in group], workdirs, data_dir=FLAGS.data_dir,
                         manual_dir=FLAGS.manual_dir, download=FLAGS.download,
                         allow_fallback=FLAGS.allow_fallback)
-    except (Preempted, UserError):
+    except (Preempted, UserError, StorageError):  # A full disk fails every group alike.
       raise
-    except AejaxError as e:  # A diverged or unsaveable group; the others still train.
+    except AejaxError as e:  # A diverged group; the others still train.
       failed.extend(group)
       logging.error("FAILED group %s: %s", " ".join(workdirs), e)
   if failed:
@@ -344,6 +344,10 @@ def main(argv: list[str]) -> None:
     sys.exit(sweep(sys.argv))
   except UserError as e:
     cli.fail(str(e))
+  except StorageError as e:  # --vectorize: as aejax.main, past orbax's shutdown tracebacks.
+    print(f"aejax: error: {e}", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(e.exit_code)
   except Preempted as e:  # --vectorize: every run of the group has its checkpoint.
     print(f"aejax: {e}", file=sys.stderr)
     sys.exit(e.exit_code)
