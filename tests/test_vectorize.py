@@ -7,6 +7,7 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from aejax import hparams
 from aejax import models
@@ -71,9 +72,11 @@ def test_vae_group_of_2_seeds_x_2_learning_rates_equals_4_runs_alone(data_dir, t
   _assert_group_equals_runs_alone(_small_vae, values, tmp_path, data_dir)
 
 
-def test_conv_ae_group_equals_runs_alone(mnist):
-  """The conv family through the loop's compiled chunk, on 640 images (20 steps of 32): a
-  whole-MNIST epoch of XLA's CPU convolutions would cost minutes."""
+@pytest.mark.parametrize("loop", ["scan", "host"])
+def test_conv_ae_group_equals_runs_alone(mnist, loop):
+  """The conv family through the loop's chunk, scanned and as a host loop (conv models' choice
+  on CPU), on 640 images (20 steps of 32): a whole-MNIST epoch of XLA's CPU convolutions would
+  cost minutes."""
   images = mnist[0][:640]
   cfgs = [_small_conv_ae(0, 1e-3), _small_conv_ae(1, 3e-3)]
   for c in cfgs:
@@ -86,11 +89,15 @@ def test_conv_ae_group_equals_runs_alone(mnist):
   step_fn = functools.partial(train.train_step, model=model, tx=make_tx, config=cfgs[0])
   images = parallel.put_replicated(images, mesh)
   runs = [{"keys": train.split_keys(c.seed), "hp": hparams.of(c)} for c in cfgs]
-  chunk = train.make_train_chunk(step_fn, batch_size=32, mesh=mesh)
-  alone = [chunk(init(r["keys"]["init"]), images, 1, 0, 20, r) for r in runs]
+  chunk = train.make_train_chunk(step_fn, batch_size=32, mesh=mesh, loop=loop)
+  alone = [chunk.lower(init(r["keys"]["init"]), images, 1, 0, 20, r).compile()(
+      init(r["keys"]["init"]), images, 1, 0, r) for r in runs]
   run = jax.tree.map(lambda *xs: jnp.stack(xs), *runs)
-  group_chunk = train.make_train_chunk(step_fn, batch_size=32, mesh=mesh, vectorized=True)
-  group, group_sums = group_chunk(jax.vmap(init)(run["keys"]["init"]), images, 1, 0, 20, run)
+  group_chunk = train.make_train_chunk(step_fn, batch_size=32, mesh=mesh, loop=loop,
+                                       vectorized=True)
+  group_state = jax.vmap(init)(run["keys"]["init"])
+  group, group_sums = group_chunk.lower(group_state, images, 1, 0, 20, run).compile()(
+      group_state, images, 1, 0, run)
   for i, (state, sums) in enumerate(alone):
     assert int(group.step[i]) == int(state.step) == 20
     jax.tree.map(lambda a, d: np.testing.assert_allclose(a, d, rtol=1e-5, atol=1e-6),
