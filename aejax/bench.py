@@ -9,7 +9,10 @@ Per batch size (and dtype) it times, after a warm-up and up to `block_until_read
             steps run as config.loop chooses for this backend and model (`loop` in the row);
   stream    aejax's streaming epoch (`input_pipeline.StreamEpochs`): grain reads and decodes
             each batch from the prepared TFDS files.
-All three run the same pure `train.train_step` (same model, loss and optimizer). Each row gives
+  group     with --replicas=1,8,32: a vectorised group (`train.train_group`'s program) of G
+            runs, the device epoch vmapped over a leading run axis; examples/s is the aggregate
+            over the G runs, `ratio_to_one_run` compares it with the device row (one run).
+All of them run the same pure `train.train_step` (same model, loss and optimizer). Each row gives
 examples/s, the ratio to the baseline of the same batch size and dtype, compile time, and the
 achieved FLOP/s from the FLOPs of one compiled step (XLA's cost analysis where the backend
 reports it, else an analytic count of the dense layers; `flops_source` says which).
@@ -58,6 +61,8 @@ _INPUT_WORKERS = flags.DEFINE_integer("input_workers", None,
 _TRACE_DIR = flags.DEFINE_string(
     "trace_dir", None, "Write a jax.profiler trace (with a Perfetto JSON) of each timed device "
     "and baseline run under this folder, to see what limits them.")
+_REPLICAS = flags.DEFINE_list(
+    "replicas", [], "Group sizes G to time as vectorised groups (the 'group' rows), e.g. 1,8,32.")
 _LOOP = flags.DEFINE_string("loop", None, f"config.loop for device, one of {loops.LOOPS} "
                             "(default: the experiment's).")
 _CONV_IMPL = flags.DEFINE_string("conv_impl", None, "config.model.conv_impl, one of "
@@ -105,7 +110,47 @@ def timed(fn, trace_name: str | None = None) -> tuple[float, object]:
   return seconds, out
 
 
-def bench_one(config, images: np.ndarray, source, *, modes, steps: int, stream_epochs: int):
+def bench_group(config, images: np.ndarray, *, replicas: list[int], steps: int, mesh, model,
+                image_shape, epochs: int, spe: int, row) -> list[dict]:
+  """'group' rows: G runs (seeds seed, seed + 1, ...) as one vectorised device epoch."""
+  from aejax import hparams
+
+  images_dev = parallel.put_replicated(images, mesh)
+  make_tx = functools.partial(optimizers.create_optimizer, config, spe)
+  step_fn = functools.partial(train.train_step, model=model, tx=make_tx, config=config)
+  init = functools.partial(train.init_state, image_shape=image_shape, model=model,
+                           tx=make_tx(hparams.of(config)))
+  loop = loops.resolve(config.loop, config.model.encoder, jax.default_backend())
+  rows = []
+  for g in replicas:
+    runs = [{"keys": train.split_keys(config.seed + i), "hp": hparams.of(config)}
+            for i in range(g)]
+    run = jax.tree.map(lambda *xs: jnp.stack(xs), *runs)
+    run_sharded = mesh.size > 1 and g % mesh.size == 0
+    sharding = parallel.batch_sharded(mesh) if run_sharded else parallel.replicated(mesh)
+    run = jax.device_put(run, sharding)
+    state = jax.jit(jax.vmap(init), out_shardings=sharding)(run["keys"]["init"])
+    t0 = time.perf_counter()
+    epoch_fn = train.make_train_chunk(step_fn, batch_size=config.batch_size, mesh=mesh,
+                                      loop=loop, vectorized=True, run_sharded=run_sharded)
+    epoch_fn = epoch_fn.lower(state, images_dev, 0, 0, spe, run).compile()
+    compile_s = time.perf_counter() - t0
+    state, _ = jax.block_until_ready(epoch_fn(state, images_dev, 0, 0, run))  # Warm-up.
+
+    def run_group(state):
+      for epoch in range(1, epochs + 1):
+        state, metrics = epoch_fn(state, images_dev, epoch, 0, run)
+      return state, metrics
+
+    seconds, _ = timed(lambda: run_group(state), f"group{g}_b{config.batch_size}")
+    r = row("group", seconds, epochs * spe * g, compile_s)
+    r["replicas"], r["loop"] = g, loop
+    rows.append(r)
+  return rows
+
+
+def bench_one(config, images: np.ndarray, source, *, modes, steps: int, stream_epochs: int,
+              replicas: list[int] = ()):
   """Rows (dicts) for one config (batch size, dtype): each requested mode, baseline first."""
   batch_size, num_train = config.batch_size, len(images)
   validation.validate_config(config, jax.device_count())
@@ -197,6 +242,14 @@ def bench_one(config, images: np.ndarray, source, *, modes, steps: int, stream_e
     stream.close()
     rows.append(row("stream", seconds, stream_epochs * spe, compile_s))
 
+  if replicas:
+    rows.extend(bench_group(config, images, replicas=replicas, steps=steps, mesh=mesh,
+                            model=model, image_shape=image_shape, epochs=epochs, spe=spe,
+                            row=row))
+    one = next((r["examples_per_sec"] for r in rows if r["mode"] == "device"), None)
+    for r in rows:
+      if r["mode"] == "group":
+        r["ratio_to_one_run"] = r["examples_per_sec"] / one if one else None
   base = next((r["examples_per_sec"] for r in rows if r["mode"] == "baseline"), None)
   for r in rows:
     r["ratio_to_baseline"] = r["examples_per_sec"] / base if base else None
@@ -205,7 +258,10 @@ def bench_one(config, images: np.ndarray, source, *, modes, steps: int, stream_e
 
 def format_row(r: dict) -> str:
   ratio = f"{r['ratio_to_baseline']:.2f}x" if r["ratio_to_baseline"] else "-"
-  return (f"{r['mode']:<9} {r['batch_size']:>6} {r['dtype']:<9} {r['examples_per_sec']:>14,.0f} "
+  mode = f"group{r['replicas']}" if r["mode"] == "group" else r["mode"]
+  if r.get("ratio_to_one_run"):
+    mode += f" ({r['ratio_to_one_run']:.1f}x one run)"
+  return (f"{mode:<9} {r['batch_size']:>6} {r['dtype']:<9} {r['examples_per_sec']:>14,.0f} "
           f"{ratio:>8} {r['compile_s']:>9.2f} {r['flops_per_sec'] / 1e9:>10.1f} "
           f"({r['flops_source']})" + (f" loop={r['loop']}" if r.get("loop") else ""))
 
@@ -229,6 +285,13 @@ def run():
   except ValueError:
     raise UserError(f"--batch_sizes={','.join(_BATCH_SIZES.value)} must be integers, "
                     f"e.g. 128,1024,8192") from None
+  try:
+    replicas = [int(g) for g in _REPLICAS.value]
+  except ValueError:
+    raise UserError(f"--replicas={','.join(_REPLICAS.value)} must be integers, e.g. 1,8,32"
+                    ) from None
+  if any(g < 1 for g in replicas):
+    raise UserError(f"--replicas={','.join(_REPLICAS.value)} must be >= 1")
   for flag, choices in ((_LOOP, loops.LOOPS), (_CONV_IMPL, models.CONV_IMPLS)):
     if flag.value is not None and flag.value not in choices:
       raise UserError(f"--{flag.name}={flag.value} is unknown; use one of {choices}")
@@ -256,7 +319,7 @@ def run():
       if _CONV_IMPL.value is not None:
         config.model.conv_impl = _CONV_IMPL.value
       for r in bench_one(config, images, source, modes=modes, steps=_STEPS.value,
-                         stream_epochs=_STREAM_EPOCHS.value):
+                         stream_epochs=_STREAM_EPOCHS.value, replicas=replicas):
         print(json.dumps({"experiment": _EXPERIMENT.value, **r}) if _JSON.value
               else format_row(r), flush=True)
 

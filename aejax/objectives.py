@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from aejax import hparams
 from aejax import likelihood
 from aejax import losses
 from aejax import sampling
@@ -18,20 +19,31 @@ from aejax import sampling
 Metrics = dict[str, jax.Array]
 
 
-def kl_weight(objective: ml_collections.ConfigDict, step: jax.Array | None) -> jax.Array:
+def kl_weight(objective: ml_collections.ConfigDict, step: jax.Array | None,
+              hp: hparams.Hparams | None = None) -> jax.Array:
   """beta, ramped linearly from 0 over the first kl_warmup_steps; evaluation (step None) uses
-  the final weight, so test losses compare across the warm-up."""
-  if step is None or not objective.kl_warmup_steps:
-    return jnp.asarray(objective.beta, jnp.float32)
-  ramp = jnp.minimum(1.0, step.astype(jnp.float32) / objective.kl_warmup_steps)
-  return objective.beta * ramp
+  the final weight, so test losses compare across the warm-up. The values come from `hp`
+  (arrays; default: the config's)."""
+  if hp is None:
+    beta, warmup = (jnp.asarray(v, jnp.float32)
+                    for v in (objective.beta, objective.kl_warmup_steps))
+  else:
+    beta, warmup = hp["objective.beta"], hp["objective.kl_warmup_steps"]
+  if step is None:
+    return beta
+  # A warm-up of 0 steps is no ramp; the max only keeps the unused branch finite.
+  ramp = jnp.minimum(1.0, step.astype(jnp.float32) / jnp.maximum(warmup, 1.0))
+  return beta * jnp.where(warmup > 0, ramp, 1.0)
 
 
 def per_example(model: Any, params: Any, x_in: jax.Array, x: jax.Array, keys_B: jax.Array,
-                config: ml_collections.ConfigDict, step: jax.Array | None) -> Metrics:
+                config: ml_collections.ConfigDict, step: jax.Array | None,
+                hp: hparams.Hparams | None = None) -> Metrics:
   """Scores model(x_in) against the target x. `keys_B`: one key per example; `step` is the
-  train step (None: evaluation)."""
+  train step (None: evaluation). The weights come from `hp` (default: the config's); which
+  terms exist, from the config (hparams.structure)."""
   family, loss, o = config.model.name, config.loss, config.objective
+  hp = hparams.of(config) if hp is None else hp
   # The model keeps the whole keys (the draws of a plain VAE do not depend on what else is on);
   # the test NLL's samples come from keys folded off them.
   keys_B = sampling.as_example_keys(keys_B, x.shape[0])
@@ -51,23 +63,24 @@ def per_example(model: Any, params: Any, x_in: jax.Array, x: jax.Array, keys_B: 
     if family == "vae":
       metrics = losses.elbo_objective(outputs, x)
       if o.beta != 1 or o.kl_warmup_steps:
-        w = kl_weight(o, step)
+        w = kl_weight(o, step, hp)
         metrics["loss"] = metrics["rec"] + w * metrics["kl"]
         metrics["kl_weight"] = jnp.broadcast_to(w, metrics["loss"].shape)
     elif family == "vqvae":
       metrics = losses.ae_objective(outputs, x, loss)
       metrics.update(losses.vq_terms(outputs["z_e"], outputs["codes"]))
       metrics.update(losses.code_usage(outputs["indices"], config.model.codebook_size))
-      metrics["loss"] = metrics["loss"] + metrics["codebook"] + o.commitment * metrics[
-          "commitment"]
+      metrics["loss"] = metrics["loss"] + metrics["codebook"] + hp["objective.commitment"] * (
+          metrics["commitment"])
     else:
       metrics = losses.ae_objective(outputs, x, loss)
       if o.l1_code:
         metrics["l1_code"] = losses.l1_penalty(outputs["z"])
-        metrics["loss"] = metrics["loss"] + o.l1_code * metrics["l1_code"]
+        metrics["loss"] = metrics["loss"] + hp["objective.l1_code"] * metrics["l1_code"]
       if o.sparsity_weight:
         metrics["kl_sparsity"] = losses.kl_sparsity(outputs["z"], o.sparsity_target)
-        metrics["loss"] = metrics["loss"] + o.sparsity_weight * metrics["kl_sparsity"]
+        metrics["loss"] = metrics["loss"] + hp["objective.sparsity_weight"] * metrics[
+            "kl_sparsity"]
   if step is None and family == "vae" and config.eval_num_samples:
     log_w_KxB = likelihood.importance_log_weights(model, params, x_in, x, rng_eval,
                                                   config.eval_num_samples,

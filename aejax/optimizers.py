@@ -21,14 +21,16 @@ def stages_schedule(lr: float, *, stages: int, growth: int, decay: float,
   return optax.piecewise_constant_schedule(lr, boundaries)
 
 
-def learning_rate(config: ml_collections.ConfigDict, steps_per_epoch: int | None):
+def learning_rate(config: ml_collections.ConfigDict, steps_per_epoch: int | None, lr=None):
+  """The schedule of `lr` (default: config.learning_rate; an array for a per-run value)."""
   opt = config.opt
+  lr = config.learning_rate if lr is None else lr
   if opt.schedule == "constant":
-    return config.learning_rate
+    return lr
   if opt.schedule == "stages":
     if steps_per_epoch is None:
       raise ValueError("the 'stages' schedule needs steps_per_epoch")
-    return stages_schedule(config.learning_rate, stages=opt.stages, growth=opt.stage_growth,
+    return stages_schedule(lr, stages=opt.stages, growth=opt.stage_growth,
                            decay=opt.stage_decay, steps_per_epoch=steps_per_epoch)
   if opt.schedule == "cosine":
     if steps_per_epoch is None:
@@ -40,14 +42,18 @@ def learning_rate(config: ml_collections.ConfigDict, steps_per_epoch: int | None
   raise ValueError(f"unknown config.opt.schedule={opt.schedule!r}; use one of {SCHEDULES}")
 
 
-def create_optimizer(config: ml_collections.ConfigDict,
-                     steps_per_epoch: int | None = None) -> optax.GradientTransformation:
+def create_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int | None = None,
+                     hp: dict | None = None) -> optax.GradientTransformation:
+  """config.opt's transformation. `hp` (hparams.of, possibly traced) overrides the learning rate
+  and weight decay with per-run arrays; the state's structure does not depend on them."""
   opt = config.opt
-  lr = learning_rate(config, steps_per_epoch)
+  hp = hp or {}
+  lr = learning_rate(config, steps_per_epoch, hp.get("learning_rate"))
+  weight_decay = hp.get("opt.weight_decay", opt.weight_decay)
   if opt.name == "adam":
     tx = optax.adam(lr, b1=opt.b1, b2=opt.b2, eps=opt.eps)
   elif opt.name == "adamw":
-    tx = optax.adamw(lr, b1=opt.b1, b2=opt.b2, eps=opt.eps, weight_decay=opt.weight_decay)
+    tx = optax.adamw(lr, b1=opt.b1, b2=opt.b2, eps=opt.eps, weight_decay=weight_decay)
   elif opt.name == "sgd":
     tx = optax.sgd(lr, momentum=opt.momentum or None)
   else:

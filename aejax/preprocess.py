@@ -26,7 +26,8 @@ def binarize(x: jax.Array, keys_B: jax.Array, mode: str) -> jax.Array:
 CORRUPTION = ("none", "gaussian", "mask")
 
 
-def corrupt(x: jax.Array, keys_B: jax.Array, mode: str, noise_level: float) -> jax.Array:
+def corrupt(x: jax.Array, keys_B: jax.Array, mode: str,
+            noise_level: float | jax.Array) -> jax.Array:
   """The denoising AE's input: a corrupted copy of the target `x` (which stays clean)."""
   if mode == "none":
     return x

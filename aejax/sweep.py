@@ -11,6 +11,11 @@ checkpoint are written is skipped; any other is (re)started, and main resumes it
 checkpoint. Values are split at top-level commas, so `--sweep="model.hidden=(64,),(256, 64)"`
 sweeps two tuples.
 
+`--vectorize` trains the runs in this process as vectorised groups instead (aejax.train.
+train_group): runs that differ only in `seed` and the fields of `aejax.hparams.FIELDS` share one
+compiled program with a leading run axis; every other field splits the sweep into groups, of at
+most `--max_group_size` runs. Each run still gets its ordinary run directory.
+
 `--parallel=N` runs N at a time. On GPUs each run gets its own `local GPUs // N` of them through
 CUDA_VISIBLE_DEVICES. On CPU the runs simply run concurrently: each keeps the device(s) XLA gives it
 (one, unless XLA_FLAGS forces more), and XLA's CPU thread pools compete for the same cores, so it
@@ -38,13 +43,19 @@ from aejax import cli
 from aejax import configs
 from aejax import main as main_lib  # Defines --config, --workdir, --data_dir and main's flags.
 from aejax.run import rundir
-from aejax.errors import UserError
+from aejax.errors import Preempted, StorageError, UserError
 
 _SWEEP = flags.DEFINE_multi_string(
     "sweep", [], 'A config field and its values, e.g. --sweep="model.latents=2,16,32"; repeat the '
     "flag for more fields: the sweep runs every combination.")
 _PARALLEL = flags.DEFINE_integer(
     "parallel", 1, "Runs at a time; GPUs are split evenly between them (see the module doc).")
+
+_VECTORIZE = flags.DEFINE_bool(
+    "vectorize", False, "Train runs that differ only in seed and numeric hyperparameters as one "
+    "vectorised program per group, in this process (see the module doc).")
+_MAX_GROUP_SIZE = flags.DEFINE_integer(
+    "max_group_size", None, "--vectorize: at most this many runs per group (device memory).")
 
 FLAGS = flags.FLAGS
 # Fields a re-run may change: main trains only the missing epochs of a larger num_epochs.
@@ -223,6 +234,11 @@ def sweep(argv: list[str]) -> int:
   runs = plan(config_file, FLAGS.workdir, _SWEEP.value, passed, FLAGS.config)
   for run in runs:
     check_existing(run)
+  if _VECTORIZE.value and FLAGS["parallel"].present:
+    raise UserError("--vectorize trains each group in this process on every device; drop "
+                    "--parallel")
+  if _MAX_GROUP_SIZE.value is not None and _MAX_GROUP_SIZE.value < 1:
+    raise UserError(f"--max_group_size={_MAX_GROUP_SIZE.value} must be >= 1")
   envs = device_envs(_PARALLEL.value)
   todo = [r for r in runs if not rundir.is_finished(r.workdir, r.config.num_epochs)]
   logging.info("Sweep of %d runs in %s: %d finished (skipped), %d to run, %d at a time",
@@ -233,6 +249,8 @@ def sweep(argv: list[str]) -> int:
     for name in sorted({r.config.dataset for r in todo}):
       dataset.prepare(name, FLAGS.data_dir, FLAGS.manual_dir, FLAGS.download)
 
+  if _VECTORIZE.value:
+    return sweep_vectorized(runs, todo)
   common = [sys.executable, "-m", "aejax.main", f"--config={config_file}", *main_flags(), *passed]
   slots = queue.Queue()
   for env in envs:
@@ -274,6 +292,49 @@ def sweep(argv: list[str]) -> int:
   return 0
 
 
+def groups(runs: list[Run], max_size: int | None) -> list[list[Run]]:
+  """Runs that can share one program (hparams.group_key), in plan order, split into groups of
+  at most `max_size`."""
+  from aejax import hparams
+
+  by_key: dict[str, list[Run]] = {}
+  for run in runs:
+    by_key.setdefault(hparams.group_key(run.config), []).append(run)
+  size = max_size or max(len(v) for v in by_key.values())
+  return [same[i:i + size] for same in by_key.values() for i in range(0, len(same), size)]
+
+
+def sweep_vectorized(runs: list[Run], todo: list[Run]) -> int:
+  """Trains the unfinished runs group by group in this process; Preempted ends the sweep."""
+  from aejax import train
+  from aejax.errors import AejaxError
+
+  if not todo:
+    return 0
+  planned = groups(todo, _MAX_GROUP_SIZE.value)
+  logging.info("%d groups of sizes %s", len(planned), " ".join(str(len(g)) for g in planned))
+  failed = []
+  for group in planned:
+    workdirs = [r.workdir for r in group]
+    logging.info("Training a vectorised group of %d: %s", len(group), " ".join(workdirs))
+    try:
+      train.train_group([r.config for r in group], workdirs, data_dir=FLAGS.data_dir,
+                        manual_dir=FLAGS.manual_dir, download=FLAGS.download,
+                        allow_fallback=FLAGS.allow_fallback)
+    except (Preempted, UserError, StorageError):  # A full disk fails every group alike.
+      raise
+    except AejaxError as e:  # A diverged group; the others still train.
+      failed.extend(group)
+      logging.error("FAILED group %s: %s", " ".join(workdirs), e)
+  if failed:
+    logging.error("%d of %d runs failed; re-run the same command to resume them", len(failed),
+                  len(runs))
+    return 1
+  logging.info("All %d runs finished; compare them: python -m aejax.compare %s", len(runs),
+               FLAGS.workdir)
+  return 0
+
+
 def main(argv: list[str]) -> None:
   cli.quiet_library_info_logs()
   if len(argv) > 1:
@@ -283,6 +344,13 @@ def main(argv: list[str]) -> None:
     sys.exit(sweep(sys.argv))
   except UserError as e:
     cli.fail(str(e))
+  except StorageError as e:  # --vectorize: as aejax.main, past orbax's shutdown tracebacks.
+    print(f"aejax: error: {e}", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(e.exit_code)
+  except Preempted as e:  # --vectorize: every run of the group has its checkpoint.
+    print(f"aejax: {e}", file=sys.stderr)
+    sys.exit(e.exit_code)
   except KeyboardInterrupt:
     print("aejax: interrupted; the same command resumes the sweep", file=sys.stderr)
     sys.exit(130)

@@ -48,3 +48,20 @@ def test_bench_rejects_an_unknown_experiment(data_dir):
   proc = run_aejax("--json", f"--data_dir={data_dir}", "--experiment=nope", module="aejax.bench")
   assert proc.returncode == 2
   assert "experiments/nope.py" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_bench_replicas_time_vectorised_groups_beside_one_run(data_dir):
+  proc = run_aejax("--json", f"--data_dir={data_dir}", "--experiment=vae", "--num_train=512",
+                   "--batch_sizes=64", "--steps=2", "--modes=device", "--replicas=1,4",
+                   module="aejax.bench")
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  rows = [json.loads(line) for line in proc.stdout.splitlines()]
+  assert [(r["mode"], r.get("replicas")) for r in rows] == [
+      ("device", None), ("group", 1), ("group", 4)]
+  device, *groups = rows
+  for r in groups:
+    # One epoch of 8 steps of 64 for each of the G runs: the aggregate examples.
+    assert r["timed_steps"] * r["batch_size"] == 512 * r["replicas"], r
+    assert abs(r["examples_per_sec"] - 512 * r["replicas"] / r["seconds"]) < 1e-6 * r[
+        "examples_per_sec"]
+    assert abs(r["ratio_to_one_run"] - r["examples_per_sec"] / device["examples_per_sec"]) < 1e-9
