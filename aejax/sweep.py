@@ -283,6 +283,11 @@ def sweep(argv: list[str]) -> int:
     pool.shutdown(wait=True, cancel_futures=True)
     raise
   pool.shutdown()
+  return finished(runs, failed)
+
+
+def finished(runs: list[Run], failed: list[Run]) -> int:
+  """Logs how the sweep ended; its exit status (1 if a run failed)."""
   if failed:
     logging.error("%d of %d runs failed; re-run the same command to resume them", len(failed),
                   len(runs))
@@ -326,13 +331,7 @@ def sweep_vectorized(runs: list[Run], todo: list[Run]) -> int:
     except AejaxError as e:  # A diverged group; the others still train.
       failed.extend(group)
       logging.error("FAILED group %s: %s", " ".join(workdirs), e)
-  if failed:
-    logging.error("%d of %d runs failed; re-run the same command to resume them", len(failed),
-                  len(runs))
-    return 1
-  logging.info("All %d runs finished; compare them: python -m aejax.compare %s", len(runs),
-               FLAGS.workdir)
-  return 0
+  return finished(runs, failed)
 
 
 def main(argv: list[str]) -> None:
