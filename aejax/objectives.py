@@ -16,6 +16,8 @@ from aejax import losses
 from aejax import sampling
 
 Metrics = dict[str, jax.Array]
+# Evaluation-only per-example parts of batch statistics: [B, ...] arrays to sum, not average.
+POOLED = ("code_counts", "activation")
 
 
 def kl_weight(objective: ml_collections.ConfigDict, step: jax.Array | None) -> jax.Array:
@@ -28,9 +30,14 @@ def kl_weight(objective: ml_collections.ConfigDict, step: jax.Array | None) -> j
 
 
 def per_example(model: Any, params: Any, x_in: jax.Array, x: jax.Array, keys_B: jax.Array,
-                config: ml_collections.ConfigDict, step: jax.Array | None) -> Metrics:
+                config: ml_collections.ConfigDict, step: jax.Array | None,
+                axis_name: str | None = None) -> Metrics:
   """Scores model(x_in) against the target x. `keys_B`: one key per example; `step` is the
-  train step (None: evaluation)."""
+  train step (None: evaluation); `axis_name`: the pmap axis that batch statistics pool over.
+
+  Evaluation also returns the additive parts of the batch statistics, per example (POOLED,
+  [B, ...]), so that `from_sums` derives them once over the whole test split.
+  """
   family, loss, o = config.model.name, config.loss, config.objective
   # The model keeps the whole keys (the draws of a plain VAE do not depend on what else is on);
   # the test NLL's samples come from keys folded off them.
@@ -57,7 +64,11 @@ def per_example(model: Any, params: Any, x_in: jax.Array, x: jax.Array, keys_B: 
     elif family == "vqvae":
       metrics = losses.ae_objective(outputs, x, loss)
       metrics.update(losses.vq_terms(outputs["z_e"], outputs["codes"]))
-      metrics.update(losses.code_usage(outputs["indices"], config.model.codebook_size))
+      if step is None:
+        metrics["code_counts"] = losses.code_counts(outputs["indices"], config.model.codebook_size)
+      else:
+        metrics.update(losses.code_usage(outputs["indices"], config.model.codebook_size,
+                                         axis_name))
       metrics["loss"] = metrics["loss"] + metrics["codebook"] + o.commitment * metrics[
           "commitment"]
     else:
@@ -68,9 +79,30 @@ def per_example(model: Any, params: Any, x_in: jax.Array, x: jax.Array, keys_B: 
       if o.sparsity_weight:
         metrics["kl_sparsity"] = losses.kl_sparsity(outputs["z"], o.sparsity_target)
         metrics["loss"] = metrics["loss"] + o.sparsity_weight * metrics["kl_sparsity"]
+        if step is None:
+          metrics["activation"] = outputs["z"].astype(jnp.float32)
   if step is None and family == "vae" and config.eval_num_samples:
     log_w_KxB = likelihood.importance_log_weights(model, params, x_in, x, rng_eval,
                                                   config.eval_num_samples,
                                                   config.eval_sample_chunk)
     metrics["nll"] = -losses.iwae_bound(log_w_KxB)
+  return metrics
+
+
+def from_sums(sums: Metrics, num_examples: jax.Array,
+              config: ml_collections.ConfigDict) -> Metrics:
+  """Evaluation's sums over the unmasked test images -> per-image means, with the batch
+  statistics derived once from their pooled parts: what a single batch of the whole split would
+  report, whatever eval_batch_size and padding."""
+  sums = dict(sums)
+  counts_K, activation_Z = sums.pop("code_counts", None), sums.pop("activation", None)
+  metrics = {k: v / num_examples for k, v in sums.items()}
+  if counts_K is not None:
+    metrics.update(losses.usage_of_counts(counts_K))
+  if activation_Z is not None:
+    o = config.objective
+    kl = losses.sparsity_of_mean(activation_Z / num_examples, o.sparsity_target)
+    # The loss summed each batch's own penalty; it takes the pooled one instead.
+    metrics["loss"] = metrics["loss"] + o.sparsity_weight * (kl - metrics["kl_sparsity"])
+    metrics["kl_sparsity"] = kl
   return metrics

@@ -56,7 +56,7 @@ def split_keys(seed: int) -> dict[str, jax.Array]:
 
 def per_example_metrics(params: Any, x_uint8: jax.Array, keys_B: jax.Array, *, model: Any,
                         config: ml_collections.ConfigDict,
-                        step: jax.Array | None = None) -> Metrics:
+                        step: jax.Array | None = None, axis_name: str | None = None) -> Metrics:
   """Scores a batch of uint8 images: a dict of [B] arrays with the objective under 'loss'.
 
   `keys_B` holds one key per example (or is one key: sampling.as_example_keys), so every
@@ -71,7 +71,7 @@ def per_example_metrics(params: Any, x_uint8: jax.Array, keys_B: jax.Array, *, m
                           config.input.binarize)
   # Denoising: the model sees a corrupted copy, the objective scores it against the clean x.
   x_in = preprocess.corrupt(x, keys_corrupt_B, config.input.corruption, config.input.noise_level)
-  return objectives.per_example(model, params, x_in, x, keys_model_B, config, step)
+  return objectives.per_example(model, params, x_in, x, keys_model_B, config, step, axis_name)
 
 
 def train_step(state: TrainState, x_uint8: jax.Array, rng: jax.Array, *, model: Any,
@@ -89,7 +89,7 @@ def train_step(state: TrainState, x_uint8: jax.Array, rng: jax.Array, *, model: 
 
   def loss_fn(params):
     per_example = per_example_metrics(params, x_uint8, keys_B, model=model, config=config,
-                                      step=state.step)
+                                      step=state.step, axis_name=axis_name)
     means = {k: jnp.mean(v) for k, v in per_example.items()}
     return means["loss"], means
 
@@ -197,8 +197,10 @@ class _HostLoop:
 
 
 def make_evaluate(params_metrics_fn: Callable, *, eval_batch_size: int,
-                  keys: dict[str, jax.Array], mesh: jax.sharding.Mesh) -> Callable:
-  """(params, images_MxHxWxC, mask_M) -> per-image means over the unmasked images.
+                  keys: dict[str, jax.Array], mesh: jax.sharding.Mesh,
+                  config: ml_collections.ConfigDict | None = None) -> Callable:
+  """(params, images_MxHxWxC, mask_M) -> per-image means over the unmasked images, and the
+  batch statistics of all of them (objectives.from_sums; `config` names their parameters).
 
   The same eval key every time: a stochastic objective (dynamic binarisation, posterior samples)
   is scored on the same draws at every evaluation, so epochs compare like with like.
@@ -214,13 +216,14 @@ def make_evaluate(params_metrics_fn: Callable, *, eval_batch_size: int,
       x_B = jax.lax.with_sharding_constraint(x_B, batch_sharding)
       keys_B = sampling.example_keys(keys["eval"], i * eval_batch_size, eval_batch_size)
       per_example = params_metrics_fn(params, x_B, keys_B)
-      return {k: totals[k] + jnp.sum(v * m_B) for k, v in per_example.items()}, None
+      # Masked sums over the batch axis; a POOLED [B, ...] array keeps its trailing axes.
+      return {k: totals[k] + jnp.tensordot(m_B, v, axes=1) for k, v in per_example.items()}, None
 
     shapes = jax.eval_shape(params_metrics_fn, params, images_MxHxWxC[:eval_batch_size],
                             sampling.example_keys(keys["eval"], 0, eval_batch_size))
-    zeros = {k: jnp.zeros((), jnp.float32) for k in shapes}
+    zeros = {k: jnp.zeros(v.shape[1:], jnp.float32) for k, v in shapes.items()}
     totals, _ = jax.lax.scan(body, zeros, jnp.arange(num_batches))
-    return {k: v / jnp.sum(mask_M) for k, v in totals.items()}
+    return objectives.from_sums(totals, jnp.sum(mask_M), config)
 
   return jax.jit(evaluate)
 
@@ -377,7 +380,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       return from_call(compiled[num_steps](to_call(state), train_images, epoch, start))
 
   evaluate = make_evaluate(metrics_fn, eval_batch_size=config.eval_batch_size, keys=keys,
-                           mesh=mesh).lower(state.params, test_images, test_mask).compile()
+                           mesh=mesh, config=config).lower(state.params, test_images, test_mask).compile()
   logging.info("Compiled %d-step train calls and the evaluation in %.1fs", chunk,
                time.time() - t0)
 
