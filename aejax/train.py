@@ -422,13 +422,19 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     train_metrics = {k: v / steps_per_epoch for k, v in sums.items()}
     writer.write(step, epoch, "train", {**train_metrics, "examples_per_sec": examples_per_sec})
     line = f"epoch {epoch}/{config.num_epochs} step {step} | train loss {train_metrics['loss']:.4f}"
+    # A stop asked for during the epoch is checkpointed before the evaluation, which can outlast
+    # the grace period (a k = 5000 NLL); the evaluation still runs, for the epoch's test line.
+    saved = stop = watcher.should_stop()
+    if stop:
+      save(state, epoch, 0, {})
     if epoch % config.eval_every_epochs == 0 or epoch == config.num_epochs:
       test_metrics = jax.device_get(evaluate(state.params, test_images, test_mask))
       writer.write(step, epoch, "test", test_metrics)
       line += " | test " + " ".join(f"{k} {v:.4f}" for k, v in sorted(test_metrics.items()))
     epoch_step, sums = 0, {}
-    stop = watcher.should_stop()
-    if epoch % config.checkpoint.every_epochs == 0 or epoch == config.num_epochs or stop:
+    stop = stop or watcher.should_stop()
+    if not saved and (epoch % config.checkpoint.every_epochs == 0 or epoch == config.num_epochs
+                      or stop):
       save(state, epoch, 0, {})
     eta = np.mean(epoch_seconds) * (config.num_epochs - epoch)
     logging.info("%s | %s ex/s | ETA %s", line, f"{examples_per_sec:,.0f}",
