@@ -82,10 +82,14 @@ def kl_sparsity(a_BxZ: jax.Array, target: float) -> jax.Array:
   each unit, so it is a batch quantity; every example carries the same value so that its batch
   mean (what the train step minimises) is the penalty itself. Activations must lie in (0, 1).
   """
-  rho_hat_Z = jnp.clip(jnp.mean(a_BxZ, axis=0), 1e-6, 1 - 1e-6)
-  kl = jnp.sum(target * jnp.log(target / rho_hat_Z)
-               + (1 - target) * jnp.log((1 - target) / (1 - rho_hat_Z)))
-  return jnp.broadcast_to(kl, a_BxZ.shape[:1])
+  return jnp.broadcast_to(sparsity_of_mean(jnp.mean(a_BxZ, axis=0), target), a_BxZ.shape[:1])
+
+
+def sparsity_of_mean(mean_a_Z: jax.Array, target: float) -> jax.Array:
+  """The sparsity KL from the mean activation of each unit (of a batch, or of a whole split)."""
+  rho_hat_Z = jnp.clip(mean_a_Z, 1e-6, 1 - 1e-6)
+  return jnp.sum(target * jnp.log(target / rho_hat_Z)
+                 + (1 - target) * jnp.log((1 - target) / (1 - rho_hat_Z)))
 
 
 def vq_terms(z_e_BxNxD: jax.Array, codes_BxNxD: jax.Array) -> dict[str, jax.Array]:
@@ -99,17 +103,31 @@ def vq_terms(z_e_BxNxD: jax.Array, codes_BxNxD: jax.Array) -> dict[str, jax.Arra
           "commitment": _sum_per_example(jnp.square(z_e_BxNxD - sg(codes_BxNxD)))}
 
 
-def code_usage(indices_BxN: jax.Array, codebook_size: int) -> dict[str, jax.Array]:
-  """Codebook usage of a batch: perplexity of the code frequencies (1 = a single code in use,
-  codebook_size = all used equally) and the fraction of codes used. Batch quantities, given to
-  every example."""
-  counts_K = jnp.zeros(codebook_size).at[indices_BxN.reshape(-1)].add(1.0)
-  p_K = counts_K / indices_BxN.size
-  perplexity = jnp.exp(-jnp.sum(jnp.where(p_K > 0, p_K * jnp.log(p_K), 0.0)))
-  used = jnp.mean((counts_K > 0).astype(jnp.float32))
+def code_counts(indices_BxN: jax.Array, codebook_size: int) -> jax.Array:
+  """How often each code is chosen in each example: [B, codebook_size]. Additive over examples,
+  so counts of several batches (or devices) pool by summing."""
+  return jax.nn.one_hot(indices_BxN.reshape(indices_BxN.shape[0], -1), codebook_size,
+                        dtype=jnp.float32).sum(axis=1)
+
+
+def usage_of_counts(counts_K: jax.Array) -> dict[str, jax.Array]:
+  """Perplexity of the code frequencies (1 = a single code in use, codebook_size = all used
+  equally) and the fraction of codes used, from pooled counts."""
+  p_K = counts_K / jnp.sum(counts_K)
+  return {"code_perplexity": jnp.exp(-jnp.sum(jnp.where(p_K > 0, p_K * jnp.log(p_K), 0.0))),
+          "codes_used": jnp.mean((counts_K > 0).astype(jnp.float32))}
+
+
+def code_usage(indices_BxN: jax.Array, codebook_size: int,
+               axis_name: str | None = None) -> dict[str, jax.Array]:
+  """Codebook usage of a batch (usage_of_counts), given to every example. Under pmap
+  (`axis_name`) the counts of every device are pooled first: usage is not additive, so a mean
+  of per-device values would not be the usage of the global batch."""
+  counts_K = jnp.sum(code_counts(indices_BxN, codebook_size), axis=0)
+  if axis_name:
+    counts_K = jax.lax.psum(counts_K, axis_name)
   b = indices_BxN.shape[:1]
-  return {"code_perplexity": jnp.broadcast_to(perplexity, b),
-          "codes_used": jnp.broadcast_to(used, b)}
+  return {k: jnp.broadcast_to(v, b) for k, v in usage_of_counts(counts_K).items()}
 
 
 def ae_objective(outputs: dict[str, jax.Array], x: jax.Array,

@@ -17,6 +17,8 @@ from aejax import losses
 from aejax import sampling
 
 Metrics = dict[str, jax.Array]
+# Evaluation-only per-example parts of batch statistics: [B, ...] arrays to sum, not average.
+POOLED = ("code_counts", "activation")
 
 
 def kl_weight(objective: ml_collections.ConfigDict, step: jax.Array | None,
@@ -38,10 +40,16 @@ def kl_weight(objective: ml_collections.ConfigDict, step: jax.Array | None,
 
 def per_example(model: Any, params: Any, x_in: jax.Array, x: jax.Array, keys_B: jax.Array,
                 config: ml_collections.ConfigDict, step: jax.Array | None,
-                hp: hparams.Hparams | None = None) -> Metrics:
+                hp: hparams.Hparams | None = None,
+                axis_name: str | None = None) -> Metrics:
   """Scores model(x_in) against the target x. `keys_B`: one key per example; `step` is the
-  train step (None: evaluation). The weights come from `hp` (default: the config's); which
-  terms exist, from the config (hparams.structure)."""
+  train step (None: evaluation); `axis_name`: the pmap axis that batch statistics pool over. The
+  weights come from `hp` (default: the config's); which terms exist, from the config
+  (hparams.structure).
+
+  Evaluation also returns the additive parts of the batch statistics, per example (POOLED,
+  [B, ...]), so that `from_sums` derives them once over the whole test split.
+  """
   family, loss, o = config.model.name, config.loss, config.objective
   hp = hparams.of(config) if hp is None else hp
   # The model keeps the whole keys (the draws of a plain VAE do not depend on what else is on);
@@ -69,7 +77,11 @@ def per_example(model: Any, params: Any, x_in: jax.Array, x: jax.Array, keys_B: 
     elif family == "vqvae":
       metrics = losses.ae_objective(outputs, x, loss)
       metrics.update(losses.vq_terms(outputs["z_e"], outputs["codes"]))
-      metrics.update(losses.code_usage(outputs["indices"], config.model.codebook_size))
+      if step is None:
+        metrics["code_counts"] = losses.code_counts(outputs["indices"], config.model.codebook_size)
+      else:
+        metrics.update(losses.code_usage(outputs["indices"], config.model.codebook_size,
+                                         axis_name))
       metrics["loss"] = metrics["loss"] + metrics["codebook"] + hp["objective.commitment"] * (
           metrics["commitment"])
     else:
@@ -81,9 +93,31 @@ def per_example(model: Any, params: Any, x_in: jax.Array, x: jax.Array, keys_B: 
         metrics["kl_sparsity"] = losses.kl_sparsity(outputs["z"], o.sparsity_target)
         metrics["loss"] = metrics["loss"] + hp["objective.sparsity_weight"] * metrics[
             "kl_sparsity"]
+        if step is None:
+          metrics["activation"] = outputs["z"].astype(jnp.float32)
   if step is None and family == "vae" and config.eval_num_samples:
     log_w_KxB = likelihood.importance_log_weights(model, params, x_in, x, rng_eval,
                                                   config.eval_num_samples,
                                                   config.eval_sample_chunk)
     metrics["nll"] = -losses.iwae_bound(log_w_KxB)
+  return metrics
+
+
+def from_sums(sums: Metrics, num_examples: jax.Array, config: ml_collections.ConfigDict,
+              hp: hparams.Hparams | None = None) -> Metrics:
+  """Evaluation's sums over the unmasked test images -> per-image means, with the batch
+  statistics derived once from their pooled parts: what a single batch of the whole split would
+  report, whatever eval_batch_size and padding."""
+  sums = dict(sums)
+  counts_K, activation_Z = sums.pop("code_counts", None), sums.pop("activation", None)
+  metrics = {k: v / num_examples for k, v in sums.items()}
+  if counts_K is not None:
+    metrics.update(losses.usage_of_counts(counts_K))
+  if activation_Z is not None:
+    hp = hparams.of(config) if hp is None else hp
+    kl = losses.sparsity_of_mean(activation_Z / num_examples, config.objective.sparsity_target)
+    # The loss summed each batch's own penalty; it takes the pooled one instead.
+    metrics["loss"] = metrics["loss"] + hp["objective.sparsity_weight"] * (
+        kl - metrics["kl_sparsity"])
+    metrics["kl_sparsity"] = kl
   return metrics

@@ -57,7 +57,8 @@ def split_keys(seed: int) -> dict[str, jax.Array]:
 
 def per_example_metrics(params: Any, x_uint8: jax.Array, keys_B: jax.Array, *, model: Any,
                         config: ml_collections.ConfigDict, step: jax.Array | None = None,
-                        hp: hparams.Hparams | None = None) -> Metrics:
+                        hp: hparams.Hparams | None = None,
+                        axis_name: str | None = None) -> Metrics:
   """Scores a batch of uint8 images: a dict of [B] arrays with the objective under 'loss'.
 
   `keys_B` holds one key per example (or is one key: sampling.as_example_keys), so every
@@ -73,7 +74,7 @@ def per_example_metrics(params: Any, x_uint8: jax.Array, keys_B: jax.Array, *, m
                           config.input.binarize)
   # Denoising: the model sees a corrupted copy, the objective scores it against the clean x.
   x_in = preprocess.corrupt(x, keys_corrupt_B, config.input.corruption, hp["input.noise_level"])
-  return objectives.per_example(model, params, x_in, x, keys_model_B, config, step, hp)
+  return objectives.per_example(model, params, x_in, x, keys_model_B, config, step, hp, axis_name)
 
 
 def train_step(state: TrainState, x_uint8: jax.Array, rng: jax.Array,
@@ -96,7 +97,7 @@ def train_step(state: TrainState, x_uint8: jax.Array, rng: jax.Array,
 
   def loss_fn(params):
     per_example = per_example_metrics(params, x_uint8, keys_B, model=model, config=config,
-                                      step=state.step, hp=hp)
+                                      step=state.step, hp=hp, axis_name=axis_name)
     means = {k: jnp.mean(v) for k, v in per_example.items()}
     return means["loss"], means
 
@@ -233,8 +234,10 @@ class _HostLoop:
 
 def make_evaluate(params_metrics_fn: Callable, *, eval_batch_size: int,
                   keys: dict[str, jax.Array] | None = None, mesh: jax.sharding.Mesh,
+                  config: ml_collections.ConfigDict | None = None,
                   vectorized: bool = False) -> Callable:
-  """(params, images_MxHxWxC, mask_M[, run]) -> per-image means over the unmasked images.
+  """(params, images_MxHxWxC, mask_M[, run]) -> per-image means over the unmasked images, and
+  the batch statistics of all of them (objectives.from_sums; `config` names their parameters).
 
   The same eval key every time: a stochastic objective (dynamic binarisation, posterior samples)
   is scored on the same draws at every evaluation, so epochs compare like with like. Without
@@ -254,14 +257,16 @@ def make_evaluate(params_metrics_fn: Callable, *, eval_batch_size: int,
       x_B = jax.lax.with_sharding_constraint(x_B, batch_sharding)
       keys_B = sampling.example_keys(eval_key, i * eval_batch_size, eval_batch_size)
       per_example = params_metrics_fn(params, x_B, keys_B, **hp)
-      return {k: totals[k] + jnp.sum(v * m_B) for k, v in per_example.items()}, None
+      # Masked sums over the batch axis; a POOLED [B, ...] array keeps its trailing axes.
+      return {k: totals[k] + jnp.tensordot(m_B, v, axes=1) for k, v in per_example.items()}, None
 
     # Which metrics exist depends on the config, not on the values in `hp`.
     shapes = jax.eval_shape(params_metrics_fn, params, images_MxHxWxC[:eval_batch_size],
                             sampling.example_keys(eval_key, 0, eval_batch_size))
-    zeros = {k: jnp.zeros((), jnp.float32) for k in shapes}
+    zeros = {k: jnp.zeros(v.shape[1:], jnp.float32) for k, v in shapes.items()}
     totals, _ = jax.lax.scan(body, zeros, jnp.arange(num_batches))
-    return {k: v / jnp.sum(mask_M) for k, v in totals.items()}
+    return objectives.from_sums(totals, jnp.sum(mask_M), config,
+                                None if run is None else run["hp"])
 
   if vectorized:
     return jax.jit(jax.vmap(evaluate, in_axes=(0, None, None, 0)))
@@ -508,8 +513,8 @@ def _train_group(configs: list[ml_collections.ConfigDict], workdirs: list[str],
       return from_call(compiled[num_steps](to_call(state), train_images, epoch, start, run))
 
   evaluate = make_evaluate(metrics_fn, eval_batch_size=config.eval_batch_size, mesh=mesh,
-                           vectorized=vectorized).lower(state.params, test_images, test_mask,
-                                                        run).compile()
+                           config=config, vectorized=vectorized).lower(
+                               state.params, test_images, test_mask, run).compile()
   logging.info("Compiled %d-step train calls and the evaluation in %.1fs", chunk,
                time.time() - t0)
 
@@ -556,24 +561,28 @@ def _train_group(configs: list[ml_collections.ConfigDict], workdirs: list[str],
 
     step = epoch * steps_per_epoch
     examples_per_sec = steps_run * config.batch_size / epoch_seconds[-1]
-    evaluated = epoch % config.eval_every_epochs == 0 or epoch == config.num_epochs
-    if evaluated:
-      all_test_metrics = jax.device_get(evaluate(state.params, test_images, test_mask, run))
     lines = []
     for i, writer in enumerate(writers):
       train_metrics = {k: v / steps_per_epoch for k, v in sums[i].items()}
       writer.write(step, epoch, "train", {**train_metrics, "examples_per_sec": examples_per_sec})
-      line = (f"{workdirs[i]} | " if vectorized else "") + (
+      lines.append((f"{workdirs[i]} | " if vectorized else "") + (
           f"epoch {epoch}/{config.num_epochs} step {step} | train loss "
-          f"{train_metrics['loss']:.4f}")
-      if evaluated:
+          f"{train_metrics['loss']:.4f}"))
+    epoch_step, sums = 0, [{} for _ in configs]
+    # A stop asked for during the epoch is checkpointed before the evaluation, which can outlast
+    # the grace period (a k = 5000 NLL); the evaluation still runs, for the epoch's test line.
+    saved = stop = watcher.should_stop()
+    if stop:
+      save(state, epoch, 0, sums)
+    if epoch % config.eval_every_epochs == 0 or epoch == config.num_epochs:
+      all_test_metrics = jax.device_get(evaluate(state.params, test_images, test_mask, run))
+      for i, writer in enumerate(writers):
         test_metrics = take(all_test_metrics, i)
         writer.write(step, epoch, "test", test_metrics)
-        line += " | test " + " ".join(f"{k} {v:.4f}" for k, v in sorted(test_metrics.items()))
-      lines.append(line)
-    epoch_step, sums = 0, [{} for _ in configs]
-    stop = watcher.should_stop()
-    if epoch % config.checkpoint.every_epochs == 0 or epoch == config.num_epochs or stop:
+        lines[i] += " | test " + " ".join(f"{k} {v:.4f}" for k, v in sorted(test_metrics.items()))
+    stop = stop or watcher.should_stop()
+    if not saved and (epoch % config.checkpoint.every_epochs == 0 or epoch == config.num_epochs
+                      or stop):
       save(state, epoch, 0, sums)
     eta = np.mean(epoch_seconds) * (config.num_epochs - epoch)
     for line in lines:

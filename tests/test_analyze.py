@@ -221,3 +221,47 @@ def test_import_aejax_stays_light():
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                        cwd=REPO)
   assert out.stdout.strip() == "aejax.analysis.restored"
+
+
+FAMILIES = [(name, encoder) for name in ("ae", "vae", "vqvae") for encoder in ("mlp", "conv")]
+
+
+@pytest.fixture(scope="module")
+def family_runs(data_dir, tmp_path_factory):
+  """One tiny run per family x encoder: the digit 0 only, 2 steps; {(name, encoder): workdir}."""
+  from aejax import configs
+  from aejax import train
+
+  runs = {}
+  for name, encoder in FAMILIES:
+    config = configs.base()
+    if encoder == "conv":
+      config = configs.with_conv(config)
+    config.model.name, config.model.encoder = name, encoder
+    config.model.hidden, config.model.channels, config.model.latents = (16,), (4, 8), 16
+    config.model.codebook_size = 16
+    config.loss = "elbo" if name == "vae" else "bce"
+    config.input.train_labels = (0,)  # 5923 images in batches of 2000: 2 steps.
+    config.batch_size, config.num_epochs = 2000, 1
+    runs[name, encoder] = str(tmp_path_factory.mktemp("families") / f"{name}_{encoder}")
+    train.train_and_evaluate(config, runs[name, encoder], data_dir=data_dir)
+  return runs
+
+
+@pytest.mark.parametrize("name,encoder", FAMILIES)
+def test_restore_and_analyze_work_for_every_family_and_encoder(family_runs, name, encoder,
+                                                                data_dir, mnist):
+  import aejax
+  from aejax import analyze
+
+  run = aejax.restore(family_runs[name, encoder])
+  x = mnist[2][:8]
+  z = run.encode(x)
+  assert z.shape == (8, 16) and np.all(np.isfinite(z))
+  recon = run.reconstruct(x)
+  np.testing.assert_allclose(recon, run.decode(z), rtol=1e-6)  # reconstruct = decode(encode).
+  assert recon.shape == (8, 28, 28, 1) and 0 <= recon.min() and recon.max() <= 1
+  result = analyze.analyze(family_runs[name, encoder], k=4, data_dir=data_dir, nll_images=16,
+                           probe_examples=200, neighbors=1)
+  assert result["step"] == 2 and np.isfinite(result["metrics"]["sq_err_per_image"]), result
+  assert np.isfinite(result["metrics"]["nll"]) if name == "vae" else "nll" not in result["metrics"]

@@ -42,6 +42,38 @@ def test_one_device_mesh_and_pmap_give_the_same_parameters(data_dir):
   assert "EQUIVALENT" in proc.stdout
 
 
+_VQ_USAGE = """
+import functools, json
+import jax, jax.numpy as jnp, numpy as np
+from aejax import configs, models, optimizers, train
+config = configs.base()
+config.model.name, config.model.codebook_size = "vqvae", 64
+model = models.create_model(config.model, (28, 28, 1))
+tx = optimizers.create_optimizer(config)
+state = train.init_state(jax.random.key(0), (28, 28, 1), model=model, tx=tx)
+x = jnp.asarray(np.random.default_rng(0).integers(0, 256, (64, 28, 28, 1), np.uint8))
+rng = jax.random.key(1)
+step = functools.partial(train.train_step, model=model, tx=tx, config=config)
+_, whole = jax.jit(step)(state, x, rng)
+n = jax.device_count()
+_, per_device = jax.pmap(functools.partial(step, axis_name="data"), axis_name="data",
+                         in_axes=(None, 0, None))(state, x.reshape(n, -1, 28, 28, 1), rng)
+print(json.dumps({k: [float(whole[k]), float(per_device[k][0])]
+                  for k in ("code_perplexity", "codes_used", "loss")}))
+"""
+
+
+def test_pmap_reports_the_code_usage_of_the_whole_batch():
+  # Usage is not additive: each device's 16 images use fewer codes than the batch's 64, so a mean
+  # of per-device values understates it. pmap must report what jit on the whole batch does.
+  proc = subprocess.run([sys.executable, "-c", _VQ_USAGE], cwd=REPO, capture_output=True,
+                        text=True, timeout=300, env={**os.environ, **_cpu_env(4)})
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  got = json.loads(proc.stdout.strip().splitlines()[-1])
+  for k, (whole, pmap) in got.items():
+    assert abs(whole - pmap) <= 1e-4 * abs(whole), (k, whole, pmap)
+
+
 def test_two_processes_match_one_process_and_resume(data_dir, tmp_path):
   multi, single = str(tmp_path / "multi"), str(tmp_path / "single")
   flags = [*TINY_VAE, f"--data_dir={data_dir}", "--config.num_epochs=1"]

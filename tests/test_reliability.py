@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import types
 
 import jax
 import jax.numpy as jnp
@@ -233,3 +234,48 @@ def test_kl_warmup_continues_across_a_resume(data_dir, tmp_path):
   kl_weight = {r["epoch"]: r["kl_weight"] for r in _rows(workdir) if r["split"] == "train"}
   # The mean of step / 1000 over each epoch's steps: (0 + 467) / 2000, then (468 + 935) / 2000.
   np.testing.assert_allclose([kl_weight[1], kl_weight[2]], [0.2335, 0.7015], rtol=1e-5)
+
+
+def test_a_sigterm_in_an_epochs_last_chunk_checkpoints_before_the_evaluation(
+    data_dir, tmp_path, monkeypatch):
+  from aejax.errors import Preempted
+  from aejax.run import metrics as metrics_lib
+
+  config = configs.base()
+  config.model.hidden, config.batch_size, config.num_epochs = (32,), 6000, 2  # 10 steps an epoch.
+  straight, interrupted = str(tmp_path / "straight"), str(tmp_path / "interrupted")
+  train.train_and_evaluate(config, straight, data_dir=data_dir)
+
+  events = []
+  save, make_evaluate, write = checkpoint.save, train.make_evaluate, metrics_lib.MetricWriter.write
+
+  def recording_make_evaluate(*args, **kwargs):
+    lowered = make_evaluate(*args, **kwargs)
+
+    class Recorder:  # What the loop calls: make_evaluate(...).lower(...).compile()(...).
+      def lower(self, *a):
+        compiled = lowered.lower(*a).compile()
+        return types.SimpleNamespace(compile=lambda: lambda *b: events.append("evaluate")
+                                     or compiled(*b))
+    return Recorder()
+
+  def signalling_write(self, step, epoch, split, values):
+    if split == "train":  # The epoch's chunks are done: as if the signal came in the last one.
+      os.kill(os.getpid(), signal.SIGTERM)
+    return write(self, step, epoch, split, values)
+
+  monkeypatch.setattr(checkpoint, "save", lambda mngr, step, *a: events.append(("save", step))
+                      or save(mngr, step, *a))
+  monkeypatch.setattr(train, "make_evaluate", recording_make_evaluate)
+  monkeypatch.setattr(metrics_lib.MetricWriter, "write", signalling_write)
+  with pytest.raises(Preempted, match="at step 10 "):
+    train.train_and_evaluate(config, interrupted, data_dir=data_dir)
+  # The checkpoint is asked for before the evaluation starts, once.
+  assert events == [("save", 10), "evaluate"], events
+  monkeypatch.undo()
+
+  train.train_and_evaluate(config, interrupted, data_dir=data_dir)
+  jax.tree.map(np.testing.assert_array_equal, _params(interrupted), _params(straight))
+  drop = ("examples_per_sec", "time")
+  strip = lambda rows: [{k: v for k, v in r.items() if k not in drop} for r in rows]
+  assert strip(_rows(interrupted)) == strip(_rows(straight))

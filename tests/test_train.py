@@ -78,3 +78,35 @@ def test_evaluation_ignores_padding(mnist):
                     sampling.example_keys(keys["eval"], 0, 1000))
   for k in ("sq_err", "bce", "loss"):
     np.testing.assert_allclose(got[k], np.mean(want[k]), rtol=1e-5)
+
+
+def test_evaluation_batch_statistics_do_not_depend_on_eval_batch_size(mnist):
+  # Batch statistics of the whole test split, not means of per-batch (padded) values: a VQ-VAE's
+  # code usage and a sparse AE's KL, against one unpadded pass over the 1000 images.
+  test_images = mnist[2][:1000]
+  vq, sparse = configs.base(), configs.base()
+  vq.model.name, vq.model.codebook_size = "vqvae", 64
+  sparse.model.hidden, sparse.model.latents = (64,), 16
+  sparse.model.code_activation = "sigmoid"
+  sparse.objective.sparsity_weight, sparse.objective.sparsity_target = 2.0, 0.05
+  keys = train.split_keys(0)
+  for config, names in ((vq, ("code_perplexity", "codes_used")),
+                        (sparse, ("kl_sparsity", "loss"))):
+    model = models.create_model(config.model, (28, 28, 1))
+    tx = optimizers.create_optimizer(config)
+    params = train.init_state(jax.random.key(0), (28, 28, 1), model=model, tx=tx).params
+    metrics_fn = functools.partial(train.per_example_metrics, model=model, config=config)
+    got = {}
+    for b in (300, 1000):
+      padded, mask = train.pad_to_multiple(test_images, b)
+      evaluate = train.make_evaluate(metrics_fn, eval_batch_size=b, keys=keys,
+                                     mesh=parallel.make_mesh(), config=config)
+      got[b] = evaluate(params, jnp.asarray(padded), jnp.asarray(mask))
+    for k in names:
+      np.testing.assert_allclose(got[300][k], got[1000][k], rtol=1e-5, err_msg=k)
+    if config is vq:  # The perplexity of the split's code frequencies, by hand.
+      counts = np.sum(metrics_fn(params, jnp.asarray(test_images),
+                                 sampling.example_keys(keys["eval"], 0, 1000))["code_counts"], 0)
+      p = counts[counts > 0] / counts.sum()
+      np.testing.assert_allclose(got[300]["code_perplexity"], np.exp(-np.sum(p * np.log(p))),
+                                 rtol=1e-5)

@@ -14,9 +14,14 @@ from aejax import models
 from aejax import optimizers
 from aejax import parallel
 from aejax import train
-from aejax.bench import load_experiment
+from aejax.configs import load_experiment
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SKIP = ("time", "examples_per_sec")  # Wall-clock fields differ between any two runs.
+
+
+def _experiment(name):
+  return load_experiment(os.path.join(REPO, "experiments", f"{name}.py"))
 
 
 def _shrink(config, seed, lr):
@@ -28,13 +33,13 @@ def _shrink(config, seed, lr):
 
 
 def _small_vae(seed, lr):
-  config = _shrink(load_experiment("vae"), seed, lr)
+  config = _shrink(_experiment("vae"), seed, lr)
   config.model.hidden, config.model.latents = (32,), 4
   return config
 
 
 def _small_conv_ae(seed, lr):
-  config = _shrink(load_experiment("conv_ae"), seed, lr)
+  config = _shrink(_experiment("conv_ae"), seed, lr)
   config.model.channels, config.model.latents = (4, 8), 4
   return config
 
