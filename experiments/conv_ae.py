@@ -4,8 +4,10 @@ transposed convs; squared-error loss.
   python -m aejax.main --config=experiments/conv_ae.py --workdir=/tmp/conv_ae \
       --manual_dir=../shared/data/mnist
 
-Not run yet: on this CPU (CPU, 2 cores, shared with other jobs) one epoch of the full-size conv
-model did not finish in 15 minutes (XLA's CPU convolutions are slow); it needs an accelerator.
+Result (measured on one NVIDIA H100, 2026-11-26, `bench/gpu_check.sh`, with the strided
+convolutions that were then the default): test sq_err 3.31 per image after the 20 epochs (the MLP
+AE of mlp_ae.py: 3.75 at the same code size), 29.6 s for the whole command. Not trained in full
+on the 2-core CPU: each step there runs as a host loop over one compiled step (aejax/loops.py).
 """
 
 from aejax import configs

@@ -6,8 +6,8 @@ cross-entropy on the grey levels, codebook loss and commitment loss (weight 0.25
       --manual_dir=../shared/data/mnist
 
 Lines report `code_perplexity` and `codes_used` (codebook usage per batch).
-Not run yet: needs an accelerator (one epoch of the same conv stack as conv_ae.py did not
-finish in 15 minutes on this CPU, CPU, 2 cores, shared with other jobs).
+Not trained in full yet: the one GPU call that trained conv_ae.py and conv_vae.py ran out of its
+time before this file; on the 2-core CPU the conv stack runs as a host loop (aejax/loops.py).
 """
 
 from aejax import configs
