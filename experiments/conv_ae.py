@@ -7,7 +7,7 @@ transposed convs; squared-error loss.
 Result (measured on one NVIDIA H100, 2026-11-26, `bench/gpu_check.sh`, with the strided
 convolutions that were then the default): test sq_err 3.31 per image after the 20 epochs (the MLP
 AE of mlp_ae.py: 3.75 at the same code size), 29.6 s for the whole command. Not trained in full
-on the 2-core CPU: each step there runs as a host loop over one compiled step (aejax/loops.py).
+on the 2-core CPU.
 """
 
 from aejax import configs

@@ -7,7 +7,7 @@ cross-entropy on the grey levels, codebook loss and commitment loss (weight 0.25
 
 Lines report `code_perplexity` and `codes_used` (codebook usage per batch).
 Not trained in full yet: the one GPU call that trained conv_ae.py and conv_vae.py ran out of its
-time before this file; on the 2-core CPU the conv stack runs as a host loop (aejax/loops.py).
+time before this file, and the 2-core CPU was not given the time.
 """
 
 from aejax import configs
