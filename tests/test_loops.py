@@ -105,6 +105,9 @@ def test_conv_parameters_after_20_steps_agree_between_loops(images):
   # near-zero gradients up to a relative 1e-4, still under 1e-7 absolute).
   config = _tiny("conv", opt="sgd")
   config.learning_rate = 1e-4
+  # The strided form: in the space-to-depth one the scan's rounding of a few near-zero weights
+  # reaches a relative 2e-6 (2.6e-12 absolute).
+  config.model.conv_impl = "strided"
   scan_params, scan_sums = _train(config, images, "scan")
   host_params, host_sums = _train(config, images, "host")
   _assert_bitwise(_train(config, images, "unroll")[0], host_params)  # The same top-level ops.
