@@ -33,7 +33,7 @@ def kl_weight(objective: ml_collections.ConfigDict, step: jax.Array | None,
     beta, warmup = hp["objective.beta"], hp["objective.kl_warmup_steps"]
   if step is None:
     return beta
-  # A warm-up of 0 steps is no ramp; the max only keeps the unused branch finite.
+  # A warm-up of 0 steps is no ramp; the max only keeps the unused side of the where finite.
   ramp = jnp.minimum(1.0, step.astype(jnp.float32) / jnp.maximum(warmup, 1.0))
   return beta * jnp.where(warmup > 0, ramp, 1.0)
 
