@@ -252,7 +252,6 @@ def family_runs(data_dir, tmp_path_factory):
 def test_restore_and_analyze_work_for_every_family_and_encoder(family_runs, name, encoder,
                                                                 data_dir, mnist):
   import aejax
-  from aejax import analyze
 
   run = aejax.restore(family_runs[name, encoder])
   x = mnist[2][:8]
@@ -261,7 +260,13 @@ def test_restore_and_analyze_work_for_every_family_and_encoder(family_runs, name
   recon = run.reconstruct(x)
   np.testing.assert_allclose(recon, run.decode(z), rtol=1e-6)  # reconstruct = decode(encode).
   assert recon.shape == (8, 28, 28, 1) and 0 <= recon.min() and recon.max() <= 1
-  result = analyze.analyze(family_runs[name, encoder], k=4, data_dir=data_dir, nll_images=16,
-                           probe_examples=200, neighbors=1)
+  # As a user runs it: in-process, aejax.analyze's flags would clash with aejax.main's, which
+  # other test modules import.
+  proc = run_aejax(f"--workdir={family_runs[name, encoder]}", "--k=4", f"--data_dir={data_dir}",
+                   "--nll_images=16", "--probe_examples=200", "--neighbors=1",
+                   module="aejax.analyze")
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  with open(os.path.join(family_runs[name, encoder], "analysis", "metrics.json")) as f:
+    result = json.load(f)
   assert result["step"] == 2 and np.isfinite(result["metrics"]["sq_err_per_image"]), result
   assert np.isfinite(result["metrics"]["nll"]) if name == "vae" else "nll" not in result["metrics"]
