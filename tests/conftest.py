@@ -33,6 +33,22 @@ def run_aejax(*args: str, env: dict[str, str] | None = None, timeout: float = 60
                         capture_output=True, text=True, timeout=timeout)
 
 
+def saved_state(workdir: str, step: int | None = None) -> tuple[dict, dict]:
+  """(state, meta) of a run's checkpoint at `step` (default: the newest) as it was saved, a
+  nested dict of arrays on this process's first device, whatever device count wrote it."""
+  import orbax.checkpoint as ocp
+  from aejax.run import checkpoint
+
+  with checkpoint.manager(os.path.join(workdir, "checkpoints"), max_to_keep=3) as mngr:
+    step = mngr.latest_step() if step is None else step
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    abstract = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                            mngr.item_metadata(step).state)
+    restored = mngr.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
+  return restored.state, dict(restored.meta)
+
+
 @pytest.fixture(scope="session")
 def data_dir(request, tmp_path_factory) -> str:
   """A TFDS data dir holding the real MNIST, prepared by TFDS from the manual dir."""

@@ -12,7 +12,7 @@ import pytest
 
 from aejax.errors import StorageError
 from aejax.run import checkpoint
-from conftest import run_aejax
+from conftest import run_aejax, saved_state
 
 # 60 steps per epoch; a checkpoint (params and Adam moments) is 1.2 MB, so 2 fit on 3 MB.
 TINY_AE = ["--config=experiments/mlp_ae.py", "--config.model.hidden=(64,)",
@@ -33,8 +33,7 @@ def _tmpfs(path, size):
 
 
 def _state(workdir, step):
-  mngr = checkpoint.manager(os.path.join(workdir, "checkpoints"), max_to_keep=3)
-  return checkpoint.restore_on_one_device(mngr, step)[0]
+  return saved_state(workdir, step)[0]
 
 
 def _assert_bitwise_equal(a, b):

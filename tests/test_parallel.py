@@ -8,7 +8,7 @@ import sys
 import time
 
 
-from conftest import REPO, assert_same_training, run_aejax
+from conftest import REPO, assert_same_training, run_aejax, saved_state
 
 TINY_VAE = ["--config=experiments/vae.py", "--config.batch_size=6000",  # 10 steps an epoch.
             "--config.model.hidden=(64,)"]
@@ -25,9 +25,7 @@ def _launch(*args, **kwargs) -> subprocess.Popen:
 
 
 def _final_state(workdir):
-  from aejax.run import checkpoint
-  mngr = checkpoint.manager(os.path.join(workdir, "checkpoints"), max_to_keep=3)
-  return checkpoint.restore_on_one_device(mngr, mngr.latest_step())
+  return saved_state(workdir)
 
 
 def _rows(workdir):

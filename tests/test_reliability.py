@@ -17,7 +17,7 @@ from aejax.run import lock
 from aejax import configs
 from aejax import train
 from aejax.errors import Diverged
-from conftest import REPO, run_aejax
+from conftest import REPO, run_aejax, saved_state
 
 TINY_AE = ["--config=experiments/mlp_ae.py", "--config.model.hidden=(64,)",
            "--config.steps_per_call=20"]
@@ -31,8 +31,7 @@ def _tree(workdir):
 
 
 def _params(workdir):
-  mngr = checkpoint.manager(os.path.join(workdir, "checkpoints"), max_to_keep=3)
-  return checkpoint.restore_on_one_device(mngr, mngr.latest_step())[0]["params"]
+  return saved_state(workdir)[0]["params"]
 
 
 def _rows(workdir):
@@ -102,7 +101,7 @@ def test_a_nan_stops_the_run_naming_the_step_and_keeps_the_last_good_checkpoint(
   assert events.count("save") == 1 and events[-2:] == ["save", "wait"], events
   mngr = checkpoint.manager(os.path.join(workdir, "checkpoints"), max_to_keep=3)
   assert mngr.all_steps() == [468]
-  state, meta = checkpoint.restore_on_one_device(mngr, 468)
+  state, meta = saved_state(workdir, 468)
   assert int(state["step"]) == 468 and meta["epoch"] == 1
   assert all(np.isfinite(x).all() for x in jax.tree.leaves(state["params"]))
 

@@ -9,8 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO, run_aejax
-from aejax.run import checkpoint
+from conftest import REPO, run_aejax, saved_state
 from aejax.run import rundir
 
 # Digits 0 and 1 only (12,665 train images): 20 steps per epoch of batch 632, 5 per call, so a
@@ -27,10 +26,7 @@ def _args(root, data_dir, *extra, epochs=2):
 
 
 def _final_params(run_dir):
-  mngr = checkpoint.manager(os.path.join(run_dir, "checkpoints"), 3)
-  state, _ = checkpoint.restore_on_one_device(mngr, mngr.latest_step())
-  mngr.close()
-  return state["params"]
+  return saved_state(run_dir)[0]["params"]
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ from aejax.errors import StorageError, UserError
 def manager(directory: str, max_to_keep: int) -> ocp.CheckpointManager:
   options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
   # Handlers named up front (not inferred from the first save) so that a manager that has not
-  # saved anything yet can read a checkpoint's metadata: restore_on_one_device needs it.
+  # saved anything yet can read a checkpoint's metadata.
   handlers = {"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}
   return ocp.CheckpointManager(directory, options=options, item_handlers=handlers)
 
@@ -195,15 +195,3 @@ def restore_latest(mngr: ocp.CheckpointManager, like: Any,
   if steps and allow_fallback:
     raise UserError(f"no checkpoint in {mngr.directory} can be read; use --force_new")
   return None
-
-
-def restore_on_one_device(mngr: ocp.CheckpointManager, step: int) -> tuple[Any, dict[str, Any]]:
-  """Restores `step` as it was saved (a nested dict of arrays), all on this process's first
-  device, whatever device count wrote it: for analysis, where no train state exists yet."""
-  metadata = mngr.item_metadata(step).state
-  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  abstract = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
-                          metadata)
-  restored = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
-                                                        meta=ocp.args.JsonRestore()))
-  return restored.state, dict(restored.meta)
