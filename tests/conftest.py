@@ -4,6 +4,7 @@ Pass the folder with the four MNIST archives as `--manual_dir` (CI: ../shared/da
 optionally `--data_dir` to reuse a prepared TFDS data dir between sessions.
 """
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -52,14 +53,21 @@ def saved_state(workdir: str, step: int | None = None) -> tuple[dict, dict]:
 @pytest.fixture(scope="session")
 def data_dir(request, tmp_path_factory) -> str:
   """A TFDS data dir holding the real MNIST, prepared by TFDS from the manual dir."""
-  data_dir = request.config.getoption("data_dir") or str(tmp_path_factory.mktemp("tfds"))
+  # Under pytest-xdist (`-n 2`) every worker has its own session: they share one data dir in the
+  # run's common temp dir, and the first to take the lock prepares it for all.
+  shared = tmp_path_factory.getbasetemp()
+  if os.environ.get("PYTEST_XDIST_WORKER"):
+    shared = shared.parent
+  data_dir = request.config.getoption("data_dir") or str(shared / "tfds")
   manual_dir = request.config.getoption("manual_dir")
   args = [f"data_dir={data_dir!r}"]
   if manual_dir:
     args.append(f"manual_dir={os.path.abspath(manual_dir)!r}")
   # A subprocess, so TensorFlow (imported by TFDS to prepare) never enters the test process.
   code = f"from aejax.data import dataset; dataset.prepare('mnist', {', '.join(args)})"
-  proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+  with open(shared / "tfds.lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
   if proc.returncode:
     pytest.fail("could not prepare MNIST (pass --manual_dir=../shared/data/mnist): "
                 + proc.stderr.strip().splitlines()[-1])
