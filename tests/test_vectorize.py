@@ -41,6 +41,10 @@ def _small_vae(seed, lr):
 def _small_conv_ae(seed, lr):
   config = _shrink(_experiment("conv_ae"), seed, lr)
   config.model.channels, config.model.latents = (4, 8), 4
+  # The squared error: with the file's cross-entropy one decoder bias of 392 differs by 1.7e-5
+  # after 20 steps (Adam's division by sqrt(v) turns the vmapped convolutions' summation order
+  # into a visible update of a near-zero gradient), beyond the atol 1e-6 this test holds to.
+  config.loss = "mse"
   return config
 
 
