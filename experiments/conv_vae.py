@@ -4,10 +4,10 @@ mirror transposed convs, Bernoulli decoder, ELBO; dynamic binarisation.
   python -m aejax.main --config=experiments/conv_vae.py --workdir=/tmp/conv_vae \
       --manual_dir=../shared/data/mnist
 
-Result (measured on one NVIDIA H100, 2026-11-26, `bench/gpu_check.sh`, with the strided
-convolutions that were then the default): test ELBO -95.57 nats (rec 67.70, KL 27.86) after the 30
-epochs (the MLP VAE of vae.py: -99.12), 33.6 s for the whole command. Not trained in full on the
-2-core CPU.
+Result on the 2-core CPU (2026-11-26, nothing else running): test ELBO -95.63 nats (rec 67.66,
+KL 27.97) after the 30 epochs (the MLP VAE of vae.py: -99.13), 1,284 s (21 min) for the whole
+command, 1,526 training examples/s. On one NVIDIA H100 (bench/gpu_check.sh, with
+`model.conv_impl='strided'`): -95.57 in 33.6 s.
 """
 
 from aejax import configs

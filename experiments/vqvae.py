@@ -6,8 +6,10 @@ cross-entropy on the grey levels, codebook loss and commitment loss (weight 0.25
       --manual_dir=../shared/data/mnist
 
 Lines report `code_perplexity` and `codes_used` (codebook usage per batch).
-Not trained in full yet: the one GPU call that trained conv_ae.py and conv_vae.py ran out of its
-time before this file, and the 2-core CPU was not given the time.
+
+Result on the 2-core CPU (2026-11-26, nothing else running): test sq_err 8.41 per image (bce
+73.77), code perplexity 120.7 of 128 codes, every code used, after the 20 epochs; 840 s (14 min)
+for the whole command, 1,569 training examples/s.
 """
 
 from aejax import configs
