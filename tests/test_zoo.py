@@ -2,7 +2,6 @@
 version of their schedule end to end, and the conv experiments learn at their own sizes."""
 
 import glob
-import importlib.util
 import json
 import os
 
@@ -10,20 +9,13 @@ import numpy as np
 import pytest
 
 from aejax import train
+from aejax.configs import load_experiment
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # mlp_ae.py and vae.py already train end to end through the CLI in test_main.py.
 COVERED_ELSEWHERE = ("mlp_ae.py", "vae.py")
 EXPERIMENTS = sorted(p for p in glob.glob(os.path.join(REPO, "experiments", "*.py"))
                      if os.path.basename(p) not in COVERED_ELSEWHERE)
-
-
-def load_config(path: str):
-  """An experiment's get_config(), loaded by path as config_flags does."""
-  spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
 
 
 def shrink(config):
@@ -72,7 +64,7 @@ def constant_model_scores(mnist, labels, binarize: str) -> tuple[float, float]:
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: os.path.basename(p)[:-3])
 def test_experiment_trains_on_real_mnist(path, data_dir, mnist, tmp_path):
-  config = shrink(load_config(path))
+  config = shrink(load_experiment(path))
   state = train.train_and_evaluate(config, str(tmp_path), data_dir=data_dir)
   labels = config.input.train_labels  # One-class experiments train on some digits only.
   num_train = 60000 if labels is None else int(np.isin(mnist[1], labels).sum())
@@ -95,7 +87,7 @@ def test_conv_experiment_learns_from_its_input(path, data_dir, mnist, tmp_path):
   best constant prediction of those digits' test images (measured: conv_ae 0.34x, conv_vae 0.80x,
   vqvae 0.77x). conv_ae.py with a squared-error loss ends at 1.67x: its logits saturate at the
   background within the first steps, where the squared error's gradient vanishes."""
-  config = load_config(path)
+  config = load_experiment(path)
   config.input.train_labels, config.num_epochs = (0, 1), 1
   train.train_and_evaluate(config, str(tmp_path), data_dir=data_dir)
   test = [l for l in read_metrics(str(tmp_path)) if l["split"] == "test"][-1]
