@@ -5,6 +5,7 @@
 # Prepare here (once; both folders are git-ignored and travel with the device tool's `carry`):
 #   bash tools/offline_wheels.sh .whl 3.12 tensorboardX   # TFDS read side, grain, ml_collections
 #   mkdir -p .tfds && cp -r "$TFDS_DATA_DIR/mnist" .tfds/  # the prepared ArrayRecord MNIST
+#   rm -rf .tfds/mnist/*/decoded_uint8                   # rebuilt there; keeps the carry small
 # Then, from the repository root on the GPU host:
 #   OUT=/some/dir bash bench/gpu_check.sh                  # PARTS=table,trace,... for a subset
 # Dry run on a CPU host (what the test suite does): PY=.venv/bin/python WHEELS=none STEPS=2 DRY=1.

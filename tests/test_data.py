@@ -1,5 +1,9 @@
 """The real MNIST, as TFDS prepares it from the original archives."""
 
+import collections
+import gzip
+import os
+import shutil
 import time
 
 import numpy as np
@@ -33,3 +37,61 @@ def test_manual_dir_without_the_archives_names_them(tmp_path):
     dataset.prepare("mnist", str(tmp_path / "tfds"), manual_dir=str(empty))
   assert not (tmp_path / "tfds" / "mnist").exists() or not any(
       (tmp_path / "tfds" / "mnist").glob("*/dataset_info.json"))
+
+
+def _archive_split(manual_dir, prefix):
+  """(images bytes, label) pairs of an original MNIST archive pair, read with numpy (idx: a
+  16-byte header before the images, 8 bytes before the labels)."""
+  with gzip.open(os.path.join(manual_dir, f"{prefix}-images-idx3-ubyte.gz")) as f:
+    images = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28 * 28)
+  with gzip.open(os.path.join(manual_dir, f"{prefix}-labels-idx1-ubyte.gz")) as f:
+    labels = np.frombuffer(f.read(), np.uint8, offset=8)
+  return collections.Counter(zip(map(bytes, images), labels.tolist()))
+
+
+def test_decoded_copy_holds_the_archives_images_and_is_rebuilt_when_stale_or_damaged(
+    data_dir, request, tmp_path, monkeypatch, caplog):
+  manual_dir = request.config.getoption("manual_dir")
+  if not manual_dir:
+    pytest.skip("compares with the original archives: pass --manual_dir")
+  builder_dir = tmp_path / "mnist"  # A copy, so the shared prepared MNIST is never touched.
+  shutil.copytree(dataset.prepare("mnist", data_dir), builder_dir,
+                  ignore=shutil.ignore_patterns(dataset.DECODED_DIR))
+  cache_dir = builder_dir / dataset.DECODED_DIR
+
+  images, labels = dataset.load_split(str(builder_dir), "test")  # Decoded by TFDS, then kept.
+  assert images.shape == (10000, 28, 28, 1) and images.dtype == np.uint8
+  assert labels.dtype == np.int32
+  # TFDS shuffles the examples while preparing: the same (image, label) pairs, in another order.
+  assert collections.Counter(zip(map(bytes, images.reshape(10000, -1)), labels.tolist())) == (
+      _archive_split(manual_dir, "t10k"))
+  (kept,) = os.listdir(cache_dir)
+
+  from tensorflow_datasets.core import read_only_builder
+
+  def no_decoding(*args, **kwargs):
+    raise AssertionError("decoded although a decoded copy exists")
+
+  with monkeypatch.context() as m:
+    m.setattr(read_only_builder.ReadOnlyBuilder, "as_data_source", no_decoding)
+    again = dataset.load_split(str(builder_dir), "test")
+  np.testing.assert_array_equal(again[0], images)
+  np.testing.assert_array_equal(again[1], labels)
+
+  (cache_dir / kept).write_bytes((cache_dir / kept).read_bytes()[:1000])  # Cut off.
+  caplog.set_level("WARNING")
+  damaged = dataset.load_split(str(builder_dir), "test")
+  assert "Ignoring the unreadable decoded copy" in caplog.text
+  np.testing.assert_array_equal(damaged[0], images)
+  assert os.listdir(cache_dir) == [kept] and (cache_dir / kept).stat().st_size > 7_000_000
+
+  shard = next(builder_dir.glob("mnist-test.array_record-*"))
+  os.utime(shard, ns=(shard.stat().st_atime_ns, shard.stat().st_mtime_ns + 10**9))
+  dataset.load_split(str(builder_dir), "test")  # Prepared again (the files changed): new copy.
+  assert len(os.listdir(cache_dir)) == 2
+
+  shutil.rmtree(cache_dir)
+  cache_dir.write_text("")  # A data dir that cannot take the copy still loads, with a warning.
+  unkept = dataset.load_split(str(builder_dir), "test")
+  np.testing.assert_array_equal(unkept[0], images)
+  assert "Could not keep the decoded" in caplog.text
