@@ -50,14 +50,34 @@ def saved_state(workdir: str, step: int | None = None) -> tuple[dict, dict]:
   return restored.state, dict(restored.meta)
 
 
+def _run_temp(tmp_path_factory):
+  """This run's temp dir, the same for every pytest-xdist worker (each has its own below it)."""
+  base = tmp_path_factory.getbasetemp()
+  return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@pytest.fixture(scope="session", autouse=True)
+def compilation_cache(tmp_path_factory):
+  """One persistent JAX compilation cache for this run's test processes and every process they
+  start: the suite compiles the same small programs in hundreds of fresh processes, and a
+  cached executable is the one XLA would compile again (the key covers the program, the
+  devices and the XLA flags), so only the time changes."""
+  path = str(_run_temp(tmp_path_factory) / "jax_cache")
+  settings = {"jax_compilation_cache_dir": path,  # Every program, however quick to compile.
+              "jax_persistent_cache_min_compile_time_secs": 0.0,
+              "jax_persistent_cache_min_entry_size_bytes": 0}
+  for name, value in settings.items():
+    jax.config.update(name, value)  # This process,
+    os.environ[name.upper()] = str(value)  # and the ones it starts.
+  return path
+
+
 @pytest.fixture(scope="session")
 def data_dir(request, tmp_path_factory) -> str:
   """A TFDS data dir holding the real MNIST, prepared by TFDS from the manual dir."""
-  # Under pytest-xdist (`-n 2`) every worker has its own session: they share one data dir in the
-  # run's common temp dir, and the first to take the lock prepares it for all.
-  shared = tmp_path_factory.getbasetemp()
-  if os.environ.get("PYTEST_XDIST_WORKER"):
-    shared = shared.parent
+  # Under pytest-xdist (`-n 2`) the workers share one data dir, and the first to take the lock
+  # prepares it for all.
+  shared = _run_temp(tmp_path_factory)
   data_dir = request.config.getoption("data_dir") or str(shared / "tfds")
   manual_dir = request.config.getoption("manual_dir")
   args = [f"data_dir={data_dir!r}"]
