@@ -12,6 +12,7 @@ import functools
 import jax
 import numpy as np
 
+from aejax import configs
 from aejax.data import dataset
 from aejax import models
 from aejax import optimizers
@@ -23,11 +24,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def vae_config():
-  import importlib.util
-  spec = importlib.util.spec_from_file_location("vae", os.path.join(REPO, "experiments", "vae.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+  return configs.load_experiment(os.path.join(REPO, "experiments", "vae.py"))
 
 
 def ten_steps(config, images, mode, devices):

@@ -1,7 +1,6 @@
 """config.dtype=bfloat16: bf16 compute, float32 parameters, optimizer state and loss."""
 
 import functools
-import importlib.util
 import json
 import os
 
@@ -18,11 +17,7 @@ from aejax import train
 
 
 def vae_experiment():
-  spec = importlib.util.spec_from_file_location("vae_experiment",
-                                                os.path.join(REPO, "experiments", "vae.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+  return configs.load_experiment(os.path.join(REPO, "experiments", "vae.py"))
 
 
 def test_bf16_computes_in_bf16_but_keeps_float32_state(mnist):
