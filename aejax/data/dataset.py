@@ -9,6 +9,7 @@ imports TensorFlow. Hosts without internet hand TFDS a folder holding the origin
 import contextlib
 import hashlib
 import os
+import socket
 import zipfile
 
 from absl import logging
@@ -104,10 +105,12 @@ def load_split(builder_dir: str, split: str) -> tuple[np.ndarray, np.ndarray]:
   import tensorflow_datasets as tfds
 
   builder = tfds.builder_from_directory(builder_dir)
-  cache = _decoded_cache_path(builder, split)
+  # A data dir in a bucket (gs://...) is read through TFDS each time: no local copy to keep.
+  cache = None if "://" in os.fspath(builder_dir) else _decoded_cache_path(builder, split)
   try:
-    with np.load(cache) as arrays:
-      return arrays["images"], arrays["labels"]
+    if cache:
+      with np.load(cache) as arrays:
+        return arrays["images"], arrays["labels"]
   except FileNotFoundError:
     pass
   except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:  # Damaged: decode afresh.
@@ -117,7 +120,8 @@ def load_split(builder_dir: str, split: str) -> tuple[np.ndarray, np.ndarray]:
   examples = source.__getitems__(range(len(source)))
   images_NxHxWxC = np.stack([ex["image"] for ex in examples])
   labels_N = np.asarray([ex["label"] for ex in examples], dtype=np.int32)
-  _write_decoded_cache(cache, images_NxHxWxC, labels_N)
+  if cache:
+    _write_decoded_cache(cache, images_NxHxWxC, labels_N)
   return images_NxHxWxC, labels_N
 
 
@@ -132,7 +136,7 @@ def _write_decoded_cache(path: str, images: np.ndarray, labels: np.ndarray) -> N
   """Writes the decoded split atomically (processes that share the data dir may race; the last
   rename wins with identical contents). A data dir that cannot take it only costs the decoding
   next time, so that is a warning, not an error."""
-  tmp = f"{path}.{os.getpid()}.tmp"
+  tmp = f"{path}.{socket.gethostname()}.{os.getpid()}.tmp"  # Unique on a shared file system.
   try:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(tmp, "wb") as f:
