@@ -99,23 +99,22 @@ def load_split(builder_dir: str, split: str) -> tuple[np.ndarray, np.ndarray]:
 
   TFDS decodes every image in Python (MNIST's 60,000 PNGs: about 6 s on one CPU core, paid by
   every process of every run), so the decoded arrays are kept beside the prepared files and later
-  calls read them back (well under a second). The cached copy is keyed to the split's prepared
-  files (names, sizes, modification times): preparing the split afresh makes a new one.
+  calls read them back (well under a second).
   """
   import tensorflow_datasets as tfds
 
   builder = tfds.builder_from_directory(builder_dir)
   # A data dir in a bucket (gs://...) is read through TFDS each time: no local copy to keep.
   cache = None if "://" in os.fspath(builder_dir) else _decoded_cache_path(builder, split)
-  try:
-    if cache:
+  if cache:
+    try:
       with np.load(cache) as arrays:
         return arrays["images"], arrays["labels"]
-  except FileNotFoundError:
-    pass
-  except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:  # Damaged: decode afresh.
-    logging.warning("Ignoring the unreadable decoded copy %s (%s); decoding %s again", cache, e,
-                    split)
+    except FileNotFoundError:
+      pass
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:  # Damaged: decode afresh.
+      logging.warning("Ignoring the unreadable decoded copy %s (%s); decoding %s again", cache,
+                      e, split)
   source = builder.as_data_source(split=split)
   examples = source.__getitems__(range(len(source)))
   images_NxHxWxC = np.stack([ex["image"] for ex in examples])
@@ -126,9 +125,13 @@ def load_split(builder_dir: str, split: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _decoded_cache_path(builder, split: str) -> str:
-  files = [os.fspath(path) for path in builder.info.splits[split].filepaths]
-  key = hashlib.sha256(repr([(os.path.basename(f), os.stat(f).st_size, os.stat(f).st_mtime_ns)
-                             for f in files]).encode()).hexdigest()[:16]
+  """`<builder dir>/decoded_uint8/<split>-<key>.npz`, the key a hash of the split's prepared
+  files (name, size, mtime), so a split prepared afresh never reads an older copy."""
+  files = []
+  for path in map(os.fspath, builder.info.splits[split].filepaths):
+    st = os.stat(path)
+    files.append((os.path.basename(path), st.st_size, st.st_mtime_ns))
+  key = hashlib.sha256(repr(files).encode()).hexdigest()[:16]
   return os.path.join(os.fspath(builder.data_dir), DECODED_DIR, f"{split}-{key}.npz")
 
 
