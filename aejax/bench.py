@@ -5,7 +5,7 @@ r"""Throughput of aejax's loop beside a per-step baseline, in one process.
 Per batch size (and dtype) it times, after a warm-up and up to `block_until_ready`:
   baseline  the usual loop (as in the Flax VAE example): a host-side permutation, a numpy batch
             gathered on the host per step and fed to the jitted step, a key split on the host;
-  device    aejax's device-resident epoch (`train.make_train_chunk`): one call per epoch, its
+  device    aejax's device-resident epoch (`epochs.make_train_chunk`): one call per epoch, its
             steps run as config.loop chooses for this backend and model (`loop` in the row);
   stream    aejax's streaming epoch (`input_pipeline.StreamEpochs`): grain reads and decodes
             each batch from the prepared TFDS files.
@@ -23,7 +23,6 @@ import functools
 import json
 import math
 import os
-import sys
 import time
 
 from absl import app
@@ -32,13 +31,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from aejax import cli
 from aejax import configs
+from aejax import group
 from aejax.data import dataset
 from aejax.data import input_pipeline
 from aejax import loops
 from aejax import models
 from aejax import optimizers
 from aejax import parallel
+from aejax import epochs as epochs_lib  # `epochs` counts epochs here.
+from aejax import hparams
 from aejax import train
 from aejax import validation
 from aejax.errors import UserError
@@ -110,39 +113,45 @@ def timed(fn, trace_name: str | None = None) -> tuple[float, object]:
   return seconds, out
 
 
-def bench_group(config, images: np.ndarray, *, replicas: list[int], steps: int, mesh, model,
-                image_shape, epochs: int, spe: int, row) -> list[dict]:
-  """'group' rows: G runs (seeds seed, seed + 1, ...) as one vectorised device epoch."""
-  from aejax import hparams
+def time_device_epochs(step_fn, layout: group.Layout, run, state, images: np.ndarray, *,
+                       batch_size: int, loop: str, epochs: int, spe: int,
+                       trace_name: str) -> tuple[float, float]:
+  """(seconds, compile seconds) of `epochs` device-resident epochs (one call each) of the run or
+  group in `layout`, after one warm-up epoch."""
+  images_dev = parallel.put_replicated(images, layout.mesh)
+  t0 = time.perf_counter()
+  epoch_fn = epochs_lib.make_train_chunk(step_fn, batch_size=batch_size, mesh=layout.mesh,
+                                         loop=loop, vectorized=layout.vectorized,
+                                         run_sharded=layout.run_sharded)
+  epoch_fn = epoch_fn.lower(state, images_dev, 0, 0, spe, run).compile()
+  compile_s = time.perf_counter() - t0
+  state, _ = jax.block_until_ready(epoch_fn(state, images_dev, 0, 0, run))  # Warm-up.
 
-  images_dev = parallel.put_replicated(images, mesh)
-  make_tx = functools.partial(optimizers.create_optimizer, config, spe)
+  def run_epochs(state):
+    for epoch in range(1, epochs + 1):
+      state, metrics = epoch_fn(state, images_dev, epoch, 0, run)
+    return state, metrics
+
+  seconds, _ = timed(lambda: run_epochs(state), trace_name)
+  return seconds, compile_s
+
+
+def bench_group(config, images: np.ndarray, *, replicas: list[int], model, image_shape,
+                epochs: int, spe: int, row) -> list[dict]:
+  """'group' rows: G runs (seeds seed, seed + 1, ...) as one vectorised device epoch, laid out
+  and initialised as the trainer does (aejax/group.py)."""
+  make_tx = optimizers.for_runs(config, spe)
   step_fn = functools.partial(train.train_step, model=model, tx=make_tx, config=config)
-  init = functools.partial(train.init_state, image_shape=image_shape, model=model,
-                           tx=make_tx(hparams.of(config)))
   loop = loops.resolve(config.loop, config.model.encoder, jax.default_backend())
   rows = []
   for g in replicas:
-    runs = [{"keys": train.split_keys(config.seed + i), "hp": hparams.of(config)}
-            for i in range(g)]
-    run = jax.tree.map(lambda *xs: jnp.stack(xs), *runs)
-    run_sharded = mesh.size > 1 and g % mesh.size == 0
-    sharding = parallel.batch_sharded(mesh) if run_sharded else parallel.replicated(mesh)
-    run = jax.device_put(run, sharding)
-    state = jax.jit(jax.vmap(init), out_shardings=sharding)(run["keys"]["init"])
-    t0 = time.perf_counter()
-    epoch_fn = train.make_train_chunk(step_fn, batch_size=config.batch_size, mesh=mesh,
-                                      loop=loop, vectorized=True, run_sharded=run_sharded)
-    epoch_fn = epoch_fn.lower(state, images_dev, 0, 0, spe, run).compile()
-    compile_s = time.perf_counter() - t0
-    state, _ = jax.block_until_ready(epoch_fn(state, images_dev, 0, 0, run))  # Warm-up.
-
-    def run_group(state):
-      for epoch in range(1, epochs + 1):
-        state, metrics = epoch_fn(state, images_dev, epoch, 0, run)
-      return state, metrics
-
-    seconds, _ = timed(lambda: run_group(state), f"group{g}_b{config.batch_size}")
+    layout = group.layout(g, vectorized=True)
+    run = layout.stack([group.run_inputs(config, config.seed + i) for i in range(g)])
+    state = group.initial_state(layout, run, image_shape=image_shape, model=model,
+                                tx=make_tx(hparams.of(config)))
+    seconds, compile_s = time_device_epochs(
+        step_fn, layout, run, state, images, batch_size=config.batch_size, loop=loop,
+        epochs=epochs, spe=spe, trace_name=f"group{g}_b{config.batch_size}")
     r = row("group", seconds, epochs * spe * g, compile_s)
     r["replicas"], r["loop"] = g, loop
     rows.append(r)
@@ -158,18 +167,19 @@ def bench_one(config, images: np.ndarray, source, *, modes, steps: int, stream_e
   image_shape = images.shape[1:]
   spe = num_train // batch_size  # Steps per epoch, as in the trainer.
   epochs = math.ceil(steps / spe)
-  mesh = parallel.make_mesh()
+  layout = group.layout(1, vectorized=False)  # One run, as aejax.main trains it.
+  mesh = layout.mesh
   model = models.create_model(config.model, image_shape, config.dtype)
-  tx = optimizers.create_optimizer(config, spe)  # spe: schedules count in steps.
-  keys = train.split_keys(config.seed)
-  init = jax.jit(functools.partial(train.init_state, image_shape=image_shape, model=model, tx=tx),
-                 out_shardings=parallel.replicated(mesh))
-  fresh_state = lambda: init(keys["init"])
-  step_fn = functools.partial(train.train_step, model=model, tx=tx, config=config)
+  make_tx = optimizers.for_runs(config, spe)  # spe: schedules count in steps.
+  run = layout.stack([group.run_inputs(config)])
+  keys = run["keys"]
+  fresh_state = lambda: group.initial_state(layout, run, image_shape=image_shape, model=model,
+                                            tx=make_tx(hparams.of(config)))
+  step_fn = functools.partial(train.train_step, model=model, tx=make_tx, config=config)
   x_spec = jax.ShapeDtypeStruct((batch_size, *image_shape), jnp.uint8)
   # The baseline's step, compiled first so its compile time is not a cache hit.
   t0 = time.perf_counter()
-  jit_step = jax.jit(step_fn).lower(fresh_state(), x_spec, keys["train"]).compile()
+  jit_step = jax.jit(step_fn).lower(fresh_state(), x_spec, keys["train"], hp=run["hp"]).compile()
   step_compile_s = time.perf_counter() - t0
   flops, flops_source = step_flops(jit_step, fresh_state().params, batch_size)
   rows = []
@@ -195,7 +205,7 @@ def bench_one(config, images: np.ndarray, source, *, modes, steps: int, stream_e
         j = i % spe
         x_B = images[perm[j * batch_size:(j + 1) * batch_size]]
         rng, step_rng = jax.random.split(rng)
-        state, _ = jit_step(state, x_B, step_rng)
+        state, _ = jit_step(state, x_B, step_rng, hp=run["hp"])
       return state
 
     state = jax.block_until_ready(run_baseline(state, min(spe, 10)))  # Warm-up.
@@ -204,23 +214,10 @@ def bench_one(config, images: np.ndarray, source, *, modes, steps: int, stream_e
     rows.append(row("baseline", seconds, epochs * spe, step_compile_s))
 
   if "device" in modes:
-    images_dev = parallel.put_replicated(images, mesh)
-    state = fresh_state()
-    t0 = time.perf_counter()
     loop = loops.resolve(config.loop, config.model.encoder, jax.default_backend())
-    epoch_fn = train.make_train_chunk(step_fn, batch_size=batch_size, keys=keys, mesh=mesh,
-                                      loop=loop)
-    epoch_fn = epoch_fn.lower(state, images_dev, 0, 0, spe).compile()  # One call per epoch.
-    compile_s = time.perf_counter() - t0
-    state, _ = jax.block_until_ready(epoch_fn(state, images_dev, 0, 0))  # Warm-up.
-
-    def run_device(state):
-      for epoch in range(1, epochs + 1):
-        state, metrics = epoch_fn(state, images_dev, epoch, 0)
-      return state, metrics
-
-    seconds, _ = timed(lambda: run_device(state), f"device_b{batch_size}_{config.dtype}")
-    del images_dev
+    seconds, compile_s = time_device_epochs(
+        step_fn, layout, run, fresh_state(), images, batch_size=batch_size, loop=loop,
+        epochs=epochs, spe=spe, trace_name=f"device_b{batch_size}_{config.dtype}")
     rows.append({**row("device", seconds, epochs * spe, compile_s), "loop": loop})
 
   if "stream" in modes:
@@ -228,14 +225,14 @@ def bench_one(config, images: np.ndarray, source, *, modes, steps: int, stream_e
     t0 = time.perf_counter()
     stream = input_pipeline.StreamEpochs(
         step_fn, source, batch_size=batch_size, steps_per_epoch=spe, num_examples=num_train,
-        num_epochs=1 + stream_epochs, keys=keys, mesh=mesh, num_workers=config.input_workers,
+        num_epochs=1 + stream_epochs, run=run, mesh=mesh, num_workers=config.input_workers,
         state=state)
     compile_s = time.perf_counter() - t0
-    state, _ = jax.block_until_ready(stream(state, 1, 0, spe))  # Warm-up: starts the workers.
+    state, _ = jax.block_until_ready(stream(state, 1, 0, spe, run))  # Warm-up: starts workers.
 
     def run_stream(state):
       for epoch in range(2, 2 + stream_epochs):
-        state, metrics = stream(state, epoch, 0, spe)
+        state, metrics = stream(state, epoch, 0, spe, run)
       return state, metrics
 
     seconds, _ = timed(lambda: run_stream(state))
@@ -243,9 +240,8 @@ def bench_one(config, images: np.ndarray, source, *, modes, steps: int, stream_e
     rows.append(row("stream", seconds, stream_epochs * spe, compile_s))
 
   if replicas:
-    rows.extend(bench_group(config, images, replicas=replicas, steps=steps, mesh=mesh,
-                            model=model, image_shape=image_shape, epochs=epochs, spe=spe,
-                            row=row))
+    rows.extend(bench_group(config, images, replicas=replicas, model=model,
+                            image_shape=image_shape, epochs=epochs, spe=spe, row=row))
     one = next((r["examples_per_sec"] for r in rows if r["mode"] == "device"), None)
     for r in rows:
       if r["mode"] == "group":
@@ -268,12 +264,8 @@ def format_row(r: dict) -> str:
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments {argv[1:]}")
-  try:
-    run()
-  except UserError as e:
-    print(f"aejax: error: {e}", flush=True, file=sys.stderr)
-    raise SystemExit(2)
+    cli.fail(f"unexpected arguments {argv[1:]}; see --help")
+  cli.run_command(run)
 
 
 def run():

@@ -3,12 +3,14 @@ bad input is one line `aejax: error: ...` on stderr with a documented exit code 
 """
 
 import logging as py_logging
+import os
 import sys
+from typing import Callable
 
 from absl import flags
 from absl import logging
 
-from aejax.errors import UserError
+from aejax.errors import AejaxError, Preempted, StorageError, UserError
 
 
 def fail(message: str, exit_code: int = 2) -> None:
@@ -38,3 +40,29 @@ def quiet_library_info_logs() -> None:
   noisy = ("/orbax/",)
   logging.get_absl_logger().addFilter(
       lambda r: r.levelno >= py_logging.WARNING or not any(n in r.pathname for n in noisy))
+
+
+def run_command(command: Callable[[], int | None]) -> None:
+  """Runs a command's body and exits with its status, turning aejax's errors into one line on
+  stderr and their documented exit codes: `aejax: <message>` for a preemption (3: the same
+  command resumes), `aejax: error: <message>` otherwise; Ctrl-C is 130."""
+  try:
+    status = command()
+  except Preempted as e:
+    print(f"aejax: {e}", file=sys.stderr)
+    sys.exit(e.exit_code)
+  except (UserError, StorageError) as e:
+    # UserError is raised at start-up, before anything is written; StorageError after the failed
+    # save was waited for (metrics are flushed line by line): nothing is left to wait for.
+    # os._exit rather than sys.exit: after orbax fails to read or write a checkpoint,
+    # TensorStore callbacks into its closed event loop print tracebacks at interpreter shutdown,
+    # which would bury the one-line error.
+    print(f"aejax: error: {e}", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(e.exit_code)
+  except AejaxError as e:
+    fail(str(e), e.exit_code)
+  except KeyboardInterrupt:
+    print("aejax: interrupted; the same command resumes", file=sys.stderr)
+    sys.exit(130)
+  sys.exit(status or 0)

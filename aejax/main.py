@@ -4,9 +4,6 @@ Any config field can be overridden: `--config.model.latents=32 --config.num_epoc
 Running the same command again resumes from the workdir's latest checkpoint.
 """
 
-import os
-import sys
-
 from absl import app
 from absl import flags
 from absl import logging
@@ -16,7 +13,6 @@ from aejax import cli
 from aejax import configs
 from aejax import train
 from aejax.run import rundir
-from aejax.errors import AejaxError, Preempted, StorageError, UserError
 
 _CONFIG = configs.define_config_flag()
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory: checkpoints, metrics, config.")
@@ -74,24 +70,12 @@ def main(argv: list[str]) -> None:
       from jax.experimental import multihost_utils
       multihost_utils.sync_global_devices("workdir chosen")
     logging.info("--force_new: this run's workdir is %s", workdir)
-  try:
+
+  def train_run() -> None:
     train.train_and_evaluate(config, workdir, data_dir=_DATA_DIR.value,
                              manual_dir=_MANUAL_DIR.value, download=_DOWNLOAD.value,
                              allow_fallback=_ALLOW_FALLBACK.value)
-  except Preempted as e:
-    print(f"aejax: {e}", file=sys.stderr)
-    sys.exit(e.exit_code)
-  except (UserError, StorageError) as e:
-    # UserError is raised only at start-up, before anything is written; StorageError after the
-    # failed save was waited for (metrics are flushed line by line): nothing is left to wait for.
-    # os._exit rather than sys.exit: after orbax fails to read or write a checkpoint, TensorStore
-    # callbacks into its closed event loop print tracebacks at interpreter shutdown, which would
-    # bury the one-line error.
-    print(f"aejax: error: {e}", file=sys.stderr, flush=True)
-    sys.stdout.flush()
-    os._exit(e.exit_code)
-  except AejaxError as e:
-    cli.fail(str(e), e.exit_code)
+  cli.run_command(train_run)
 
 
 if __name__ == "__main__":

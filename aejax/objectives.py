@@ -21,16 +21,10 @@ Metrics = dict[str, jax.Array]
 POOLED = ("code_counts", "activation")
 
 
-def kl_weight(objective: ml_collections.ConfigDict, step: jax.Array | None,
-              hp: hparams.Hparams | None = None) -> jax.Array:
+def kl_weight(step: jax.Array | None, hp: hparams.Hparams) -> jax.Array:
   """beta, ramped linearly from 0 over the first kl_warmup_steps; evaluation (step None) uses
-  the final weight, so test losses compare across the warm-up. The values come from `hp`
-  (arrays; default: the config's)."""
-  if hp is None:
-    beta, warmup = (jnp.asarray(v, jnp.float32)
-                    for v in (objective.beta, objective.kl_warmup_steps))
-  else:
-    beta, warmup = hp["objective.beta"], hp["objective.kl_warmup_steps"]
+  the final weight, so test losses compare across the warm-up. The values come from `hp`."""
+  beta, warmup = hp["objective.beta"], hp["objective.kl_warmup_steps"]
   if step is None:
     return beta
   # A warm-up of 0 steps is no ramp; the max only keeps the unused side of the where finite.
@@ -39,19 +33,17 @@ def kl_weight(objective: ml_collections.ConfigDict, step: jax.Array | None,
 
 
 def per_example(model: Any, params: Any, x_in: jax.Array, x: jax.Array, keys_B: jax.Array,
-                config: ml_collections.ConfigDict, step: jax.Array | None,
-                hp: hparams.Hparams | None = None,
+                config: ml_collections.ConfigDict, step: jax.Array | None, hp: hparams.Hparams,
                 axis_name: str | None = None) -> Metrics:
   """Scores model(x_in) against the target x. `keys_B`: one key per example; `step` is the
   train step (None: evaluation); `axis_name`: the pmap axis that batch statistics pool over. The
-  weights come from `hp` (default: the config's); which terms exist, from the config
-  (hparams.structure).
+  weights come from `hp` (hparams.of); which terms exist, from hparams.structure alone (runs that
+  differ there cannot share a program, so the same rule groups them).
 
   Evaluation also returns the additive parts of the batch statistics, per example (POOLED,
   [B, ...]), so that `from_sums` derives them once over the whole test split.
   """
-  family, loss, o = config.model.name, config.loss, config.objective
-  hp = hparams.of(config) if hp is None else hp
+  family, loss, terms = config.model.name, config.loss, hparams.structure(config)
   # The model keeps the whole keys (the draws of a plain VAE do not depend on what else is on);
   # the test NLL's samples come from keys folded off them.
   keys_B = sampling.as_example_keys(keys_B, x.shape[0])
@@ -70,8 +62,8 @@ def per_example(model: Any, params: Any, x_in: jax.Array, x: jax.Array, keys_B: 
         lambda v: v.astype(jnp.float32) if jnp.issubdtype(v.dtype, jnp.floating) else v, outputs)
     if family == "vae":
       metrics = losses.elbo_objective(outputs, x)
-      if o.beta != 1 or o.kl_warmup_steps:
-        w = kl_weight(o, step, hp)
+      if terms["kl_weighted"]:
+        w = kl_weight(step, hp)
         metrics["loss"] = metrics["rec"] + w * metrics["kl"]
         metrics["kl_weight"] = jnp.broadcast_to(w, metrics["loss"].shape)
     elif family == "vqvae":
@@ -86,11 +78,12 @@ def per_example(model: Any, params: Any, x_in: jax.Array, x: jax.Array, keys_B: 
           metrics["commitment"])
     else:
       metrics = losses.ae_objective(outputs, x, loss)
-      if o.l1_code:
+      if terms["l1_code"]:
         metrics["l1_code"] = losses.l1_penalty(outputs["z"])
         metrics["loss"] = metrics["loss"] + hp["objective.l1_code"] * metrics["l1_code"]
-      if o.sparsity_weight:
-        metrics["kl_sparsity"] = losses.kl_sparsity(outputs["z"], o.sparsity_target)
+      if terms["sparsity"]:
+        metrics["kl_sparsity"] = losses.kl_sparsity(outputs["z"],
+                                                    config.objective.sparsity_target)
         metrics["loss"] = metrics["loss"] + hp["objective.sparsity_weight"] * metrics[
             "kl_sparsity"]
         if step is None:
@@ -104,7 +97,7 @@ def per_example(model: Any, params: Any, x_in: jax.Array, x: jax.Array, keys_B: 
 
 
 def from_sums(sums: Metrics, num_examples: jax.Array, config: ml_collections.ConfigDict,
-              hp: hparams.Hparams | None = None) -> Metrics:
+              hp: hparams.Hparams) -> Metrics:
   """Evaluation's sums over the unmasked test images -> per-image means, with the batch
   statistics derived once from their pooled parts: what a single batch of the whole split would
   report, whatever eval_batch_size and padding."""
@@ -114,7 +107,6 @@ def from_sums(sums: Metrics, num_examples: jax.Array, config: ml_collections.Con
   if counts_K is not None:
     metrics.update(losses.usage_of_counts(counts_K))
   if activation_Z is not None:
-    hp = hparams.of(config) if hp is None else hp
     kl = losses.sparsity_of_mean(activation_Z / num_examples, config.objective.sparsity_target)
     # The loss summed each batch's own penalty; it takes the pooled one instead.
     metrics["loss"] = metrics["loss"] + hp["objective.sparsity_weight"] * (

@@ -1,7 +1,13 @@
 """config.opt + config.learning_rate -> an Optax transformation and its learning-rate schedule.
 
-The config is checked before it gets here (aejax.validation).
+The config is checked before it gets here (aejax.validation). The train step builds its
+optimizer from the run's own hyperparameters (`for_runs`): the learning rate and weight decay
+are arrays there, so the runs of a vectorised group each train at their own values while the
+structure (optimizer, schedule, clipping) comes from the config they share.
 """
+
+import functools
+from typing import Callable
 
 import ml_collections
 import optax
@@ -37,8 +43,7 @@ def learning_rate(config: ml_collections.ConfigDict, steps_per_epoch: int | None
       raise ValueError("the 'cosine' schedule needs steps_per_epoch")
     # Decays to 0 at the end of num_epochs; resuming with a larger num_epochs is config drift
     # (the schedule would change), which the run directory's resume check refuses.
-    return optax.cosine_decay_schedule(config.learning_rate,
-                                       decay_steps=config.num_epochs * steps_per_epoch)
+    return optax.cosine_decay_schedule(lr, decay_steps=config.num_epochs * steps_per_epoch)
   raise ValueError(f"unknown config.opt.schedule={opt.schedule!r}; use one of {SCHEDULES}")
 
 
@@ -61,3 +66,9 @@ def create_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int | N
   if opt.grad_clip_norm:
     tx = optax.chain(optax.clip_by_global_norm(opt.grad_clip_norm), tx)
   return tx
+
+
+def for_runs(config: ml_collections.ConfigDict, steps_per_epoch: int | None = None
+             ) -> Callable[[dict], optax.GradientTransformation]:
+  """The optimizer as a function of a run's hyperparameters (hparams.of): what train_step takes."""
+  return functools.partial(create_optimizer, config, steps_per_epoch)

@@ -43,7 +43,7 @@ from aejax import cli
 from aejax import configs
 from aejax import main as main_lib  # Defines --config, --workdir, --data_dir and main's flags.
 from aejax.run import rundir
-from aejax.errors import Preempted, StorageError, UserError
+from aejax.errors import Diverged, UserError
 
 _SWEEP = flags.DEFINE_multi_string(
     "sweep", [], 'A config field and its values, e.g. --sweep="model.latents=2,16,32"; repeat the '
@@ -241,8 +241,12 @@ def sweep(argv: list[str]) -> int:
     raise UserError(f"--max_group_size={_MAX_GROUP_SIZE.value} must be >= 1")
   envs = device_envs(_PARALLEL.value)
   todo = [r for r in runs if not rundir.is_finished(r.workdir, r.config.num_epochs)]
-  logging.info("Sweep of %d runs in %s: %d finished (skipped), %d to run, %d at a time",
-               len(runs), FLAGS.workdir, len(runs) - len(todo), len(todo), len(envs))
+  # A run that diverged is reported again, not retrained: the same config would diverge again.
+  diverged = [r for r in todo if rundir.divergence(r.workdir)]
+  todo = [r for r in todo if r not in diverged]
+  logging.info("Sweep of %d runs in %s: %d finished and %d diverged (skipped), %d to run, %d at "
+               "a time", len(runs), FLAGS.workdir, len(runs) - len(todo) - len(diverged),
+               len(diverged), len(todo), len(envs))
   if todo:
     # Prepare each dataset once, here, so concurrent runs never race to prepare it.
     from aejax.data import dataset
@@ -250,7 +254,7 @@ def sweep(argv: list[str]) -> int:
       dataset.prepare(name, FLAGS.data_dir, FLAGS.manual_dir, FLAGS.download)
 
   if _VECTORIZE.value:
-    return sweep_vectorized(runs, todo)
+    return sweep_vectorized(runs, todo, diverged)
   common = [sys.executable, "-m", "aejax.main", f"--config={config_file}", *main_flags(), *passed]
   slots = queue.Queue()
   for env in envs:
@@ -273,6 +277,8 @@ def sweep(argv: list[str]) -> int:
       rc, seconds = future.result()
       if rc == 0 and rundir.is_finished(run.workdir, run.config.num_epochs):
         logging.info("Finished %s in %.0fs", run.workdir, seconds)
+      elif rc == Diverged.exit_code and rundir.divergence(run.workdir):
+        diverged.append(run)
       else:
         log = os.path.join(run.workdir, "main.log")
         failed.append(run)
@@ -283,15 +289,25 @@ def sweep(argv: list[str]) -> int:
     pool.shutdown(wait=True, cancel_futures=True)
     raise
   pool.shutdown()
-  return finished(runs, failed)
+  return finished(runs, failed, diverged)
 
 
-def finished(runs: list[Run], failed: list[Run]) -> int:
-  """Logs how the sweep ended; its exit status (1 if a run failed)."""
+def finished(runs: list[Run], failed: list[Run], diverged: list[Run]) -> int:
+  """Logs how the sweep ended, naming each diverged run; its exit status: 1 if a run failed,
+  else 4 (Diverged) if a run diverged, else 0."""
+  for run in diverged:
+    record = rundir.divergence(run.workdir)
+    logging.error("DIVERGED %s: non-finite loss at step %d (epoch %d); its last good checkpoint "
+                  "is kept, and a re-run reports it again: change its config (e.g. a smaller "
+                  "learning rate) to train it", run.workdir, record["step"], record["epoch"])
   if failed:
     logging.error("%d of %d runs failed; re-run the same command to resume them", len(failed),
                   len(runs))
     return 1
+  if diverged:
+    logging.error("%d of %d runs diverged (named above); the others finished", len(diverged),
+                  len(runs))
+    return Diverged.exit_code
   logging.info("All %d runs finished; compare them: python -m aejax.compare %s", len(runs),
                FLAGS.workdir)
   return 0
@@ -309,16 +325,15 @@ def groups(runs: list[Run], max_size: int | None) -> list[list[Run]]:
   return [same[i:i + size] for same in by_key.values() for i in range(0, len(same), size)]
 
 
-def sweep_vectorized(runs: list[Run], todo: list[Run]) -> int:
-  """Trains the unfinished runs group by group in this process; Preempted ends the sweep."""
+def sweep_vectorized(runs: list[Run], todo: list[Run], diverged: list[Run]) -> int:
+  """Trains the unfinished runs group by group in this process. A run that diverges stops alone
+  and its group trains on; the sweep goes on to the next group, every lock of the last one
+  released (train_group). Preempted, bad input and a full disk (which fails every group alike)
+  end the sweep."""
   from aejax import train
-  from aejax.errors import AejaxError
 
-  if not todo:
-    return 0
-  planned = groups(todo, _MAX_GROUP_SIZE.value)
+  planned = groups(todo, _MAX_GROUP_SIZE.value) if todo else []
   logging.info("%d groups of sizes %s", len(planned), " ".join(str(len(g)) for g in planned))
-  failed = []
   for group in planned:
     workdirs = [r.workdir for r in group]
     logging.info("Training a vectorised group of %d: %s", len(group), " ".join(workdirs))
@@ -326,12 +341,10 @@ def sweep_vectorized(runs: list[Run], todo: list[Run]) -> int:
       train.train_group([r.config for r in group], workdirs, data_dir=FLAGS.data_dir,
                         manual_dir=FLAGS.manual_dir, download=FLAGS.download,
                         allow_fallback=FLAGS.allow_fallback)
-    except (Preempted, UserError, StorageError):  # A full disk fails every group alike.
-      raise
-    except AejaxError as e:  # A diverged group; the others still train.
-      failed.extend(group)
-      logging.error("FAILED group %s: %s", " ".join(workdirs), e)
-  return finished(runs, failed)
+    except Diverged as e:
+      logging.error("%s", e)
+      diverged.extend(r for r in group if rundir.divergence(r.workdir))
+  return finished(runs, [], diverged)
 
 
 def main(argv: list[str]) -> None:
@@ -339,20 +352,7 @@ def main(argv: list[str]) -> None:
   if len(argv) > 1:
     cli.fail(f"unexpected arguments {argv[1:]}; set config fields as "
                   f"--config.<key>=<value> and sweep them with --sweep=<key>=<v1>,<v2>")
-  try:
-    sys.exit(sweep(sys.argv))
-  except UserError as e:
-    cli.fail(str(e))
-  except StorageError as e:  # --vectorize: as aejax.main, past orbax's shutdown tracebacks.
-    print(f"aejax: error: {e}", file=sys.stderr, flush=True)
-    sys.stdout.flush()
-    os._exit(e.exit_code)
-  except Preempted as e:  # --vectorize: every run of the group has its checkpoint.
-    print(f"aejax: {e}", file=sys.stderr)
-    sys.exit(e.exit_code)
-  except KeyboardInterrupt:
-    print("aejax: interrupted; the same command resumes the sweep", file=sys.stderr)
-    sys.exit(130)
+  cli.run_command(lambda: sweep(sys.argv))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from aejax import configs
+from aejax import hparams
 from aejax import models
 from aejax import sampling
 from aejax import train
@@ -59,7 +60,8 @@ def test_both_formulations_share_parameters_and_compute_the_same_model(mnist, fa
     model = models.create_model(cfg.model, (28, 28, 1))
     x = x_uint8.astype(jnp.float32) / 255
     params = model.init(jax.random.key(0), x, keys_B)["params"]
-    metrics_fn = functools.partial(train.per_example_metrics, model=model, config=cfg)
+    metrics_fn = functools.partial(train.per_example_metrics, hp=hparams.of(cfg), model=model,
+                                   config=cfg)
     loss_fn = lambda p: jnp.mean(metrics_fn(p, x_uint8, keys_B)["loss"])
     outs[impl] = (params, model.apply({"params": params}, x, keys_B), jax.grad(loss_fn)(params))
   (p_s, out_s, g_s), (p_d, out_d, g_d) = outs["strided"], outs["space_to_depth"]

@@ -14,11 +14,15 @@ import pytest
 from aejax import configs
 from aejax.data import dataset
 from aejax.data import input_pipeline
+from aejax import hparams
 from aejax import models
 from aejax import optimizers
 from aejax import parallel
+from aejax import epochs as epochs_lib  # `epochs` names the epochs to run here.
+from aejax import group
 from aejax import train
 from aejax import validation
+from aejax.state import init_state
 from aejax.errors import UserError
 
 BATCH, STEPS = 32, 10  # Two epochs of 10 steps: 20 steps that cross an epoch boundary.
@@ -31,30 +35,30 @@ class RecordingState:
   seen_TxBxHxWxC: jax.Array
 
 
-def record_step(state, x_B, rng):
-  del rng
+def record_step(state, x_B, rng, hp):
+  del rng, hp
   seen = jax.lax.dynamic_update_index_in_dim(state.seen_TxBxHxWxC, x_B, state.step, 0)
-  return RecordingState(state.step + 1, seen), {"loss": jnp.zeros(())}
+  return RecordingState(state.step + 1, seen), {"loss": jnp.zeros(()),
+                                                "grad_norm": jnp.zeros(())}
 
 
-def run_device(step_fn, state, images_dev, keys, epochs):
-  chunk_fn = train.make_train_chunk(step_fn, batch_size=BATCH, keys=keys,
-                                    mesh=parallel.make_mesh())
+def run_device(step_fn, state, images_dev, run, epochs):
+  chunk_fn = epochs_lib.make_train_chunk(step_fn, batch_size=BATCH, mesh=parallel.make_mesh())
   metrics = []
   for epoch in epochs:
-    state, m = chunk_fn(state, images_dev, epoch, 0, STEPS)
+    state, m = chunk_fn(state, images_dev, epoch, 0, STEPS, run)
     metrics.append(m)
   return state, metrics
 
 
-def run_stream(step_fn, state, source, keys, epochs, num_workers=0):
+def run_stream(step_fn, state, source, run, epochs, num_workers=0):
   stream = input_pipeline.StreamEpochs(
       step_fn, source, batch_size=BATCH, steps_per_epoch=STEPS, num_examples=len(source),
-      num_epochs=max(epochs), keys=keys, mesh=parallel.make_mesh(), num_workers=num_workers,
+      num_epochs=max(epochs), run=run, mesh=parallel.make_mesh(), num_workers=num_workers,
       state=state)
   metrics = []
   for epoch in epochs:
-    state, m = stream(state, epoch, 0, STEPS)
+    state, m = stream(state, epoch, 0, STEPS, run)
     metrics.append(m)
   stream.close()
   return state, metrics
@@ -74,9 +78,10 @@ def fresh_recording_state():
 
 def test_stream_feeds_the_steps_the_device_paths_batches(source_and_images, mnist):
   source, images_dev = source_and_images
-  keys = train.split_keys(7)
-  on_device, _ = run_device(record_step, fresh_recording_state(), images_dev, keys, (1, 2))
-  streamed, _ = run_stream(record_step, fresh_recording_state(), source, keys, (1, 2))
+  run = group.run_inputs(configs.base(), 7)
+  keys = run["keys"]
+  on_device, _ = run_device(record_step, fresh_recording_state(), images_dev, run, (1, 2))
+  streamed, _ = run_stream(record_step, fresh_recording_state(), source, run, (1, 2))
   device_seen = np.asarray(on_device.seen_TxBxHxWxC)
   np.testing.assert_array_equal(np.asarray(streamed.seen_TxBxHxWxC), device_seen)
   # Both follow the documented order: epoch e is the permutation drawn from fold_in(data, e).
@@ -87,9 +92,9 @@ def test_stream_feeds_the_steps_the_device_paths_batches(source_and_images, mnis
 
 def test_worker_processes_keep_the_batch_order(source_and_images):
   source, _ = source_and_images
-  keys = train.split_keys(7)
-  in_process, _ = run_stream(record_step, fresh_recording_state(), source, keys, (1, 2))
-  workers, _ = run_stream(record_step, fresh_recording_state(), source, keys, (1, 2),
+  run = group.run_inputs(configs.base(), 7)
+  in_process, _ = run_stream(record_step, fresh_recording_state(), source, run, (1, 2))
+  workers, _ = run_stream(record_step, fresh_recording_state(), source, run, (1, 2),
                           num_workers=2)
   np.testing.assert_array_equal(np.asarray(workers.seen_TxBxHxWxC),
                                 np.asarray(in_process.seen_TxBxHxWxC))
@@ -101,12 +106,13 @@ def test_stream_and_device_train_the_same_parameters(source_and_images):
   config.model.name, config.loss, config.input.binarize = "vae", "elbo", "dynamic"
   config.model.hidden, config.model.latents = (64,), 8
   model = models.create_model(config.model, (28, 28, 1))
-  tx = optimizers.create_optimizer(config)
-  keys = train.split_keys(3)
-  init = lambda: train.init_state(keys["init"], (28, 28, 1), model=model, tx=tx)
-  step_fn = functools.partial(train.train_step, model=model, tx=tx, config=config)
-  on_device, device_metrics = run_device(step_fn, init(), images_dev, keys, (1, 2))
-  streamed, stream_metrics = run_stream(step_fn, init(), source, keys, (1, 2))
+  tx = optimizers.for_runs(config)
+  run = group.run_inputs(config, 3)
+  init = lambda: init_state(run["keys"]["init"], (28, 28, 1), model=model, tx=tx(run["hp"]))
+  step_fn = functools.partial(train.train_step, hp=hparams.of(config), model=model,
+                              tx=optimizers.for_runs(config), config=config)
+  on_device, device_metrics = run_device(step_fn, init(), images_dev, run, (1, 2))
+  streamed, stream_metrics = run_stream(step_fn, init(), source, run, (1, 2))
   assert int(on_device.step) == int(streamed.step) == 2 * STEPS
   chex.assert_trees_all_close(streamed.params, on_device.params, rtol=1e-6, atol=0)
   chex.assert_trees_all_close(streamed.opt_state, on_device.opt_state, rtol=1e-6, atol=0)

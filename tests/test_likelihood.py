@@ -9,6 +9,7 @@ import numpy as np
 from aejax import configs
 from aejax import likelihood
 from aejax import losses
+from aejax import hparams
 from aejax import models
 from aejax import optimizers
 from aejax import sampling
@@ -62,7 +63,8 @@ def _trained_vae_2d(mnist, steps=300):
   model = models.create_model(config.model, (28, 28, 1))
   tx = optimizers.create_optimizer(config)
   st = state.init_state(jax.random.key(0), (28, 28, 1), model=model, tx=tx)
-  step = functools.partial(train.train_step, model=model, tx=tx, config=config)
+  step = functools.partial(train.train_step, hp=hparams.of(config), model=model,
+                           tx=optimizers.for_runs(config), config=config)
   images = jnp.asarray(mnist[0][:steps * 50]).reshape(steps, 50, 28, 28, 1)
   body = lambda s, ix: step(s, ix[1], jax.random.fold_in(jax.random.key(1), ix[0]))
   st, _ = jax.jit(lambda s, xs: jax.lax.scan(body, s, (jnp.arange(steps), xs)))(st, images)

@@ -8,11 +8,15 @@ import numpy as np
 import pytest
 
 from aejax import configs
+from aejax import epochs
+from aejax import group
+from aejax import hparams
 from aejax import loops
 from aejax import models
 from aejax import optimizers
 from aejax import parallel
 from aejax import train
+from aejax.state import init_state
 
 BATCH, STEPS = 32, 20
 
@@ -29,22 +33,23 @@ def _train(config, images, loop: str, mode: str = "mesh", chunks=(STEPS,), nan_a
   loss of step `nan_at` is reported as NaN."""
   model = models.create_model(config.model, (28, 28, 1))
   tx = optimizers.create_optimizer(config)
-  keys, mesh = train.split_keys(config.seed), parallel.make_mesh()
-  step_fn = functools.partial(train.train_step, model=model, tx=tx, config=config,
+  run, mesh = group.run_inputs(config), parallel.make_mesh()
+  step_fn = functools.partial(train.train_step, hp=hparams.of(config), model=model,
+                              tx=optimizers.for_runs(config), config=config,
                               axis_name=parallel.DATA_AXIS if mode == "pmap" else None)
   if nan_at is not None:
-    def step_fn(state, x, rng, inner=step_fn):
-      new_state, metrics = inner(state, x, rng)
+    def step_fn(state, x, rng, hp, inner=step_fn):
+      new_state, metrics = inner(state, x, rng, hp=hp)
       metrics["loss"] = jnp.where(state.step == nan_at, jnp.nan, metrics["loss"])
       return new_state, metrics
   to_call = parallel.to_pmap if mode == "pmap" else (lambda tree: tree)
-  state = to_call(train.init_state(keys["init"], (28, 28, 1), model=model, tx=tx))
+  state = to_call(init_state(run["keys"]["init"], (28, 28, 1), model=model, tx=tx))
   images = to_call(images)
-  chunk_fn = train.make_train_chunk(step_fn, batch_size=BATCH, keys=keys, mesh=mesh, mode=mode,
-                                    loop=loop)
+  chunk_fn = epochs.make_train_chunk(step_fn, batch_size=BATCH, mesh=mesh, mode=mode, loop=loop)
   start, all_sums = 0, []
   for n in chunks:
-    state, sums = chunk_fn.lower(state, images, 1, start, n).compile()(state, images, 1, start)
+    state, sums = chunk_fn.lower(state, images, 1, start, n, run).compile()(state, images, 1,
+                                                                            start, run)
     start, all_sums = start + n, all_sums + [jax.device_get(sums)]
   params = state.params if mode == "mesh" else jax.tree.map(lambda x: x[0], state.params)
   return jax.device_get(params), all_sums

@@ -10,10 +10,12 @@ import numpy as np
 
 from conftest import REPO
 from aejax import configs
+from aejax import hparams
 from aejax import models
 from aejax import optimizers
 from aejax import sampling
 from aejax import train
+from aejax.state import init_state
 
 
 def vae_experiment():
@@ -25,15 +27,16 @@ def test_bf16_computes_in_bf16_but_keeps_float32_state(mnist):
   config.dtype = "bfloat16"
   model = models.create_model(config.model, (28, 28, 1), config.dtype)
   tx = optimizers.create_optimizer(config)
-  state = train.init_state(jax.random.key(0), (28, 28, 1), model=model, tx=tx)
+  state = init_state(jax.random.key(0), (28, 28, 1), model=model, tx=tx)
   x = jnp.asarray(mnist[0][:64])
   keys_B = sampling.example_keys(jax.random.key(1), 0, x.shape[0])
   outputs = model.apply({"params": state.params}, x.astype(jnp.float32) / 255, keys_B)
   assert outputs["logits"].dtype == jnp.bfloat16  # The dense layers really run in bf16.
-  per_example = train.per_example_metrics(state.params, x, keys_B, model=model,
-                                          config=config)
+  per_example = train.per_example_metrics(state.params, x, keys_B, hp=hparams.of(config),
+                                          model=model, config=config)
   assert all(v.dtype == jnp.float32 for v in per_example.values())
-  step = jax.jit(functools.partial(train.train_step, model=model, tx=tx, config=config))
+  step = jax.jit(functools.partial(train.train_step, hp=hparams.of(config), model=model,
+                                   tx=optimizers.for_runs(config), config=config))
   new_state, metrics = step(state, x, jax.random.key(2))
   for leaf in jax.tree.leaves((new_state.params, new_state.opt_state, metrics)):
     if jnp.issubdtype(leaf.dtype, jnp.floating):

@@ -13,6 +13,7 @@ import pytest
 from aejax import configs
 from aejax import likelihood
 from aejax import losses
+from aejax import hparams
 from aejax import models
 from aejax import objectives
 from aejax import optimizers
@@ -71,7 +72,8 @@ def test_bound_rises_with_k_on_a_briefly_trained_vae(mnist):
   tx = optimizers.create_optimizer(config)
   state = train.TrainState(step=jnp.zeros((), jnp.int32), params=params,
                            opt_state=tx.init(params))
-  step = jax.jit(functools.partial(train.train_step, model=model, tx=tx, config=config))
+  step = jax.jit(functools.partial(train.train_step, hp=hparams.of(config), model=model,
+                                   tx=optimizers.for_runs(config), config=config))
   images = jnp.asarray(mnist[0][:200 * 100])
   for i in range(150):  # 150 steps of 100: enough for a posterior narrower than the prior.
     state, _ = step(state, images[i * 100:(i + 1) * 100], jax.random.key(i))
@@ -106,14 +108,17 @@ def test_iwae_training_objective_and_eval_nll(mnist):
   config.loss, config.model.num_samples = "iwae", 10
   config.eval_num_samples, config.eval_sample_chunk = 30, 7
   x = jnp.asarray(mnist[2][:50])
-  train_m = train.per_example_metrics(params, x, jax.random.key(0), model=model, config=config,
-                                      step=jnp.asarray(0))
+  hp = hparams.of(config)
+  train_m = train.per_example_metrics(params, x, jax.random.key(0), hp=hp, model=model,
+                                      config=config, step=jnp.asarray(0))
   assert "nll" not in train_m  # The test NLL is for evaluation only.
-  eval_m = train.per_example_metrics(params, x, jax.random.key(0), model=model, config=config)
+  eval_m = train.per_example_metrics(params, x, jax.random.key(0), hp=hp, model=model,
+                                     config=config)
   chex.assert_shape(eval_m["nll"], (50,))
   # The NLL does not depend on eval_sample_chunk (7 does not divide 30; 30 is one chunk).
   config.eval_sample_chunk = 30
-  one_chunk = train.per_example_metrics(params, x, jax.random.key(0), model=model, config=config)
+  one_chunk = train.per_example_metrics(params, x, jax.random.key(0), hp=hp, model=model,
+                                        config=config)
   np.testing.assert_allclose(eval_m["nll"], one_chunk["nll"], rtol=1e-5)
 
 
@@ -136,8 +141,8 @@ def test_denoising_loss_compares_the_corrupted_input_with_the_clean_image(mnist,
 
   monkeypatch.setattr(preprocess, "corrupt", recording_corrupt)
   x_uint8 = jnp.asarray(mnist[2][:32])
-  got = train.per_example_metrics(params, x_uint8, jax.random.key(5), model=model,
-                                  config=config)
+  got = train.per_example_metrics(params, x_uint8, jax.random.key(5), hp=hparams.of(config),
+                                  model=model, config=config)
   clean = preprocess.to_unit_interval(x_uint8)
   chex.assert_trees_all_close(seen["clean"], clean)
   assert float(jnp.mean(jnp.abs(seen["input"] - clean))) > 0.05  # It was corrupted...
@@ -179,7 +184,7 @@ def test_sparse_ae_loss_adds_the_weighted_penalties(mnist):
   model = models.create_model(config.model, (28, 28, 1))
   params = model.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)), jax.random.key(1))["params"]
   m = train.per_example_metrics(params, jnp.asarray(mnist[2][:32]), jax.random.key(0),
-                                model=model, config=config)
+                                hp=hparams.of(config), model=model, config=config)
   chex.assert_trees_all_close(m["loss"], m["sq_err"] + 0.1 * m["l1_code"]
                               + 2.0 * m["kl_sparsity"], rtol=1e-6)
   assert float(m["kl_sparsity"][0]) > 0
@@ -189,16 +194,17 @@ def test_sparse_ae_loss_adds_the_weighted_penalties(mnist):
 
 
 def test_kl_warmup_is_linear_and_evaluation_uses_the_final_beta(mnist):
-  o = configs.base().objective
-  o.beta, o.kl_warmup_steps = 4.0, 100
+  c = configs.base()
+  c.objective.beta, c.objective.kl_warmup_steps = 4.0, 100
+  hp = hparams.of(c)
   for step, want in ((0, 0.0), (25, 1.0), (100, 4.0), (1000, 4.0)):
-    np.testing.assert_allclose(objectives.kl_weight(o, jnp.asarray(step)), want, rtol=1e-6)
-  np.testing.assert_allclose(objectives.kl_weight(o, None), 4.0)
+    np.testing.assert_allclose(objectives.kl_weight(jnp.asarray(step), hp), want, rtol=1e-6)
+  np.testing.assert_allclose(objectives.kl_weight(None, hp), 4.0)
   config, model, params = _vae()
   config.objective.beta, config.objective.kl_warmup_steps = 4.0, 100
   x = jnp.asarray(mnist[2][:16])
-  m = train.per_example_metrics(params, x, jax.random.key(0), model=model, config=config,
-                                step=jnp.asarray(50))
+  m = train.per_example_metrics(params, x, jax.random.key(0), hp=hparams.of(config),
+                                model=model, config=config, step=jnp.asarray(50))
   chex.assert_trees_all_close(m["loss"], m["rec"] + 2.0 * m["kl"], rtol=1e-6)
   chex.assert_trees_all_close(m["elbo"], -(m["rec"] + m["kl"]), rtol=1e-6)  # Unweighted.
 

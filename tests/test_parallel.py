@@ -37,21 +37,23 @@ def test_one_device_mesh_and_pmap_give_the_same_parameters(data_dir):
   proc = subprocess.run([sys.executable, os.path.join(REPO, "tests", "parallel_equivalence.py"),
                          data_dir], cwd=REPO, capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, proc.stderr[-4000:]
-  assert "EQUIVALENT" in proc.stdout
+  assert "EQUIVALENT adam" in proc.stdout and "EQUIVALENT sgd" in proc.stdout, proc.stdout
 
 
 _VQ_USAGE = """
 import functools, json
 import jax, jax.numpy as jnp, numpy as np
-from aejax import configs, models, optimizers, train
+from aejax import configs, hparams, models, optimizers, train
+from aejax.state import init_state
 config = configs.base()
 config.model.name, config.model.codebook_size = "vqvae", 64
 model = models.create_model(config.model, (28, 28, 1))
 tx = optimizers.create_optimizer(config)
-state = train.init_state(jax.random.key(0), (28, 28, 1), model=model, tx=tx)
+state = init_state(jax.random.key(0), (28, 28, 1), model=model, tx=tx)
 x = jnp.asarray(np.random.default_rng(0).integers(0, 256, (64, 28, 28, 1), np.uint8))
 rng = jax.random.key(1)
-step = functools.partial(train.train_step, model=model, tx=tx, config=config)
+step = functools.partial(train.train_step, hp=hparams.of(config), model=model,
+                         tx=optimizers.for_runs(config), config=config)
 _, whole = jax.jit(step)(state, x, rng)
 n = jax.device_count()
 _, per_device = jax.pmap(functools.partial(step, axis_name="data"), axis_name="data",

@@ -1,6 +1,5 @@
 """`python -m aejax.sweep --vectorize`: groups, run directories, preemption, bad input."""
 
-import json
 import os
 import signal
 import subprocess

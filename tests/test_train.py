@@ -8,11 +8,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from aejax import configs
+from aejax import epochs
+from aejax import group
+from aejax import hparams
 from aejax import models
 from aejax import optimizers
 from aejax import parallel
 from aejax import sampling
 from aejax import train
+from aejax.data.dataset import pad_to_multiple
+from aejax.state import init_state
 
 
 def _setup(model_name: str):
@@ -21,10 +26,10 @@ def _setup(model_name: str):
     config.model.name, config.loss, config.input.binarize = "vae", "elbo", "dynamic"
     config.model.hidden, config.model.latents = (500,), 20
   model = models.create_model(config.model, (28, 28, 1))
-  tx = optimizers.create_optimizer(config)
-  state = train.init_state(jax.random.key(0), (28, 28, 1), model=model, tx=tx)
-  metrics_fn = functools.partial(train.per_example_metrics, model=model, config=config)
-  step_fn = functools.partial(train.train_step, model=model, tx=tx, config=config)
+  hp, tx = hparams.of(config), optimizers.for_runs(config)
+  state = init_state(jax.random.key(0), (28, 28, 1), model=model, tx=tx(hp))
+  metrics_fn = functools.partial(train.per_example_metrics, hp=hp, model=model, config=config)
+  step_fn = functools.partial(train.train_step, hp=hp, model=model, tx=tx, config=config)
   return config, state, metrics_fn, step_fn
 
 
@@ -46,9 +51,10 @@ def test_one_train_step_lowers_the_loss_on_a_real_batch(mnist):
 def test_scanned_call_equals_a_python_loop_of_steps(mnist):
   images = jnp.asarray(mnist[0][:640])
   config, state, _, step_fn = _setup("vae")
-  keys = train.split_keys(0)
+  run = group.run_inputs(config, 0)
+  keys = run["keys"]
   mesh = parallel.make_mesh()
-  chunk_fn = train.make_train_chunk(step_fn, batch_size=64, keys=keys, mesh=mesh)
+  chunk_fn = epochs.make_train_chunk(step_fn, batch_size=64, mesh=mesh)
   # Reference: the same permutation and per-step keys, one jitted step at a time.
   perm = jax.random.permutation(jax.random.fold_in(keys["data"], 3), 640)
   ref = state
@@ -58,7 +64,7 @@ def test_scanned_call_equals_a_python_loop_of_steps(mnist):
     ref, m = jit_step(ref, images[perm[i * 64:(i + 1) * 64]],
                       jax.random.fold_in(keys["train"], ref.step))
     losses.append(m["loss"])
-  scanned, sums = chunk_fn(state, images, 3, 0, 10)
+  scanned, sums = chunk_fn(state, images, 3, 0, 10, run)
   chex.assert_trees_all_close(scanned.params, ref.params, rtol=1e-5, atol=1e-6)
   chex.assert_trees_all_close(sums["loss"], jnp.sum(jnp.stack(losses)), rtol=1e-5)
   assert int(scanned.step) == 10 and int(sums["first_nonfinite"]) == -1
@@ -66,13 +72,14 @@ def test_scanned_call_equals_a_python_loop_of_steps(mnist):
 
 def test_evaluation_ignores_padding(mnist):
   test_images = mnist[2][:1000]
-  _, state, metrics_fn, _ = _setup("ae")
-  keys = train.split_keys(0)
-  padded, mask = train.pad_to_multiple(test_images, 300)
+  config, state, metrics_fn, _ = _setup("ae")
+  run = group.run_inputs(config, 0)
+  keys = run["keys"]
+  padded, mask = pad_to_multiple(test_images, 300)
   assert padded.shape[0] == 1200 and mask.sum() == 1000
-  evaluate = train.make_evaluate(metrics_fn, eval_batch_size=300, keys=keys,
-                                 mesh=parallel.make_mesh())
-  got = evaluate(state.params, jnp.asarray(padded), jnp.asarray(mask))
+  evaluate = epochs.make_evaluate(metrics_fn, eval_batch_size=300, mesh=parallel.make_mesh(),
+                                  config=config)
+  got = evaluate(state.params, jnp.asarray(padded), jnp.asarray(mask), run)
   # The AE's metrics do not depend on the key, so one pass over the real images is the truth.
   want = metrics_fn(state.params, jnp.asarray(test_images),
                     sampling.example_keys(keys["eval"], 0, 1000))
@@ -89,19 +96,21 @@ def test_evaluation_batch_statistics_do_not_depend_on_eval_batch_size(mnist):
   sparse.model.hidden, sparse.model.latents = (64,), 16
   sparse.model.code_activation = "sigmoid"
   sparse.objective.sparsity_weight, sparse.objective.sparsity_target = 2.0, 0.05
-  keys = train.split_keys(0)
   for config, names in ((vq, ("code_perplexity", "codes_used")),
                         (sparse, ("kl_sparsity", "loss"))):
+    run = group.run_inputs(config, 0)
+    keys = run["keys"]
     model = models.create_model(config.model, (28, 28, 1))
     tx = optimizers.create_optimizer(config)
-    params = train.init_state(jax.random.key(0), (28, 28, 1), model=model, tx=tx).params
-    metrics_fn = functools.partial(train.per_example_metrics, model=model, config=config)
+    params = init_state(jax.random.key(0), (28, 28, 1), model=model, tx=tx).params
+    metrics_fn = functools.partial(train.per_example_metrics, hp=run["hp"], model=model,
+                                   config=config)
     got = {}
     for b in (300, 1000):
-      padded, mask = train.pad_to_multiple(test_images, b)
-      evaluate = train.make_evaluate(metrics_fn, eval_batch_size=b, keys=keys,
-                                     mesh=parallel.make_mesh(), config=config)
-      got[b] = evaluate(params, jnp.asarray(padded), jnp.asarray(mask))
+      padded, mask = pad_to_multiple(test_images, b)
+      evaluate = epochs.make_evaluate(metrics_fn, eval_batch_size=b, mesh=parallel.make_mesh(),
+                                      config=config)
+      got[b] = evaluate(params, jnp.asarray(padded), jnp.asarray(mask), run)
     for k in names:
       np.testing.assert_allclose(got[300][k], got[1000][k], rtol=1e-5, err_msg=k)
     if config is vq:  # The perplexity of the split's code frequencies, by hand.

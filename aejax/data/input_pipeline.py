@@ -1,10 +1,9 @@
 """Streaming input: grain over the prepared TFDS ArrayRecord files, for splits that do not fit.
 
 `config.input_mode='stream'` reads each step's images from disk instead of keeping the split on
-the devices. It gives exactly the batches of the device-resident path (`train.make_train_chunk`)
-for the same seed: epoch `e` visits `jax.random.permutation(fold_in(keys['data'], e), N)` in
-steps of `batch_size`, and the remainder waits for a later permutation. The permutation is drawn
-once per epoch on the host from the same key, and each batch goes through the same pure
+the devices. It gives exactly the batches of the device-resident path (`epochs.make_train_chunk`)
+for the same seed: the same epoch permutation, step keys and sums (aejax/epochs.py), the
+permutation drawn once per epoch on the host, and each batch goes through the same pure
 `train_step`, jitted, so the two modes train the same parameters.
 
 Per process: `grain.sharding.ShardByJaxProcess` names this process's shard; the process reads
@@ -24,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from aejax import epochs
 from aejax.errors import UserError
 
 INPUT_MODES = ("device", "stream")
@@ -56,7 +56,8 @@ class ReadImages:
 
 
 def epoch_permutation(data_key: jax.Array, epoch: int, num_examples: int) -> np.ndarray:
-  """The device path's permutation of epoch `epoch`, drawn on this process's own CPU device.
+  """The device path's permutation of epoch `epoch` (epochs.permutation), drawn on this
+  process's own CPU device.
 
   Every process draws the same values from the same key (threefry is the same on every
   backend), and a local device keeps the result readable where a global one would span
@@ -64,8 +65,7 @@ def epoch_permutation(data_key: jax.Array, epoch: int, num_examples: int) -> np.
   """
   cpu = jax.local_devices(backend="cpu")[0]
   with jax.default_device(cpu):
-    return np.asarray(jax.random.permutation(
-        jax.random.fold_in(jax.device_put(data_key, cpu), epoch), num_examples))
+    return np.asarray(epochs.permutation(jax.device_put(data_key, cpu), epoch, num_examples))
 
 
 def local_rows(batch_sharding: jax.sharding.Sharding, batch_size: int) -> slice:
@@ -106,15 +106,16 @@ def batches(source, batch_indices_SxB: np.ndarray, rows: slice, *, num_workers: 
 class StreamEpochs:
   """(state, epoch, start, num_steps) -> (state, metric sums): the device path's call, from disk.
 
-  The same call and result as the compiled device-resident chunk (`train.make_train_chunk`:
-  per-metric sums over the steps and the index of the first non-finite loss), so the loop calls
-  either one. One grain pipeline covers as many consecutive epochs as `index_budget_bytes` of
-  batch indices allow, so the worker processes start once per window rather than once per
-  epoch; a call at another position than the next one (a resume) starts a new window there.
+  The same call and result as the compiled device-resident chunk (`epochs.make_train_chunk`:
+  `epochs.summarize`'s sums over the steps), so the loop calls either one. `run`: the run's
+  inputs (group.run_inputs), which the step takes as arguments as the device path does. One
+  grain pipeline covers as many consecutive epochs as `index_budget_bytes` of batch indices
+  allow, so the worker processes start once per window rather than once per epoch; a call at
+  another position than the next one (a resume) starts a new window there.
   """
 
   def __init__(self, step_fn: Callable, source, *, batch_size: int, steps_per_epoch: int,
-               num_examples: int, num_epochs: int, keys: dict[str, jax.Array],
+               num_examples: int, num_epochs: int, run: dict[str, Any],
                mesh: jax.sharding.Mesh, num_workers: int, state: Any, mode: str = "mesh",
                index_map: np.ndarray | None = None, index_budget_bytes: int = 64 << 20):
     from aejax import parallel  # Local: parallel is the trainer's; the pipeline borrows it.
@@ -123,7 +124,7 @@ class StreamEpochs:
       # grain reads its own absl flags when it starts workers; outside an absl app (a test, a
       # notebook) nothing parsed them, so take their defaults rather than fail there.
       flags.FLAGS.mark_as_parsed()
-    self._source, self._keys, self._num_workers = source, keys, num_workers
+    self._source, self._keys, self._num_workers = source, run["keys"], num_workers
     self._batch_size, self._steps, self._num_examples = batch_size, steps_per_epoch, num_examples
     self._num_epochs = num_epochs
     # A restricted split (config.input.train_labels): permutation position i reads source record
@@ -135,8 +136,9 @@ class StreamEpochs:
     self._epochs_per_window = max(1, index_budget_bytes // (steps_per_epoch * local_batch * 8))
     shape = (batch_size, *image_shape(source))
 
-    def step(state, x_B):
-      return step_fn(state, x_B, jax.random.fold_in(keys["train"], state.step))
+    def step(state, x_B, run):
+      return step_fn(state, x_B, epochs.step_key(run["keys"]["train"], state.step),
+                     hp=run["hp"])
 
     if mode == "pmap":
       # Each local device takes its slice of this process's rows; the state goes to the pmap
@@ -144,7 +146,8 @@ class StreamEpochs:
       # stand for all. pmap compiles at its first call: its ahead-of-time form wants global
       # arrays, its call each process's own.
       self._to_device = parallel.split_to_pmap
-      self._step = jax.pmap(step, axis_name=parallel.DATA_AXIS, donate_argnums=0)
+      self._step = jax.pmap(step, axis_name=parallel.DATA_AXIS, in_axes=(0, 0, None),
+                            donate_argnums=0)
       self._to_call = parallel.to_pmap
       self._from_call = lambda tree: parallel.from_pmap(tree, mesh)
       self._replica0 = lambda metrics: jax.tree.map(lambda v: v[0], metrics)
@@ -152,7 +155,7 @@ class StreamEpochs:
       self._to_device = lambda x_LxHxWxC: jax.make_array_from_process_local_data(
           batch_sharding, x_LxHxWxC, shape)
       x_spec = jax.ShapeDtypeStruct(shape, jnp.uint8, sharding=batch_sharding)
-      self._step = jax.jit(step, donate_argnums=0).lower(state, x_spec).compile()
+      self._step = jax.jit(step, donate_argnums=0).lower(state, x_spec, run).compile()
       self._to_call = self._from_call = self._replica0 = lambda tree: tree
     self._batches = None  # The open window's iterator of device batches.
     self._next = None  # The (epoch, step) that iterator is positioned at.
@@ -173,14 +176,14 @@ class StreamEpochs:
                             num_workers=self._num_workers, to_device=self._to_device)
     self._next, self._window_end = (first_epoch, first_step), (last_epoch + 1, 0)
 
-  def __call__(self, state, epoch: int, start: int, num_steps: int):
+  def __call__(self, state, epoch: int, start: int, num_steps: int, run: dict[str, Any]):
     if self._batches is None or (epoch, start) != self._next:
       self._open_window(epoch, start)
     step_metrics = []
     state = self._to_call(state)
     for _ in range(num_steps):
       # Dispatch is asynchronous: the loop fetches the next batch while this step runs.
-      state, metrics = self._step(state, next(self._batches))
+      state, metrics = self._step(state, next(self._batches), run)
       step_metrics.append(self._replica0(metrics))
     state = self._from_call(state)
     end = start + num_steps
@@ -188,11 +191,7 @@ class StreamEpochs:
     if self._next == self._window_end:
       self.close()
     # Stacked, then summed: the reduction the scanned chunk applies to its per-step metrics.
-    stacked = jax.tree.map(lambda *v: jnp.stack(v), *step_metrics)
-    bad = ~jnp.isfinite(stacked["loss"])
-    sums = jax.tree.map(jnp.sum, stacked)
-    sums["first_nonfinite"] = jnp.where(jnp.any(bad), jnp.argmax(bad), -1)
-    return state, sums
+    return state, epochs.summarize(jax.tree.map(lambda *v: jnp.stack(v), *step_metrics))
 
   def close(self) -> None:
     """Stops the window's worker processes (also done when its batches run out)."""

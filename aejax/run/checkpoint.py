@@ -21,7 +21,7 @@ from absl import logging
 import jax
 import orbax.checkpoint as ocp
 
-from aejax.errors import StorageError, UserError
+from aejax.errors import StorageError
 
 
 def manager(directory: str, max_to_keep: int) -> ocp.CheckpointManager:
@@ -38,10 +38,10 @@ _in_flight: dict[ocp.CheckpointManager, int] = {}  # The step each manager is wr
 _log_path: str | None = None
 
 
-def _to_log(text: str) -> None:
+def _to_log(text: str, path: str | None = None) -> None:
   # Best effort: on a full disk this write fails too, and the one-line error says what matters.
   try:
-    with open(_log_path, "a") as f:
+    with open(path or _log_path, "a") as f:
       f.write(text if text.endswith("\n") else text + "\n")
   except (OSError, TypeError):
     pass
@@ -108,9 +108,10 @@ def _failed(mngr: ocp.CheckpointManager, step: int, e: Exception) -> StorageErro
             f"permissions) and re-run the same command to resume from it" if intact else
             "no checkpoint is intact yet; free space (or fix permissions) and re-run the same "
             "command to start again")
-  _to_log("".join(traceback.format_exception(e)))
+  log = os.path.join(os.path.dirname(directory), LOG)  # This run's own, whatever ran last.
+  _to_log("".join(traceback.format_exception(e)), log)
   return StorageError(f"could not write the checkpoint at step {step} under {directory} "
-                      f"({_cause(e)}); {resume} (orbax's log: {_log_path})")
+                      f"({_cause(e)}); {resume} (orbax's log: {log})")
 
 
 def save(mngr: ocp.CheckpointManager, step: int, state: Any, meta: dict[str, Any]) -> None:
@@ -167,31 +168,28 @@ def _orbax_logs_silenced() -> Iterator[None]:
     asyncio_logger.disabled, sys.unraisablehook = False, hook
 
 
-def restore_latest(mngr: ocp.CheckpointManager, like: Any,
-                   allow_fallback: bool) -> tuple[int, Any, dict[str, Any]] | None:
-  """(step, state, meta) of the newest checkpoint, or None when there is none.
+class Unreadable(Exception):
+  """A checkpoint that cannot be read; the message is orbax's reason, on one line."""
 
-  An unreadable newest checkpoint is an error unless `allow_fallback`; then it is set aside as
-  `<step>.unreadable` (not deleted) and the next older one is tried.
-  """
-  steps = sorted(mngr.all_steps(), reverse=True)
-  for i, step in enumerate(steps):
-    try:
-      with _orbax_logs_silenced():
-        return (step, *restore(mngr, step, like))
-    except Exception as e:  # Orbax/TensorStore raise many types for a damaged checkpoint.
-      reason = " ".join(str(e).split()).split(" See full")[0][:200]
-      if not allow_fallback:
-        raise UserError(
-            f"the checkpoint at step {step} in {mngr.directory} cannot be read ({reason}); pass "
-            f"--allow_fallback to resume from an older one (steps {steps[i + 1:]}) or "
-            f"--force_new to start afresh in a new workdir") from e
-      if jax.process_index() == 0:
-        bad = os.path.join(str(mngr.directory), str(step))
-        os.replace(bad, bad + ".unreadable")
-      logging.warning("Checkpoint at step %d is unreadable (%s); set aside as %d.unreadable, "
-                      "trying the next older one", step, reason, step)
-      mngr.reload()
-  if steps and allow_fallback:
-    raise UserError(f"no checkpoint in {mngr.directory} can be read; use --force_new")
-  return None
+
+def read(mngr: ocp.CheckpointManager, step: int, like: Any) -> tuple[Any, dict[str, Any]]:
+  """`restore`, quietly; a damaged checkpoint raises Unreadable with the reason in one line."""
+  try:
+    with _orbax_logs_silenced():
+      return restore(mngr, step, like)
+  except Exception as e:  # Orbax/TensorStore raise many types for a damaged checkpoint.
+    raise Unreadable(" ".join(str(e).split()).split(" See full")[0][:200]) from e
+
+
+def set_aside(mngr: ocp.CheckpointManager, step: int, suffix: str) -> str:
+  """Renames checkpoint `step` to `<step>.<suffix>` (nothing is deleted; orbax no longer sees
+  it) and returns the new name. Only process 0 renames; every process re-reads the directory."""
+  name = f"{step}.{suffix}"
+  if jax.process_index() == 0:
+    directory = str(mngr.directory)
+    n = 1
+    while os.path.exists(os.path.join(directory, name)):
+      n += 1
+      name = f"{step}.{suffix}-{n}"
+    os.replace(os.path.join(directory, str(step)), os.path.join(directory, name))
+  return name

@@ -22,6 +22,8 @@ CONFIG = "config.json"
 METRICS = "metrics.jsonl"
 CHECKPOINTS = "checkpoints"
 ANALYSIS = os.path.join("analysis", "metrics.json")
+# The `split` of the metrics line that records a divergence (its step: the first non-finite one).
+DIVERGED = "diverged"
 
 
 def is_run(path: str) -> bool:
@@ -129,6 +131,13 @@ def progress(num_epochs: int, records: list[dict[str, Any]]) -> Progress:
   trained = max((r["epoch"] for r in records if r["split"] == "train"), default=0)
   final = [r for r in records if r["split"] == "test" and r["epoch"] == num_epochs]
   return Progress(num_epochs, trained, final[-1] if final else None)
+
+
+def divergence(run_dir: str) -> dict[str, Any] | None:
+  """The metrics line recording that the run diverged, or None. A resume drops it with the other
+  lines after the checkpoint, so it stands only while nobody has re-run the run alone."""
+  diverged = [r for r in read_metrics(run_dir) if r["split"] == DIVERGED]
+  return diverged[-1] if diverged else None
 
 
 def is_finished(run_dir: str, num_epochs: int) -> bool:

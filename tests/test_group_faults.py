@@ -1,0 +1,204 @@
+"""A run is the unit of a vectorised group: every fault is a run's.
+
+A run that diverges stops alone, a group resumes from the step all its runs have, and a group
+that fails holds nothing afterwards.
+"""
+
+import json
+import os
+
+from absl import flags
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import REPO, run_aejax, saved_state
+from aejax import configs
+from aejax import sweep
+from aejax import train
+from aejax.errors import Diverged, StorageError
+from aejax.run import checkpoint
+from aejax.run import lock
+from aejax.run import rundir
+
+# Digits 0 and 1 only (12,665 train images): 20 steps per epoch of batch 632.
+SMALL = ["--config.batch_size=632", "--config.eval_batch_size=1000",
+         "--config.model.hidden=(16,)", "--config.model.latents=4", "--config.steps_per_call=5",
+         "--config.input.train_labels=(0,1)"]
+SKIP = ("time", "examples_per_sec")  # Wall-clock fields differ between any two runs.
+
+
+def _small_config(seed=0, learning_rate=1e-3, num_epochs=2):
+  config = configs.load_experiment(os.path.join(REPO, "experiments", "vae.py"))
+  config.seed, config.learning_rate, config.num_epochs = seed, learning_rate, num_epochs
+  config.batch_size, config.eval_batch_size, config.steps_per_call = 632, 1000, 5
+  config.model.hidden, config.model.latents = (16,), 4
+  config.input.train_labels = (0, 1)
+  return config
+
+
+def _params(workdir):
+  return [np.asarray(x) for x in jax.tree.leaves(saved_state(workdir)[0]["params"])]
+
+
+def _lines(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return [{k: v for k, v in json.loads(line).items() if k not in SKIP} for line in f]
+
+
+def _assert_bitwise(a, b):
+  for x, y in zip(a, b, strict=True):
+    np.testing.assert_array_equal(x, y)
+
+
+def test_a_diverging_run_stops_alone_and_the_sweep_names_it(data_dir, tmp_path):
+  """Three learning rates of SGD, one of which (1000) blows up in the first epoch: the other
+  two train to the end with the parameters they get alone; exit 4 names the diverged run, and
+  a re-run trains nothing and reports it again."""
+  common = ["--config=experiments/vae.py", f"--data_dir={data_dir}", "--config.num_epochs=2",
+            "--config.opt.name=sgd", *SMALL]
+  root = str(tmp_path / "group")
+  args = [*common, f"--workdir={root}", "--vectorize",
+          "--sweep=learning_rate=0.001,1000.0,0.003"]
+  proc = run_aejax(*args, module="aejax.sweep", timeout=900)
+  assert proc.returncode == 4, proc.stderr[-3000:]
+  bad = os.path.join(root, "vae-learning_rate=1000.0")
+  summary = [l for l in proc.stderr.splitlines() if "DIVERGED" in l]
+  assert len(summary) == 1 and bad in summary[0] and "non-finite loss at step" in summary[0]
+  assert "1 of 3 runs diverged" in proc.stderr
+  record = rundir.divergence(bad)
+  assert record is not None and 0 <= record["step"] < 20, record  # In epoch 1.
+  assert rundir.checkpoint_steps(bad) == []  # It diverged before its first checkpoint.
+  for lr in ("0.001", "0.003"):
+    healthy = os.path.join(root, f"vae-learning_rate={lr}")
+    assert rundir.is_finished(healthy, 2) and rundir.divergence(healthy) is None
+    alone = str(tmp_path / f"alone{lr}")
+    solo = run_aejax(*common, f"--workdir={alone}", f"--config.learning_rate={lr}", timeout=600)
+    assert solo.returncode == 0, solo.stderr[-3000:]
+    for a, b in zip(_params(healthy), _params(alone), strict=True):
+      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert [(l["step"], l["split"]) for l in _lines(healthy)] == [
+        (l["step"], l["split"]) for l in _lines(alone)]
+
+  again = run_aejax(*args, module="aejax.sweep", timeout=600)
+  assert again.returncode == 4, again.stderr[-3000:]
+  assert "Training a vectorised group" not in again.stderr
+  assert "2 finished and 1 diverged (skipped), 0 to run" in again.stderr
+  assert bad in [l for l in again.stderr.splitlines() if "DIVERGED" in l][0]
+
+
+def test_a_group_resumes_from_the_step_all_its_runs_saved(data_dir, tmp_path, monkeypatch):
+  """The second run's save of epoch 2 fails after the first run's went through: the runs'
+  newest checkpoints differ (40 and 20). The same call resumes the group from step 20, setting
+  run 0's step 40 aside, and ends bitwise where the uninterrupted group does."""
+  cfgs = lambda: [_small_config(seed=s, num_epochs=3) for s in (0, 1)]
+  straight = [str(tmp_path / f"straight{i}") for i in range(2)]
+  train.train_group(cfgs(), straight, data_dir=data_dir)
+
+  broken = [str(tmp_path / f"broken{i}") for i in range(2)]
+  save = checkpoint.save
+
+  def failing_save(mngr, step, state, meta):
+    if step == 40 and str(mngr.directory).startswith(broken[1]):
+      raise StorageError("injected: no space left while saving the second run's step 40")
+    return save(mngr, step, state, meta)
+
+  monkeypatch.setattr(checkpoint, "save", failing_save)
+  with pytest.raises(StorageError, match="injected"):
+    train.train_group(cfgs(), broken, data_dir=data_dir)
+  monkeypatch.undo()
+  assert [rundir.checkpoint_steps(w) for w in broken] == [[20, 40], [20]]
+  assert not lock._held  # Every lock was released on the way out.
+
+  train.train_group(cfgs(), broken, data_dir=data_dir)
+  assert os.path.isdir(os.path.join(broken[0], "checkpoints", "40.set-aside"))
+  for b, s in zip(broken, straight):
+    assert rundir.checkpoint_steps(b) == rundir.checkpoint_steps(s) == [20, 40, 60]
+    _assert_bitwise(_params(b), _params(s))
+    assert _lines(b) == _lines(s)
+
+
+def test_a_sweep_with_one_more_seed_reforms_the_group_and_resumes(data_dir, tmp_path):
+  """Seeds 0 and 1 trained 1 epoch; the sweep of seeds 0-2 for 2 epochs trains them as one group
+  of 3 from the step all three have (none: the new seed has no checkpoint) and ends equal to the
+  same group trained straight."""
+  common = ["--config=experiments/vae.py", f"--data_dir={data_dir}", "--vectorize", *SMALL]
+  grown, straight = str(tmp_path / "grown"), str(tmp_path / "straight")
+  first = run_aejax(*common, f"--workdir={grown}", "--config.num_epochs=1", "--sweep=seed=0,1",
+                    module="aejax.sweep", timeout=600)
+  assert first.returncode == 0, first.stderr[-3000:]
+  logs = {}
+  for root in (grown, straight):
+    proc = run_aejax(*common, f"--workdir={root}", "--config.num_epochs=2",
+                     "--sweep=seed=0,1,2", module="aejax.sweep", timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "1 groups of sizes 3" in proc.stderr
+    logs[root] = proc.stderr
+  assert logs[grown].count("checkpoint 20 set aside as 20.set-aside") == 2, logs[grown][-3000:]
+  for name in sorted(os.listdir(straight)):
+    _assert_bitwise(_params(os.path.join(grown, name)), _params(os.path.join(straight, name)))
+    assert _lines(os.path.join(grown, name)) == _lines(os.path.join(straight, name))
+
+
+def test_a_failed_group_holds_no_lock_while_the_sweep_trains_the_next(data_dir, tmp_path,
+                                                                      monkeypatch):
+  """Every run of the first group diverges in epoch 2 (a NaN injected into its step), after its
+  epoch-1 checkpoint. When the sweep starts the second group, the first group's locks are free:
+  aejax.analyze runs on one of its runs meanwhile. The second group trains to the end."""
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()
+  root = str(tmp_path / "root")
+  for name, value in (("data_dir", data_dir), ("workdir", root)):
+    monkeypatch.setattr(flags.FLAGS, name, value)
+  config_file = os.path.join(REPO, "experiments", "vae.py")
+  passed = ["--config.batch_size=632", "--config.eval_batch_size=1000",
+            "--config.model.hidden=(16,)", "--config.input.train_labels=(0,1)",
+            "--config.num_epochs=2"]
+  runs = sweep.plan(config_file, root, ["model.latents=4,8", "seed=0,1"], passed,
+                    sweep.load_config(config_file, passed))
+  real_step, real_train_group = train.train_step, train.train_group
+
+  def poisoned_step(state, x, rng, **kwargs):  # The latents=4 group: NaN from step 23 on.
+    new_state, metrics = real_step(state, x, rng, **kwargs)
+    if kwargs["config"].model.latents == 4:
+      metrics["loss"] = jnp.where(state.step >= 23, jnp.nan, metrics["loss"])
+    return new_state, metrics
+
+  analyzed = []
+
+  def train_group(cfgs, workdirs, **kwargs):
+    if cfgs[0].model.latents == 8:  # The second group: the first one's runs must be free.
+      assert not lock._held
+      failed_run = runs[0].workdir
+      proc = run_aejax(f"--workdir={failed_run}", f"--data_dir={data_dir}", "--k=5",
+                       "--nll_images=100", "--probe_examples=500", module="aejax.analyze",
+                       timeout=600)
+      analyzed.append(proc)
+    return real_train_group(cfgs, workdirs, **kwargs)
+
+  monkeypatch.setattr(train, "train_step", poisoned_step)
+  monkeypatch.setattr(train, "train_group", train_group)
+  status = sweep.sweep_vectorized(runs, list(runs), [])
+  assert status == Diverged.exit_code
+  assert len(analyzed) == 1 and analyzed[0].returncode == 0, analyzed[0].stderr[-3000:]
+  for run in runs:
+    if run.config.model.latents == 4:
+      assert rundir.divergence(run.workdir)["step"] == 23
+      assert rundir.checkpoint_steps(run.workdir) == [20]  # The last good one, kept.
+    else:
+      assert rundir.is_finished(run.workdir, 2)
+  assert not lock._held
+
+
+def test_a_run_sharded_group_resumes_each_run_on_its_own_device(data_dir):
+  """4 runs on 4 CPU devices: each run's checkpoint is restored onto (and saved from) the one
+  device that holds it, never as a copy on every device; the resume is bitwise."""
+  import subprocess
+  import sys
+
+  proc = subprocess.run([sys.executable, os.path.join(REPO, "tests", "group_resume_shardings.py"),
+                         data_dir], cwd=REPO, capture_output=True,
+                        text=True, timeout=900)
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  assert "RUN-SHARDED RESUME" in proc.stdout
