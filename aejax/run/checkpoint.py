@@ -22,6 +22,7 @@ import jax
 import orbax.checkpoint as ocp
 
 from aejax.errors import StorageError, UserError
+from aejax.run import storage
 
 
 def manager(directory: str, max_to_keep: int) -> ocp.CheckpointManager:
@@ -110,7 +111,8 @@ def _failed(mngr: ocp.CheckpointManager, step: int, e: Exception) -> StorageErro
             "command to start again")
   _to_log("".join(traceback.format_exception(e)))
   return StorageError(f"could not write the checkpoint at step {step} under {directory} "
-                      f"({_cause(e)}); {resume} (orbax's log: {_log_path})")
+                      f"({_cause(e)}; {storage.free_space(directory)} there); {resume} (orbax's "
+                      f"log: {_log_path})")
 
 
 def save(mngr: ocp.CheckpointManager, step: int, state: Any, meta: dict[str, Any]) -> None:
