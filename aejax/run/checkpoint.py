@@ -25,8 +25,12 @@ from aejax.errors import StorageError, UserError
 from aejax.run import storage
 
 
-def manager(directory: str, max_to_keep: int) -> ocp.CheckpointManager:
-  options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
+def manager(directory: str, max_to_keep: int, writer: bool = True) -> ocp.CheckpointManager:
+  """The writer's manager removes the temporary directories of saves that were killed, whatever
+  step they were writing; a reader's (a restore for analysis) leaves them, as one may be the
+  save of a run in progress."""
+  options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
+                                         cleanup_tmp_directories=writer)
   # Handlers named up front (not inferred from the first save) so that a manager that has not
   # saved anything yet can read a checkpoint's metadata.
   handlers = {"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}
