@@ -163,11 +163,13 @@ def analyze(workdir: str, *, step: int | None = None, k: int = 5000, data_dir: s
     scores = {"sq_err": rec["sq_err"], "bce": rec["bce"]}
     if run.is_generative:
       scores.update(neg_elbo=-vae["elbo"], nll=vae["nll"])
-    aurocs, per_label = anomaly.held_out_aurocs(scores, test_labels, normal_labels)
+    aurocs, per_label, left_out = anomaly.held_out_aurocs(scores, test_labels, normal_labels)
     m.update(aurocs)
     held_out = {"normal_labels": list(normal_labels), "auroc_per_label": per_label,
                 "protocol": anomaly.protocol(normal_labels, test_labels,
-                                             {k: len(v) for k, v in scores.items()})}
+                                             {k: len(v) for k, v in scores.items()
+                                              if f"auroc_{k}" not in left_out}),
+                "left_out": left_out}
   logging.info("Baselines, probes and AUROC done: %s", m)
 
   made = write_figures(run, out_dir, x_test, test_labels, codes_test, seed)
@@ -185,6 +187,7 @@ def analyze(workdir: str, *, step: int | None = None, k: int = 5000, data_dir: s
   }
   if held_out is not None:
     result["protocols"]["held_out"] = held_out.pop("protocol")
+    result["protocols"].update(held_out.pop("left_out"))
     result["held_out"] = held_out
   with open(os.path.join(out_dir, "metrics.json"), "w") as f:
     json.dump(result, f, indent=2)
