@@ -48,7 +48,13 @@ def test_a_second_run_on_a_busy_workdir_exits_2_and_a_killed_run_leaves_no_stale
   first = _start(*flags, "--config.num_epochs=4")
   _wait_for_lock(workdir, first)
 
-  second = run_aejax(*flags, "--config.num_epochs=4", timeout=300)
+  # Stopped while the second starts, however long that takes on a loaded machine: the first
+  # still holds the lock (a stopped process keeps its files) and cannot finish meanwhile.
+  first.send_signal(signal.SIGSTOP)
+  try:
+    second = run_aejax(*flags, "--config.num_epochs=4", timeout=300)
+  finally:
+    first.send_signal(signal.SIGCONT)
   assert second.returncode == 2, second.stderr[-3000:]
   line = _error_line(second.stderr)
   assert line == (f"aejax: error: {workdir} is in use by pid {first.pid} on host "
