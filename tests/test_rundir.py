@@ -59,3 +59,20 @@ def test_a_small_file_is_written_whole_or_not_at_all(tmp_path):
                      rf"directory; [0-9.]+ [kMG]?B free there\); free space"):
     with storage.atomic(str(tmp_path / "x" / "y")) as f:
       f.write("a folder that is not there")
+
+
+def test_metrics_and_tensorboard_writes_that_fail_are_storage_errors_naming_the_file(tmp_path):
+  """Mutation: MetricWriter.write without storage.writing around the TensorBoard writer lets
+  the OSError through (a traceback and exit 1 in aejax.main)."""
+  from aejax.run import metrics
+
+  (tmp_path / "tensorboard").write_text("")  # A file where the event files' folder goes.
+  writer = metrics.MetricWriter(str(tmp_path))
+  with pytest.raises(StorageError, match=rf"^could not write {tmp_path}/tensorboard \("):
+    writer.write(1, 1, "train", {"loss": 1.0})
+  assert [r["loss"] for r in rundir.read_metrics(str(tmp_path))] == [1.0]  # Written before.
+  os.remove(tmp_path / rundir.METRICS)
+  os.mkdir(tmp_path / rundir.METRICS)  # A folder where metrics.jsonl goes.
+  with pytest.raises(StorageError, match=rf"^could not write {tmp_path}/metrics.jsonl \(Is a "
+                     rf"directory; .* free there\)"):
+    writer.write(2, 2, "train", {"loss": 0.5})
