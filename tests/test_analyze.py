@@ -291,15 +291,20 @@ def _lock_is_free(workdir):
 
 
 def test_an_analysis_that_fails_after_locking_releases_the_lock(ae_run, tmp_path):
-  """Mutation: analyze releasing the lock on success only (no `finally`) fails it."""
+  """Mutations: analyze releasing the lock on success only (no `finally`), or keeping the
+  temporary files of a killed analysis, fails it."""
   from aejax import analyze
   from aejax.errors import UserError
 
   workdir = str(tmp_path / "ae")
-  shutil.copytree(ae_run, workdir)
+  shutil.copytree(ae_run, workdir, ignore=shutil.ignore_patterns("analysis"))
+  os.makedirs(os.path.join(workdir, "analysis"))
+  left = os.path.join(workdir, "analysis", "metrics.json.12345.tmp")  # A killed analysis's.
+  open(left, "w").write('{"metr')
   with pytest.raises(UserError, match="is not prepared in"):  # After the restore and the lock.
     analyze.analyze(workdir, data_dir=str(tmp_path / "no_data"))
   assert _lock_is_free(workdir)
+  assert os.listdir(os.path.join(workdir, "analysis")) == []
 
 
 # aejax.analyze killed by SIGKILL halfway through writing metrics.json.

@@ -19,14 +19,13 @@ def free_space(path: str) -> str:
   while not os.path.exists(path) and os.path.dirname(path) != path:
     path = os.path.dirname(path)
   try:
-    free = float(shutil.disk_usage(path).free)
+    free = shutil.disk_usage(path).free
   except OSError:
     return "free space unknown"
-  for unit in ("B", "kB", "MB", "GB"):
-    if free < 1000 or unit == "GB":
-      return f"{free:.0f} {unit} free" if unit == "B" else f"{free:.1f} {unit} free"
-    free /= 1000
-  raise AssertionError("unreachable")
+  for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+    if free >= size:
+      return f"{free / size:.1f} {unit} free"
+  return f"{free} B free"
 
 
 def error(path: str, e: OSError) -> StorageError:
