@@ -129,9 +129,7 @@ def _analyze(workdir: str, *, step: int | None, k: int, data_dir: str | None,
   out_dir = os.path.join(workdir, "analysis")
   with storage.writing(out_dir):
     os.makedirs(out_dir, exist_ok=True)
-    for name in os.listdir(out_dir):  # Under the lock, a temporary file is a killed writer's.
-      if name.endswith(".tmp"):
-        os.remove(os.path.join(out_dir, name))
+  storage.remove_killed_temps(out_dir)
 
   builder_dir = dataset.prepare(config.dataset, data_dir, manual_dir)
   train_images, train_labels = dataset.load_split(builder_dir, "train")

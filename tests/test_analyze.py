@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from aejax.run import lock
+from aejax.run import storage
 from conftest import REPO, run_aejax
 
 ONE_DEVICE = {"XLA_FLAGS": ""}
@@ -299,8 +300,10 @@ def test_an_analysis_that_fails_after_locking_releases_the_lock(ae_run, tmp_path
   workdir = str(tmp_path / "ae")
   shutil.copytree(ae_run, workdir, ignore=shutil.ignore_patterns("analysis"))
   os.makedirs(os.path.join(workdir, "analysis"))
-  left = os.path.join(workdir, "analysis", "metrics.json.12345.tmp")  # A killed analysis's.
-  open(left, "w").write('{"metr')
+  dead = subprocess.Popen(["true"])
+  dead.wait()
+  left = storage.temp_path(os.path.join(workdir, "analysis", "metrics.json"))
+  open(left.replace(f".{os.getpid()}.", f".{dead.pid}."), "w").write('{"metr')  # Killed's.
   with pytest.raises(UserError, match="is not prepared in"):  # After the restore and the lock.
     analyze.analyze(workdir, data_dir=str(tmp_path / "no_data"))
   assert _lock_is_free(workdir)

@@ -13,6 +13,7 @@ import pytest
 
 from aejax.data import dataset
 from aejax.errors import UserError
+from aejax.run import storage
 
 
 def test_mnist_matches_the_published_facts(mnist):
@@ -101,8 +102,8 @@ def test_decoded_copy_holds_the_archives_images_and_is_rebuilt_when_stale_or_dam
 
 def test_a_decoded_copy_that_does_not_fit_the_split_is_rebuilt_and_killed_writers_temps_go(
     data_dir, tmp_path, caplog, monkeypatch):
-  """Mutations: without the check in load_split, with _remove_stale_temps a no-op, or without
-  DECODED_FORMAT in the key, this fails."""
+  """Mutations: without the check in load_split, without its storage.remove_killed_temps, or
+  without DECODED_FORMAT in the key, this fails."""
   builder_dir = tmp_path / "mnist"  # A copy, so the shared prepared MNIST is never touched.
   shutil.copytree(dataset.prepare("mnist", data_dir), builder_dir,
                   ignore=shutil.ignore_patterns(dataset.DECODED_DIR))
@@ -137,7 +138,7 @@ def test_a_decoded_copy_that_does_not_fit_the_split_is_rebuilt_and_killed_writer
   for path in temps.values():
     with open(path, "wb") as f:
       f.write(b"\0" * 1000)
-  os.utime(temps["old"], (0, time.time() - 2 * dataset.STALE_TEMP_SECONDS))
+  os.utime(temps["old"], (0, time.time() - 2 * storage.STALE_TEMP_SECONDS))
   dataset.load_split(str(builder_dir), "test")
   assert sorted(os.listdir(kept.parent)) == sorted([kept.name, os.path.basename(temps["live"])])
 

@@ -9,8 +9,6 @@ imports TensorFlow. Hosts without internet hand TFDS a folder holding the origin
 import contextlib
 import hashlib
 import os
-import socket
-import time
 import zipfile
 
 from absl import logging
@@ -23,8 +21,6 @@ FILE_FORMAT = "array_record"
 # Beside the prepared files: the decoded arrays of each split (load_split).
 DECODED_DIR = "decoded_uint8"
 DECODED_FORMAT = "npz images uint8 [N, H, W, C], labels int32 [N]; v2"  # Part of the file's key.
-TEMP_SUFFIX = ".tmp"
-STALE_TEMP_SECONDS = 3600  # A writer takes seconds; an older temporary file is a killed one's.
 
 
 def default_data_dir() -> str:
@@ -112,7 +108,7 @@ def load_split(builder_dir: str, split: str) -> tuple[np.ndarray, np.ndarray]:
   # A data dir in a bucket (gs://...) is read through TFDS each time: no local copy to keep.
   cache = None if "://" in os.fspath(builder_dir) else _decoded_cache_path(builder, split)
   if cache:
-    _remove_stale_temps(os.path.dirname(cache))
+    storage.remove_killed_temps(os.path.dirname(cache))
     try:
       with np.load(cache) as arrays:
         images_NxHxWxC, labels_N = arrays["images"], arrays["labels"]
@@ -156,41 +152,11 @@ def _decoded_cache_path(builder, split: str) -> str:
   return os.path.join(os.fspath(builder.data_dir), DECODED_DIR, f"{split}-{key}.npz")
 
 
-def _temp_name(path: str) -> str:
-  return f"{path}.{socket.gethostname()}.{os.getpid()}{TEMP_SUFFIX}"  # Unique on a shared FS.
-
-
-def _remove_stale_temps(directory: str) -> None:
-  """Removes the temporary files of writers that were killed: this host's whose process is gone,
-  and any host's older than STALE_TEMP_SECONDS (another host's pid cannot be checked)."""
-  with contextlib.suppress(OSError):
-    for name in os.listdir(directory):
-      if not name.endswith(TEMP_SUFFIX):
-        continue
-      path = os.path.join(directory, name)
-      host, _, pid = name[:-len(TEMP_SUFFIX)].partition(".npz.")[2].rpartition(".")
-      dead = host == socket.gethostname() and pid.isdigit() and not _alive(int(pid))
-      with contextlib.suppress(OSError):
-        if dead or time.time() - os.stat(path).st_mtime > STALE_TEMP_SECONDS:
-          os.remove(path)
-          logging.info("Removed %s, left by a killed writer", path)
-
-
-def _alive(pid: int) -> bool:
-  try:
-    os.kill(pid, 0)
-  except ProcessLookupError:
-    return False
-  except PermissionError:  # Another user's process.
-    return True
-  return True
-
-
 def _write_decoded_cache(path: str, images: np.ndarray, labels: np.ndarray) -> None:
   """Writes the decoded split atomically (processes that share the data dir may race; the last
   rename wins with identical contents). A data dir that cannot take it only costs the decoding
   next time, so that is a warning, not an error."""
-  tmp = _temp_name(path)
+  tmp = storage.temp_path(path)
   try:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(tmp, "wb") as f:
