@@ -30,7 +30,8 @@ from aejax.analysis import probes
 from aejax.analysis import restored as restored_lib
 from aejax.run import lock
 from aejax.run import rundir
-from aejax.errors import UserError
+from aejax.run import storage
+from aejax.errors import StorageError, UserError
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory written by aejax.main.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step to analyse (default: the latest).")
@@ -105,14 +106,30 @@ def analyze(workdir: str, *, step: int | None = None, k: int = 5000, data_dir: s
   if k < 1 or neighbors < 1 or probe_examples < 0 or nll_images < 0:
     raise UserError(f"--k={k} and --neighbors={neighbors} must be >= 1, --probe_examples="
                     f"{probe_examples} and --nll_images={nll_images} >= 0")
+  restored_lib.load_config(workdir)  # A folder that holds no run is neither locked nor created.
+  # Locked before anything is read: not while a run or another analysis writes this workdir.
+  with storage.writing(os.path.join(workdir, lock.FILENAME)):
+    lock.acquire(workdir)
+  try:
+    return _analyze(workdir, step=step, k=k, data_dir=data_dir, manual_dir=manual_dir,
+                    nll_images=nll_images, probe_examples=probe_examples, neighbors=neighbors,
+                    seed=seed)
+  finally:
+    lock.release(workdir)
+
+
+def _analyze(workdir: str, *, step: int | None, k: int, data_dir: str | None,
+             manual_dir: str | None, nll_images: int, probe_examples: int, neighbors: int,
+             seed: int) -> dict:
   run = restored_lib.restore(workdir, step)  # Fails on a bad workdir/step before any data work.
   config = run.config
   logging.info("Restored %s (%s, %d latents) at step %d on %d %s device(s)", workdir,
                config.model.name, config.model.latents, run.step, jax.device_count(),
                jax.devices()[0].platform)
   out_dir = os.path.join(workdir, "analysis")
-  lock.acquire(workdir)  # Not while a run or another analysis writes to this workdir.
-  os.makedirs(out_dir, exist_ok=True)
+  with storage.writing(out_dir):
+    os.makedirs(out_dir, exist_ok=True)
+  storage.remove_killed_temps(out_dir)
 
   builder_dir = dataset.prepare(config.dataset, data_dir, manual_dir)
   train_images, train_labels = dataset.load_split(builder_dir, "train")
@@ -163,11 +180,13 @@ def analyze(workdir: str, *, step: int | None = None, k: int = 5000, data_dir: s
     scores = {"sq_err": rec["sq_err"], "bce": rec["bce"]}
     if run.is_generative:
       scores.update(neg_elbo=-vae["elbo"], nll=vae["nll"])
-    aurocs, per_label = anomaly.held_out_aurocs(scores, test_labels, normal_labels)
+    aurocs, per_label, left_out = anomaly.held_out_aurocs(scores, test_labels, normal_labels)
     m.update(aurocs)
     held_out = {"normal_labels": list(normal_labels), "auroc_per_label": per_label,
                 "protocol": anomaly.protocol(normal_labels, test_labels,
-                                             {k: len(v) for k, v in scores.items()})}
+                                             {k: len(v) for k, v in scores.items()
+                                              if f"auroc_{k}" not in left_out}),
+                "left_out": left_out}
   logging.info("Baselines, probes and AUROC done: %s", m)
 
   made = write_figures(run, out_dir, x_test, test_labels, codes_test, seed)
@@ -185,13 +204,14 @@ def analyze(workdir: str, *, step: int | None = None, k: int = 5000, data_dir: s
   }
   if held_out is not None:
     result["protocols"]["held_out"] = held_out.pop("protocol")
+    result["protocols"].update(held_out.pop("left_out"))
     result["held_out"] = held_out
-  with open(os.path.join(out_dir, "metrics.json"), "w") as f:
+  # Each file whole or not at all: a crash leaves the previous analysis's metrics.json or none.
+  with storage.atomic(os.path.join(workdir, rundir.ANALYSIS)) as f:
     json.dump(result, f, indent=2)
-  with open(os.path.join(out_dir, "report.md"), "w") as f:
+  with storage.atomic(os.path.join(out_dir, "report.md")) as f:
     f.write(report(result))
   logging.info("Wrote %s: metrics.json, report.md and %d figures", out_dir, len(made))
-  lock.release(workdir)
   return result
 
 
@@ -299,8 +319,8 @@ def main(argv: list[str]) -> None:
             manual_dir=_MANUAL_DIR.value, nll_images=_NLL_IMAGES.value,
             probe_examples=_PROBE_EXAMPLES.value,
             neighbors=_NEIGHBORS.value, seed=_SEED.value)
-  except UserError as e:
-    cli.fail(str(e))
+  except (UserError, StorageError) as e:
+    cli.fail(str(e), e.exit_code)
 
 
 if __name__ == "__main__":

@@ -53,16 +53,22 @@ class Run:
   config: dict[str, Any]  # Flat: {'model.latents': 2, ...}.
   records: list[dict[str, Any]]
   progress: rundir.Progress
+  analysis: dict[str, float]  # analysis/metrics.json, flat; {} when absent or damaged.
 
   @classmethod
   def read(cls, path: str) -> "Run":
     config = rundir.flatten(rundir.read_config(path))
     records = rundir.read_metrics(path)
-    return cls(path, config, records, rundir.progress(config["num_epochs"], records))
+    try:
+      analysis = rundir.read_analysis(path)
+    except UserError as e:  # One damaged file costs its own numbers, not the table.
+      logging.warning("Leaving out the analysis of %s: %s", path, e)
+      analysis = {}
+    return cls(path, config, records, rundir.progress(config["num_epochs"], records), analysis)
 
   def final(self, metric: str) -> float | None:
     if metric.startswith(ANALYSIS_PREFIX):
-      return rundir.read_analysis(self.path).get(metric[len(ANALYSIS_PREFIX):])
+      return self.analysis.get(metric[len(ANALYSIS_PREFIX):])
     return self.progress.final_test.get(metric)
 
   def curve(self, metric: str) -> dict[int, float]:
@@ -122,7 +128,7 @@ def check_metrics(metrics: list[str], runs: list[Run]) -> None:
   complete = [r for r in runs if r.progress.complete]
   test_keys = {k for r in complete for k in r.progress.final_test} - {"step", "epoch", "split",
                                                                        "time"}
-  analysis = {ANALYSIS_PREFIX + k for r in complete for k in rundir.read_analysis(r.path)}
+  analysis = {ANALYSIS_PREFIX + k for r in complete for k in r.analysis}
   for m in metrics:
     if complete and m not in test_keys | analysis:
       raise UserError(f"--metric={m} is in no complete run; choose from "

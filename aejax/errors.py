@@ -25,5 +25,6 @@ class Diverged(AejaxError):
 
 
 class StorageError(AejaxError):
-  """A checkpoint could not be written (e.g. a full disk); older checkpoints are intact."""
+  """A file of the run could not be written (e.g. a full disk); what was written before is intact
+  and a re-run resumes from it."""
   exit_code = 5

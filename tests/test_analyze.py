@@ -4,8 +4,12 @@ Two small runs are trained once for the module (one epoch on the real MNIST): an
 8 CPU devices and a 2-D VAE. Every analysis runs in a fresh process with one device.
 """
 
+import fcntl
 import json
 import os
+import re
+import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -13,6 +17,8 @@ import sys
 import numpy as np
 import pytest
 
+from aejax.run import lock
+from aejax.run import storage
 from conftest import REPO, run_aejax
 
 ONE_DEVICE = {"XLA_FLAGS": ""}
@@ -270,3 +276,84 @@ def test_restore_and_analyze_work_for_every_family_and_encoder(family_runs, name
     result = json.load(f)
   assert result["step"] == 2 and np.isfinite(result["metrics"]["sq_err_per_image"]), result
   assert np.isfinite(result["metrics"]["nll"]) if name == "vae" else "nll" not in result["metrics"]
+
+
+def _lock_is_free(workdir):
+  """Whether another open file of the lock could take it (flock: per open file, so this works
+  in the process that holds it too)."""
+  fd = os.open(os.path.join(workdir, lock.FILENAME), os.O_RDWR)
+  try:
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return True
+  except BlockingIOError:
+    return False
+  finally:
+    os.close(fd)
+
+
+def test_an_analysis_that_fails_after_locking_releases_the_lock(ae_run, tmp_path):
+  """Mutations: analyze releasing the lock on success only (no `finally`), or keeping the
+  temporary files of a killed analysis, fails it."""
+  from aejax import analyze
+  from aejax.errors import UserError
+
+  workdir = str(tmp_path / "ae")
+  shutil.copytree(ae_run, workdir, ignore=shutil.ignore_patterns("analysis"))
+  os.makedirs(os.path.join(workdir, "analysis"))
+  dead = subprocess.Popen(["true"])
+  dead.wait()
+  left = storage.temp_path(os.path.join(workdir, "analysis", "metrics.json"))
+  open(left.replace(f".{os.getpid()}.", f".{dead.pid}."), "w").write('{"metr')  # Killed's.
+  with pytest.raises(UserError, match="is not prepared in"):  # After the restore and the lock.
+    analyze.analyze(workdir, data_dir=str(tmp_path / "no_data"))
+  assert _lock_is_free(workdir)
+  assert os.listdir(os.path.join(workdir, "analysis")) == []
+
+
+# aejax.analyze killed by SIGKILL halfway through writing metrics.json.
+KILLED_MID_WRITE = """
+import json, os, runpy, signal, sys
+def dump(obj, f, **kwargs):
+  text = json.dumps(obj, **kwargs)
+  f.write(text[:len(text) // 2])
+  f.flush()
+  os.kill(os.getpid(), signal.SIGKILL)
+json.dump = dump
+sys.argv[0] = "aejax.analyze"
+runpy.run_module("aejax.analyze", run_name="__main__")
+"""
+
+
+def test_an_analysis_killed_while_writing_leaves_the_old_metrics_and_compare_skips_a_damaged_one(
+    ae_run, ae_analysis, data_dir, tmp_path):
+  """kill -9 halfway through writing metrics.json: the lock is free and metrics.json is the
+  previous one (mutation: analyze writing it in place leaves half of it). A metrics.json cut in
+  half (as such a writer leaves it) is one line of aejax.compare, which tabulates the rest
+  (mutation: compare reading it without the try: a traceback, exit 1)."""
+  killed, damaged = str(tmp_path / "runs" / "killed"), str(tmp_path / "runs" / "damaged")
+  for workdir in (killed, damaged):
+    shutil.copytree(ae_run, workdir)
+  metrics_json = os.path.join(killed, "analysis", "metrics.json")
+  old = open(metrics_json).read()
+  proc = subprocess.run([sys.executable, "-c", KILLED_MID_WRITE, f"--workdir={killed}",
+                         f"--data_dir={data_dir}", "--seed=1", *FAST], cwd=REPO,
+                        env={**os.environ, **ONE_DEVICE}, capture_output=True, text=True)
+  assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+  (temp,) = [n for n in os.listdir(os.path.dirname(metrics_json)) if n.endswith(".tmp")]
+  assert temp.startswith("metrics.json.")  # Where the half was written.
+  assert _lock_is_free(killed)
+  assert open(metrics_json).read() == old
+
+  with open(os.path.join(damaged, "analysis", "metrics.json"), "r+") as f:
+    f.truncate(len(old) // 2)
+  proc = run_aejax(str(tmp_path / "runs"), "--metric=sq_err,analysis.metrics.knn_accuracy",
+                   module="aejax.compare")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  warnings = [l for l in proc.stderr.splitlines() if "metrics.json" in l]
+  assert len(warnings) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+  assert re.search(rf"\] Leaving out the analysis of {damaged}: cannot read {damaged}/analysis/"
+                   rf"metrics.json \(.* \(char \d+\)\); re-run aejax.analyze "
+                   rf"--workdir={damaged}$", warnings[0]), warnings
+  knn = json.loads(old)["metrics"]["knn_accuracy"]
+  row = [l for l in proc.stdout.splitlines() if l.startswith("|") and "complete" in l]
+  assert len(row) == 1 and f"{knn:.4f}" in row[0], proc.stdout  # The killed run's, n = 1.

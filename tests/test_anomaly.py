@@ -15,6 +15,7 @@ from sklearn.metrics import roc_auc_score
 from aejax import configs
 from aejax import train
 from aejax import validation
+from aejax.analysis import anomaly
 from aejax.analysis import restored as restored_lib
 from aejax.errors import UserError
 from aejax.run import rundir
@@ -140,3 +141,50 @@ def test_compare_gives_the_mean_over_the_variants():
   line = compare.variants_mean(rows, ["analysis.metrics.auroc_sq_err", "test sq_err"])
   assert line == ("Mean over the 3 variants: analysis.metrics.auroc_sq_err 0.8000, "
                   "test sq_err 1.500 (over 2 of 3)")
+
+
+def _no_nan(text):
+  """json.loads that fails on NaN or Infinity, which Python's json writes and reads silently."""
+  def refuse(constant):
+    raise AssertionError(f"{constant} in metrics.json")
+  return json.loads(text, parse_constant=refuse)
+
+
+def test_a_prefix_without_a_normal_image_leaves_its_aurocs_out_saying_why(data_dir, tmp_path):
+  """A VAE on digit 5 whose ELBO and NLL are estimated on the first 16 test images, none of them
+  a 5 (the first is at index 16 in TFDS's order). Mutation: without the check in
+  held_out_aurocs, auroc_neg_elbo and auroc_nll are NaN (scikit-learn's warning, exit 0)."""
+  workdir = str(tmp_path / "digit5")
+  proc = run_aejax("--config=experiments/vae.py", f"--workdir={workdir}", f"--data_dir={data_dir}",
+                   "--config.model.hidden=(32,)", "--config.model.latents=2",
+                   "--config.batch_size=500", "--config.input.train_labels=(5,)",
+                   "--config.num_epochs=1", env=ONE_DEVICE)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  proc = run_aejax(f"--workdir={workdir}", f"--data_dir={data_dir}", "--nll_images=16", "--k=10",
+                   "--probe_examples=500", module="aejax.analyze", env=ONE_DEVICE)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  with open(os.path.join(workdir, "analysis", "metrics.json")) as f:
+    result = _no_nan(f.read())
+  m, protocols = result["metrics"], result["protocols"]
+  assert 0.5 < m["auroc_sq_err"] <= 1 and 0.5 < m["auroc_bce"] <= 1  # On all 10,000 images.
+  for name in ("auroc_neg_elbo", "auroc_nll"):
+    assert name not in m
+    assert protocols[name].startswith("not measured: the first 16 test images, which "), protocols
+    assert protocols[name].endswith(" hold no normal image; pass a larger --nll_images (0: the "
+                                    "whole test split)")
+  assert sorted(result["held_out"]["auroc_per_label"]) == ["bce", "sq_err"]
+  assert "(neg_elbo)" not in protocols["held_out"] and "(nll)" not in protocols["held_out"]
+  report = open(os.path.join(workdir, "analysis", "report.md")).read()
+  assert "| `auroc_nll`" not in report and "- **auroc_nll**: not measured: " in report
+
+
+def test_a_prefix_without_an_anomalous_image_leaves_its_aurocs_out_saying_why():
+  """Mutation: without the check in held_out_aurocs, auroc_nll is NaN."""
+  labels_N = np.array([2, 0, 4, 8, 7, 6, 0, 6, 3, 1, 8, 0, 7, 9, 8, 4, 5, 3])
+  normal = tuple(l for l in range(10) if l != 5)  # The first 5 is the 17th image.
+  scores = {"sq_err": np.arange(18.0), "nll": np.arange(16.0)}
+  overall, per_label, left_out = anomaly.held_out_aurocs(scores, labels_N, normal)
+  assert overall == {"auroc_sq_err": 16 / 17} and list(per_label) == ["sq_err"]
+  assert left_out == {"auroc_nll": "not measured: the first 16 test images, which nll is "
+                                   "estimated on, hold no anomalous image; pass a larger "
+                                   "--nll_images (0: the whole test split)"}

@@ -4,6 +4,8 @@ import collections
 import gzip
 import os
 import shutil
+import socket
+import subprocess
 import time
 
 import numpy as np
@@ -11,6 +13,7 @@ import pytest
 
 from aejax.data import dataset
 from aejax.errors import UserError
+from aejax.run import storage
 
 
 def test_mnist_matches_the_published_facts(mnist):
@@ -95,3 +98,50 @@ def test_decoded_copy_holds_the_archives_images_and_is_rebuilt_when_stale_or_dam
   unkept = dataset.load_split(str(builder_dir), "test")
   np.testing.assert_array_equal(unkept[0], images)
   assert "Could not keep the decoded" in caplog.text
+
+
+def test_a_decoded_copy_that_does_not_fit_the_split_is_rebuilt_and_killed_writers_temps_go(
+    data_dir, tmp_path, caplog, monkeypatch):
+  """Mutations: without the check in load_split, without its storage.remove_killed_temps, or
+  without DECODED_FORMAT in the key, this fails."""
+  builder_dir = tmp_path / "mnist"  # A copy, so the shared prepared MNIST is never touched.
+  shutil.copytree(dataset.prepare("mnist", data_dir), builder_dir,
+                  ignore=shutil.ignore_patterns(dataset.DECODED_DIR))
+  images, labels = dataset.load_split(str(builder_dir), "test")
+  (kept,) = (builder_dir / dataset.DECODED_DIR).iterdir()
+  assert kept.name.startswith("test-") and kept.name.endswith(".npz")
+  caplog.set_level("WARNING")
+  wrong = {"shape": (images[:, :, :27], labels, "images uint8[10000, 28, 27, 1], the split has "
+                     "uint8[10000, 28, 28, 1]"),
+           "dtype": (images.astype(np.float32), labels, "images float32[10000, 28, 28, 1]"),
+           "count": (images[:9999], labels[:9999], "images uint8[9999, 28, 28, 1]"),
+           "labels": (images, labels.astype(np.int64), "labels int64[10000], the split has "
+                      "int32[10000]")}
+  for name, (bad_images, bad_labels, message) in wrong.items():
+    with open(kept, "wb") as f:
+      np.savez(f, images=bad_images, labels=bad_labels)
+    caplog.clear()
+    again = dataset.load_split(str(builder_dir), "test")
+    assert f"Ignoring the unreadable decoded copy {kept} ({message}" in caplog.text, name
+    np.testing.assert_array_equal(again[0], images)
+    np.testing.assert_array_equal(again[1], labels)
+    with np.load(kept) as rebuilt:  # Written afresh, right.
+      np.testing.assert_array_equal(rebuilt["images"], images)
+
+  # A killed writer of this host (its pid is gone), and one of another host, long ago: removed.
+  # A live writer's (this process) stays.
+  dead = subprocess.Popen(["true"])
+  dead.wait()
+  host = socket.gethostname()
+  temps = {"dead": f"{kept}.{host}.{dead.pid}.tmp", "old": f"{kept}.other.host.7.tmp",
+           "live": f"{kept}.{host}.{os.getpid()}.tmp"}
+  for path in temps.values():
+    with open(path, "wb") as f:
+      f.write(b"\0" * 1000)
+  os.utime(temps["old"], (0, time.time() - 2 * storage.STALE_TEMP_SECONDS))
+  dataset.load_split(str(builder_dir), "test")
+  assert sorted(os.listdir(kept.parent)) == sorted([kept.name, os.path.basename(temps["live"])])
+
+  monkeypatch.setattr(dataset, "DECODED_FORMAT", "another layout")  # Never read as this one.
+  dataset.load_split(str(builder_dir), "test")
+  assert len([n for n in os.listdir(kept.parent) if n.endswith(".npz")]) == 2

@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import types
 
 import jax
@@ -74,6 +75,59 @@ def test_sigterm_mid_epoch_then_resume_is_bitwise_equal_to_an_uninterrupted_run(
   drop = ("examples_per_sec", "time")
   strip = lambda rows: [{k: v for k, v in r.items() if k not in drop} for r in rows]
   assert strip(_rows(interrupted)) == strip(_rows(straight))
+
+
+# 12 steps per epoch; a checkpoint is 15 MB (params and Adam moments), long enough to write for
+# the test to see its temporary directory.
+KILLED_SAVE = ["--config=experiments/mlp_ae.py", "--config.model.hidden=(512,512)",
+               "--config.batch_size=1000", "--config.input.train_labels=(0,1)",
+               "--config.num_epochs=4"]
+
+
+def _temp_dirs(ckpt_dir, step=None):
+  """The names of orbax's temporary directories (unfinished saves) in ckpt_dir, of `step` if
+  given."""
+  names = os.listdir(ckpt_dir) if os.path.isdir(ckpt_dir) else []
+  return [n for n in names if ".orbax-checkpoint-tmp" in n and (
+      step is None or n.startswith(f"{step}."))]
+
+
+def _kill_while_saving(flags, ckpt_dir, step):
+  """Starts a run and SIGKILLs it once the temporary directory of its save at `step` appears;
+  returns what is left of that save (none if the save finished before the kill landed)."""
+  proc = subprocess.Popen([sys.executable, "-m", "aejax.main", *flags], cwd=REPO,
+                          stderr=subprocess.DEVNULL)
+  try:
+    while proc.poll() is None and not _temp_dirs(ckpt_dir, step):
+      time.sleep(0.002)
+  finally:
+    proc.kill()
+    proc.wait(timeout=60)
+  return _temp_dirs(ckpt_dir, step)
+
+
+def test_a_save_killed_midway_leaves_a_temp_dir_that_the_rerun_removes_at_any_step(data_dir,
+                                                                                tmp_path):
+  """Mutation: checkpoint.manager without cleanup_tmp_directories leaves 24.orbax-checkpoint-tmp
+  behind, as the re-run, saving every 3 epochs, never writes step 24 again."""
+  straight = str(tmp_path / "straight")
+  assert run_aejax(*KILLED_SAVE, f"--workdir={straight}", f"--data_dir={data_dir}"
+                   ).returncode == 0
+  for attempt in range(3):  # A save can finish before the kill lands; then try again.
+    workdir = str(tmp_path / f"killed{attempt}")
+    flags = [*KILLED_SAVE, f"--workdir={workdir}", f"--data_dir={data_dir}"]
+    if left := _kill_while_saving(flags, os.path.join(workdir, "checkpoints"), 24):
+      break
+  else:
+    pytest.fail("each of 3 saves of step 24 finished before SIGKILL reached its run")
+
+  proc = run_aejax(*flags, "--config.checkpoint.every_epochs=3")  # Saves 36 and 48, not 24.
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "Resuming from the checkpoint at step 12" in proc.stderr, left
+  ckpt_dir = os.path.join(workdir, "checkpoints")
+  assert _temp_dirs(ckpt_dir) == [] and sorted(os.listdir(ckpt_dir), key=int) == ["12", "36", "48"]
+  jax.tree.map(np.testing.assert_array_equal, saved_state(workdir, 48)[0],
+               saved_state(straight, 48)[0])
 
 
 def test_a_nan_stops_the_run_naming_the_step_and_keeps_the_last_good_checkpoint(

@@ -1,10 +1,15 @@
-"""The run directory: one rule decides whether a config may resume a run, for main and sweep."""
+"""The run directory: one rule decides whether a config may resume a run, for main and sweep;
+its files are written whole, and a cut-off metrics line is dropped on resume."""
+
+import json
+import os
 
 import pytest
 
 from aejax import configs
-from aejax.errors import UserError
+from aejax.errors import StorageError, UserError
 from aejax.run import rundir
+from aejax.run import storage
 
 
 def test_main_and_sweep_share_the_resume_rule(tmp_path):
@@ -22,3 +27,52 @@ def test_main_and_sweep_share_the_resume_rule(tmp_path):
     rundir.check_resumable(str(tmp_path), other)
   with pytest.raises(UserError, match="model.latents: 32 -> 3"):
     sweep.check_existing(sweep.Run(str(tmp_path), [], other))
+
+
+def test_the_resume_drops_a_cut_off_last_line_and_the_lines_after_its_checkpoint(tmp_path):
+  """Mutation: drop_metrics_after rewriting only when a complete line goes (not for a cut-off
+  one) leaves the cut-off line, which the next append would extend into a bad line."""
+  lines = [json.dumps({"step": s, "epoch": s // 10, "split": "train", "loss": 1.0 / s})
+           for s in (10, 20, 30)]
+  path = tmp_path / rundir.METRICS
+  path.write_text("\n".join(lines[:2]) + "\n" + lines[2][:25])  # A full disk cut the third.
+  assert [r["step"] for r in rundir.read_metrics(str(tmp_path))] == [10, 20]
+  rundir.drop_metrics_after(str(tmp_path), 20)  # Nothing after the checkpoint but the cut.
+  assert path.read_text() == "\n".join(lines[:2]) + "\n"
+  rundir.drop_metrics_after(str(tmp_path), 10)
+  assert path.read_text() == lines[0] + "\n"
+  rundir.drop_metrics_after(str(tmp_path), 10)  # Nothing to drop: the file is left as it is.
+  assert path.read_text() == lines[0] + "\n"
+
+
+def test_a_small_file_is_written_whole_or_not_at_all(tmp_path):
+  """Mutation: storage.atomic writing `path` in place leaves the cut file behind."""
+  path = str(tmp_path / "config.json")
+  with storage.atomic(path) as f:
+    f.write("old")
+  with pytest.raises(ZeroDivisionError):
+    with storage.atomic(path) as f:
+      f.write("half of the new")
+      1 / 0  # pylint: disable=pointless-statement
+  assert os.listdir(tmp_path) == ["config.json"] and open(path).read() == "old"
+  with pytest.raises(StorageError, match=rf"^could not write {tmp_path}/x/y \(No such file or "
+                     rf"directory; [0-9.]+ [kMG]?B free there\); free space"):
+    with storage.atomic(str(tmp_path / "x" / "y")) as f:
+      f.write("a folder that is not there")
+
+
+def test_metrics_and_tensorboard_writes_that_fail_are_storage_errors_naming_the_file(tmp_path):
+  """Mutation: MetricWriter.write without storage.writing around the TensorBoard writer lets
+  the OSError through (a traceback and exit 1 in aejax.main)."""
+  from aejax.run import metrics
+
+  (tmp_path / "tensorboard").write_text("")  # A file where the event files' folder goes.
+  writer = metrics.MetricWriter(str(tmp_path))
+  with pytest.raises(StorageError, match=rf"^could not write {tmp_path}/tensorboard \("):
+    writer.write(1, 1, "train", {"loss": 1.0})
+  assert [r["loss"] for r in rundir.read_metrics(str(tmp_path))] == [1.0]  # Written before.
+  os.remove(tmp_path / rundir.METRICS)
+  os.mkdir(tmp_path / rundir.METRICS)  # A folder where metrics.jsonl goes.
+  with pytest.raises(StorageError, match=rf"^could not write {tmp_path}/metrics.jsonl \(Is a "
+                     rf"directory; .* free there\)"):
+    writer.write(2, 2, "train", {"loss": 0.5})

@@ -19,22 +19,30 @@ SCORE_TEXT = {
 }
 
 
-def held_out_aurocs(scores: dict[str, np.ndarray], labels_N: np.ndarray,
-                    normal_labels) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
-  """({'auroc_<score>': AUROC of all anomalies}, {score: {label: AUROC of that label alone}}).
+def held_out_aurocs(scores: dict[str, np.ndarray], labels_N: np.ndarray, normal_labels
+                    ) -> tuple[dict[str, float], dict[str, dict[str, float]], dict[str, str]]:
+  """({'auroc_<score>': AUROC of all anomalies}, {score: {label: AUROC of that label alone}},
+  {'auroc_<score>': why it is left out}).
 
   A score array shorter than `labels_N` belongs to the first test images (the NLL may be
   estimated on a prefix of the split). Every AUROC is scikit-learn's roc_auc_score (probes.auroc)
-  of the normal images against the anomalous ones.
+  of the normal images against the anomalous ones; a prefix without a normal or without an
+  anomalous image has none (scikit-learn would give NaN), so that score is left out, with why.
   """
-  overall, per_label = {}, {}
+  overall, per_label, left_out = {}, {}, {}
   for name, scores_n in scores.items():
     labels_n = labels_N[:len(scores_n)]
     normal_n = np.isin(labels_n, np.asarray(normal_labels))
+    if normal_n.all() or not normal_n.any():
+      left_out[f"auroc_{name}"] = (
+          f"not measured: the first {len(scores_n)} test images, which {name} is estimated on, "
+          f"hold no {'anomalous' if normal_n.all() else 'normal'} image; pass a larger "
+          f"--nll_images (0: the whole test split)")
+      continue
     overall[f"auroc_{name}"] = probes.auroc(scores_n[normal_n], scores_n[~normal_n])
     per_label[name] = {str(label): probes.auroc(scores_n[normal_n], scores_n[labels_n == label])
                        for label in np.unique(labels_n[~normal_n]).tolist()}
-  return overall, per_label
+  return overall, per_label, left_out
 
 
 def protocol(normal_labels, labels_N: np.ndarray, counts: dict[str, int]) -> str:

@@ -12,6 +12,7 @@ from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
 import numpy as np
 
 from aejax.run import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
+from aejax.run import storage  # pylint: disable=g-import-not-at-top
 
 DPI = 100
 # Name -> figure size in inches; each PNG is (width * DPI) x (height * DPI) pixels.
@@ -20,7 +21,8 @@ SIZES = {"reconstructions": (10, 4), "samples": (8, 8), "interpolation": (10, 1.
 
 
 def _save(fig: Figure, path: str) -> str:
-  fig.savefig(path, dpi=DPI)  # No bbox_inches="tight": the pixel size stays as declared.
+  with storage.atomic(path, "wb") as f:
+    fig.savefig(f, format="png", dpi=DPI)  # No bbox_inches="tight": the pixel size is as declared.
   return path
 
 

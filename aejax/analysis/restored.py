@@ -141,7 +141,7 @@ def restore(workdir: str, step: int | None = None,
   like = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes)
   ckpt_dir = os.path.join(workdir, "checkpoints")
   try:
-    with checkpoint.manager(ckpt_dir, config.checkpoint.max_to_keep) as mngr:
+    with checkpoint.manager(ckpt_dir, config.checkpoint.max_to_keep, writer=False) as mngr:
       state, _ = checkpoint.restore(mngr, step, like)
   except Exception as e:  # Orbax's many error types; all mean this checkpoint cannot be used.
     detail = " ".join(str(e).split())[:300]

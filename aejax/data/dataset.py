@@ -9,17 +9,18 @@ imports TensorFlow. Hosts without internet hand TFDS a folder holding the origin
 import contextlib
 import hashlib
 import os
-import socket
 import zipfile
 
 from absl import logging
 import numpy as np
 
 from aejax.errors import UserError
+from aejax.run import storage
 
 FILE_FORMAT = "array_record"
 # Beside the prepared files: the decoded arrays of each split (load_split).
 DECODED_DIR = "decoded_uint8"
+DECODED_FORMAT = "npz images uint8 [N, H, W, C], labels int32 [N]; v2"  # Part of the file's key.
 
 
 def default_data_dir() -> str:
@@ -107,9 +108,13 @@ def load_split(builder_dir: str, split: str) -> tuple[np.ndarray, np.ndarray]:
   # A data dir in a bucket (gs://...) is read through TFDS each time: no local copy to keep.
   cache = None if "://" in os.fspath(builder_dir) else _decoded_cache_path(builder, split)
   if cache:
+    storage.remove_killed_temps(os.path.dirname(cache))
     try:
       with np.load(cache) as arrays:
-        return arrays["images"], arrays["labels"]
+        images_NxHxWxC, labels_N = arrays["images"], arrays["labels"]
+      if problem := _mismatch(builder, split, images_NxHxWxC, labels_N):
+        raise ValueError(problem)
+      return images_NxHxWxC, labels_N
     except FileNotFoundError:
       pass
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:  # Damaged: decode afresh.
@@ -124,10 +129,22 @@ def load_split(builder_dir: str, split: str) -> tuple[np.ndarray, np.ndarray]:
   return images_NxHxWxC, labels_N
 
 
+def _mismatch(builder, split: str, images: np.ndarray, labels: np.ndarray) -> str | None:
+  """What about a decoded copy does not fit the split's metadata (count, shape, dtypes), if any."""
+  count = builder.info.splits[split].num_examples
+  shape = (count, *builder.info.features["image"].shape)
+  if images.shape != shape or images.dtype != np.uint8:
+    return f"images {images.dtype}{list(images.shape)}, the split has uint8{list(shape)}"
+  if labels.shape != (count,) or labels.dtype != np.int32:
+    return f"labels {labels.dtype}{list(labels.shape)}, the split has int32[{count}]"
+  return None
+
+
 def _decoded_cache_path(builder, split: str) -> str:
-  """`<builder dir>/decoded_uint8/<split>-<key>.npz`, the key a hash of the split's prepared
-  files (name, size, mtime), so a split prepared afresh never reads an older copy."""
-  files = []
+  """`<builder dir>/decoded_uint8/<split>-<key>.npz`, the key a hash of DECODED_FORMAT and the
+  split's prepared files (name, size, mtime), so a split prepared afresh, or a copy written by
+  another layout of this code, is never read."""
+  files = [DECODED_FORMAT]
   for path in map(os.fspath, builder.info.splits[split].filepaths):
     st = os.stat(path)
     files.append((os.path.basename(path), st.st_size, st.st_mtime_ns))
@@ -139,15 +156,16 @@ def _write_decoded_cache(path: str, images: np.ndarray, labels: np.ndarray) -> N
   """Writes the decoded split atomically (processes that share the data dir may race; the last
   rename wins with identical contents). A data dir that cannot take it only costs the decoding
   next time, so that is a warning, not an error."""
-  tmp = f"{path}.{socket.gethostname()}.{os.getpid()}.tmp"  # Unique on a shared file system.
+  tmp = storage.temp_path(path)
   try:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(tmp, "wb") as f:
       np.savez(f, images=images, labels=labels)
     os.replace(tmp, path)
   except OSError as e:
-    logging.warning("Could not keep the decoded %s in %s (%s); it will be decoded again next "
-                    "time", os.path.basename(path), os.path.dirname(path), e.strerror or e)
+    logging.warning("Could not keep the decoded %s in %s (%s; %s there); it will be decoded "
+                    "again next time", os.path.basename(path), os.path.dirname(path),
+                    e.strerror or e, storage.free_space(os.path.dirname(path)))
     with contextlib.suppress(OSError):
       os.remove(tmp)
 

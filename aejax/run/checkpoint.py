@@ -22,10 +22,15 @@ import jax
 import orbax.checkpoint as ocp
 
 from aejax.errors import StorageError
+from aejax.run import storage
 
 
-def manager(directory: str, max_to_keep: int) -> ocp.CheckpointManager:
-  options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
+def manager(directory: str, max_to_keep: int, writer: bool = True) -> ocp.CheckpointManager:
+  """The writer's manager removes the temporary directories of saves that were killed, whatever
+  step they were writing; a reader's (a restore for analysis) leaves them, as one may be the
+  save of a run in progress."""
+  options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
+                                         cleanup_tmp_directories=writer)
   # Handlers named up front (not inferred from the first save) so that a manager that has not
   # saved anything yet can read a checkpoint's metadata.
   handlers = {"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}
@@ -111,7 +116,8 @@ def _failed(mngr: ocp.CheckpointManager, step: int, e: Exception) -> StorageErro
   log = os.path.join(os.path.dirname(directory), LOG)  # This run's own, whatever ran last.
   _to_log("".join(traceback.format_exception(e)), log)
   return StorageError(f"could not write the checkpoint at step {step} under {directory} "
-                      f"({_cause(e)}); {resume} (orbax's log: {log})")
+                      f"({_cause(e)}; {storage.free_space(directory)} there); {resume} (orbax's "
+                      f"log: {log})")
 
 
 def save(mngr: ocp.CheckpointManager, step: int, state: Any, meta: dict[str, Any]) -> None:
@@ -150,7 +156,7 @@ def restore(mngr: ocp.CheckpointManager, step: int, like: Any) -> tuple[Any, dic
 
 @contextlib.contextmanager
 def _orbax_logs_silenced() -> Iterator[None]:
-  """Quiet while a possibly damaged checkpoint is read: restore_latest reports it in one line.
+  """Quiet while a possibly damaged checkpoint is read: `read` reports it in one line.
 
   Orbax logs the failure's traceback itself, and the reads it abandons leave asyncio tasks and
   coroutines whose errors Python prints when they are collected; they are collected here.

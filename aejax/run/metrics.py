@@ -9,7 +9,8 @@ import os
 import time
 from typing import Any
 
-from absl import logging
+from aejax.run import rundir
+from aejax.run import storage
 
 
 # The fields of every metrics.jsonl line that say where and when it was written, not a metric.
@@ -24,25 +25,16 @@ class MetricWriter:
   """Appends one JSON object per line to `<workdir>/metrics.jsonl` and mirrors it to TensorBoard."""
 
   def __init__(self, workdir: str, enabled: bool = True):
-    self.path = os.path.join(workdir, "metrics.jsonl")
+    self._workdir, self.path = workdir, os.path.join(workdir, rundir.METRICS)
     self._enabled = enabled
     self._tb_dir = os.path.join(workdir, "tensorboard")
     self._tb = None  # Opened at the first write, so a run that fails early leaves no new file.
 
   def drop_after(self, step: int) -> None:
-    """Removes lines written after `step`: the work they describe is being redone on resume."""
-    if not self._enabled or not os.path.exists(self.path):
-      return
-    with open(self.path) as f:
-      lines = f.readlines()
-    keep = [line for line in lines if json.loads(line)["step"] <= step]
-    if len(keep) != len(lines):
-      logging.warning("Dropping %d line(s) of %s written after the checkpoint at step %d",
-                      len(lines) - len(keep), self.path, step)
-      tmp = self.path + ".tmp"
-      with open(tmp, "w") as f:
-        f.writelines(keep)
-      os.replace(tmp, self.path)  # Atomic: a crash here leaves the old file or the new one.
+    """Removes lines written after `step` (the work they describe is being redone on resume)
+    and a last line cut off by a crash or a full disk."""
+    if self._enabled:
+      rundir.drop_metrics_after(self._workdir, step)
 
   def write(self, step: int, epoch: int, split: str, values: dict[str, float]) -> None:
     if not self._enabled:
@@ -50,19 +42,23 @@ class MetricWriter:
     # `time` (unix seconds at writing) lets aejax.compare report a run's wall time.
     record = dict(zip(RECORD_FIELDS, (step, epoch, split, time.time())))
     record.update({k: float(v) for k, v in values.items()})
-    with open(self.path, "a") as f:
+    # An append, not a rewrite: a write cut short leaves a last line without its newline, which
+    # the reader ignores and the resume drops.
+    with storage.writing(self.path), open(self.path, "a") as f:
       f.write(json.dumps(record) + "\n")
-    if self._tb is None:
-      import tensorboardX  # Writes event files without TensorFlow.
-      self._tb = tensorboardX.SummaryWriter(self._tb_dir)
-    for k, v in values.items():
-      if _is_finite_number(float(v)):
-        self._tb.add_scalar(f"{split}/{k}", float(v), step)
-    self._tb.flush()
+    with storage.writing(self._tb_dir):
+      if self._tb is None:
+        import tensorboardX  # Writes event files without TensorFlow.
+        self._tb = tensorboardX.SummaryWriter(self._tb_dir)
+      for k, v in values.items():
+        if _is_finite_number(float(v)):
+          self._tb.add_scalar(f"{split}/{k}", float(v), step)
+      self._tb.flush()
 
   def close(self) -> None:
     if self._tb is not None:
-      self._tb.close()
+      with storage.writing(self._tb_dir):
+        self._tb.close()
 
 
 def format_duration(seconds: float) -> str:

@@ -17,6 +17,7 @@ from absl import logging
 import ml_collections
 
 from aejax.errors import UserError
+from aejax.run import storage
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
@@ -39,29 +40,52 @@ def read_config(run_dir: str) -> dict[str, Any]:
     raise UserError(f"cannot read {path} ({e}); pass a directory written by aejax.main") from e
 
 
-def read_metrics(run_dir: str) -> list[dict[str, Any]]:
-  """The lines of metrics.jsonl; [] when the run has not finished an epoch yet.
+def _metrics_lines(path: str) -> tuple[list[dict[str, Any]], bool]:
+  """(the records of metrics.jsonl's complete lines, whether a cut-off last line follows them).
 
-  A last line without its newline is a write cut short by a crash: it is ignored, with a warning.
-  Where one (split, epoch) appears twice (an attempt that was redone), the later line wins.
+  A last line without its newline is a write cut short (a crash, a full disk): it is left out,
+  with a warning.
   """
-  path = os.path.join(run_dir, METRICS)
   if not os.path.exists(path):
-    return []
+    return [], False
   with open(path) as f:
-    text = f.read()
-  lines = text.split("\n")
-  if lines[-1]:
+    lines = f.read().split("\n")
+  if cut_off := bool(lines[-1]):
     logging.warning("Ignoring the unfinished last line of %s", path)
-  records = {}
+  records = []
   for i, line in enumerate(lines[:-1], 1):
     try:
       r = json.loads(line)
-      records[(r["split"], r["epoch"])] = r
+      _ = r["split"], r["epoch"], r["step"]  # A KeyError (TypeError) if it is not a record.
+      records.append(r)
     except (json.JSONDecodeError, KeyError, TypeError) as e:
       raise UserError(f"{path} line {i} is not a metrics record ({e}); repair or remove that "
                       f"line") from e
+  return records, cut_off
+
+
+def read_metrics(run_dir: str) -> list[dict[str, Any]]:
+  """The records of metrics.jsonl; [] when the run has not finished an epoch yet.
+
+  Where one (split, epoch) appears twice (an attempt that was redone), the later line wins.
+  """
+  records = {(r["split"], r["epoch"]): r
+             for r in _metrics_lines(os.path.join(run_dir, METRICS))[0]}
   return sorted(records.values(), key=lambda r: (r["epoch"], r["split"] != "train"))
+
+
+def drop_metrics_after(run_dir: str, step: int) -> None:
+  """Rewrites metrics.jsonl without the lines written after `step` (work a resume redoes) and
+  without a cut-off last line, which the next append would otherwise extend."""
+  path = os.path.join(run_dir, METRICS)
+  records, cut_off = _metrics_lines(path)
+  keep = [r for r in records if r["step"] <= step]
+  if len(keep) != len(records):
+    logging.warning("Dropping %d line(s) of %s written after the checkpoint at step %d",
+                    len(records) - len(keep), path, step)
+  if len(keep) != len(records) or cut_off:
+    with storage.atomic(path) as f:
+      f.writelines(json.dumps(r) + "\n" for r in keep)
 
 
 def checkpoint_steps(run_dir: str) -> list[int]:
@@ -89,13 +113,18 @@ def count_params(run_dir: str) -> int | None:
 
 
 def read_analysis(run_dir: str) -> dict[str, float]:
-  """The scalar numbers of analysis/metrics.json as flat dotted keys; {} when absent."""
+  """The scalar numbers of analysis/metrics.json as flat dotted keys; {} when absent; UserError
+  naming the file when it cannot be read."""
   path = os.path.join(run_dir, ANALYSIS)
   if not os.path.exists(path):
     return {}
-  with open(path) as f:
-    return {k: v for k, v in flatten(json.load(f)).items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool)}
+  try:
+    with open(path) as f:
+      tree = json.load(f)
+  except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors.
+    raise UserError(f"cannot read {path} ({e}); re-run aejax.analyze --workdir={run_dir}") from e
+  return {k: v for k, v in flatten(tree).items()
+          if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -188,10 +217,8 @@ def check_resumable(workdir: str, config: ml_collections.ConfigDict) -> None:
 
 
 def write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
-  tmp = config_path(workdir) + ".tmp"
-  with open(tmp, "w") as f:
+  with storage.atomic(config_path(workdir)) as f:
     f.write(config.to_json_best_effort(indent=2))
-  os.replace(tmp, config_path(workdir))
 
 
 def fresh_workdir(workdir: str) -> str:
