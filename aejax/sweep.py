@@ -244,9 +244,10 @@ def sweep(argv: list[str]) -> int:
   # A run that diverged is reported again, not retrained: the same config would diverge again.
   diverged = [r for r in todo if rundir.divergence(r.workdir)]
   todo = [r for r in todo if r not in diverged]
-  logging.info("Sweep of %d runs in %s: %d finished and %d diverged (skipped), %d to run, %d at "
-               "a time", len(runs), FLAGS.workdir, len(runs) - len(todo) - len(diverged),
-               len(diverged), len(todo), len(envs))
+  logging.info("Sweep of %d runs in %s: %d finished (skipped), %s%d to run, %d at a time",
+               len(runs), FLAGS.workdir, len(runs) - len(todo) - len(diverged),
+               f"{len(diverged)} diverged (reported, not retrained), " if diverged else "",
+               len(todo), len(envs))
   if todo:
     # Prepare each dataset once, here, so concurrent runs never race to prepare it.
     from aejax.data import dataset

@@ -293,10 +293,8 @@ def _lock_is_free(workdir):
 
 def test_an_analysis_that_fails_after_locking_releases_the_lock(ae_run, tmp_path):
   """Mutations: analyze releasing the lock on success only (no `finally`), or keeping the
-  temporary files of a killed analysis, fails it."""
-  from aejax import analyze
-  from aejax.errors import UserError
-
+  temporary files of a killed analysis, fails it. As a command: aejax.analyze's flags would
+  clash in-process with aejax.main's, which other test modules import."""
   workdir = str(tmp_path / "ae")
   shutil.copytree(ae_run, workdir, ignore=shutil.ignore_patterns("analysis"))
   os.makedirs(os.path.join(workdir, "analysis"))
@@ -304,8 +302,10 @@ def test_an_analysis_that_fails_after_locking_releases_the_lock(ae_run, tmp_path
   dead.wait()
   left = storage.temp_path(os.path.join(workdir, "analysis", "metrics.json"))
   open(left.replace(f".{os.getpid()}.", f".{dead.pid}."), "w").write('{"metr')  # Killed's.
-  with pytest.raises(UserError, match="is not prepared in"):  # After the restore and the lock.
-    analyze.analyze(workdir, data_dir=str(tmp_path / "no_data"))
+  proc = run_aejax(f"--workdir={workdir}", f"--data_dir={tmp_path / 'no_data'}",
+                   module="aejax.analyze", timeout=300)
+  assert proc.returncode == 2, proc.stderr[-3000:]  # After the restore and the lock.
+  assert "is not prepared in" in proc.stderr.strip().splitlines()[-1]
   assert _lock_is_free(workdir)
   assert os.listdir(os.path.join(workdir, "analysis")) == []
 

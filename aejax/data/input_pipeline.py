@@ -64,6 +64,8 @@ def epoch_permutation(data_key: jax.Array, epoch: int, num_examples: int) -> np.
   other processes' devices.
   """
   cpu = jax.local_devices(backend="cpu")[0]
+  if not data_key.is_fully_addressable:  # A multi-process run's replicated key: take our copy.
+    data_key = data_key.addressable_data(0)
   with jax.default_device(cpu):
     return np.asarray(epochs.permutation(jax.device_put(data_key, cpu), epoch, num_examples))
 
