@@ -203,3 +203,21 @@ def test_a_run_sharded_group_resumes_each_run_on_its_own_device(data_dir):
                         text=True, timeout=900)
   assert proc.returncode == 0, proc.stderr[-4000:]
   assert "RUN-SHARDED RESUME" in proc.stdout
+
+
+def test_every_lock_is_released_when_closing_a_writer_fails(data_dir, tmp_path, monkeypatch):
+  """TensorBoard's last flush failing (a full disk) is the run's error, exit 5, and the
+  checkpoint managers are closed and the locks released all the same (mutation: closing the
+  writers outside the try leaves both runs locked)."""
+  from aejax.run import metrics as metrics_lib
+
+  def failing_close(self):
+    raise StorageError(f"could not write {self._tb_dir} (injected)")
+
+  monkeypatch.setattr(metrics_lib.MetricWriter, "close", failing_close)
+  workdirs = [str(tmp_path / f"w{i}") for i in range(2)]
+  with pytest.raises(StorageError, match="injected"):
+    train.train_group([_small_config(seed=s, num_epochs=1) for s in (0, 1)], workdirs,
+                      data_dir=data_dir)
+  assert not lock._held
+  assert [rundir.checkpoint_steps(w) for w in workdirs] == [[20], [20]]

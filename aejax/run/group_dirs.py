@@ -199,19 +199,27 @@ class GroupDirs:
     lock, whatever fails on the way. `raising`: the first failed save is raised at the end (on
     an error path it is only logged: the error being handled is the one to report)."""
     failed = None
+
+    def storage_failure(e: StorageError) -> None:
+      nonlocal failed
+      failed = failed or e
+      if not raising:
+        logging.error("%s", e)
+
     for mngr in self.mngrs:
       try:
         checkpoint.wait(mngr)
       except StorageError as e:
-        failed = failed or e
-        if not raising:
-          logging.error("%s", e)
+        storage_failure(e)
       try:
         mngr.close()
       except Exception as e:  # Closing must not stop the rest from being released.
         logging.error("closing the checkpoint manager of %s: %s", mngr.directory, e)
     for writer in self.writers:
-      writer.close()
+      try:
+        writer.close()  # Flushes TensorBoard's events: a write, which a full disk can fail.
+      except StorageError as e:
+        storage_failure(e)
     for workdir in self._locked:
       lock.release(workdir)
     self.mngrs, self.writers, self._locked = [], [], []
