@@ -140,6 +140,9 @@ class GroupDirs:
       raise UserError(f"no checkpoint in {directory} can be read; use --force_new") from e
 
   def _set_aside_after(self, common: int | None, steps: list[set[int]]) -> None:
+    if jax.process_count() > 1:  # Every process has listed the steps before process 0 renames.
+      from jax.experimental import multihost_utils
+      multihost_utils.sync_global_devices("checkpoints listed")
     moved = False
     for i, mngr in enumerate(self.mngrs):
       for step in sorted(s for s in steps[i] if common is None or s > common):
