@@ -22,7 +22,7 @@ options
                                before they are killed (default 60)
 
 examples
-  ./launch.sh --config=experiments/vae.py --workdir=/tmp/vae --manual_dir=../shared/data/mnist
+  ./launch.sh --config=experiments/vae.py --workdir=/tmp/vae --manual_dir=/path/to/mnist_archives
   ./launch.sh --nproc 2 --cpu_devices 2 --config=experiments/vae.py --workdir=/tmp/vae2
   salloc -N2 --gpus-per-node=8 --ntasks-per-node=8 ./launch.sh --slurm --config=experiments/vae.py --workdir=/shared/vae
   ./launch.sh --tpu my-v4-32 --zone us-central2-b --config=experiments/vae.py --workdir=gs://bucket/vae

@@ -77,7 +77,9 @@ def prepare(name: str, data_dir: str | None = None, manual_dir: str | None = Non
     if manual_dir is None and not download:
       raise UserError(f"TFDS dataset {name!r} is not prepared in {data_dir}; pass "
                       f"--manual_dir=<folder with the original archives> (for MNIST: "
-                      f"../shared/data/mnist) or --download on a host with internet")
+                      f"train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
+                      f"t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz) or --download on "
+                      f"a host with internet")
     _prepare(name, data_dir, manual_dir, download)
     builder = _find_prepared(name, data_dir)
   if builder is None:  # TFDS claimed success but left nothing readable behind.
