@@ -8,8 +8,8 @@ the stream path (`data/input_pipeline.py`) both use these three, which is what m
 same parameters.
 
 Every call takes the run as its last argument: `run = {"keys": split_keys(seed), "hp":
-hparams.of(config), "live": True}` (aejax/group.py builds it, stacked over a group's runs), so a
-run's keys and hyperparameters are arrays, never constants baked into the program.
+hparams.of(config)}` (aejax/group.py builds it, stacked over a group's runs), so a run's keys and
+hyperparameters are arrays, never constants baked into the program.
 """
 
 import functools
@@ -19,7 +19,6 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 
 from aejax import objectives
 from aejax import parallel
@@ -70,10 +69,10 @@ def make_train_chunk(step_fn: Callable, *, batch_size: int, mesh: jax.sharding.M
   same batches, keys and sums.
 
   `vectorized`: state, run and the results carry a leading run axis and the steps are vmapped over
-  it (one program for a group of runs). A run whose loss or gradient stops being finite, or whose
-  `run["live"]` is False, keeps its state from then on: its slice stays at its last finite values
-  while the others train. `run_sharded` splits the run axis over the mesh, each run's batch then
-  whole on its device (no all-reduce), instead of splitting every run's batch.
+  it (one program for a group of runs; a run that stops being finite cannot touch the others'
+  slices, so the steps need no per-run mask: the trainer stops saving and recording it).
+  `run_sharded` splits the run axis over the mesh, each run's batch then whole on its device (no
+  all-reduce), instead of splitting every run's batch.
   """
   local_batch = batch_size // mesh.size
   batch_sharding = parallel.batch_sharded(mesh)
@@ -81,8 +80,7 @@ def make_train_chunk(step_fn: Callable, *, batch_size: int, mesh: jax.sharding.M
   def epoch_order(images_NxHxWxC, epoch, run):
     return permutation(run["keys"]["data"], epoch, images_NxHxWxC.shape[0])
 
-  def body(carry, perm_N, images_NxHxWxC, i, run):
-    state, live = carry
+  def body(state, perm_N, images_NxHxWxC, i, run):
     idx_B = jax.lax.dynamic_slice_in_dim(perm_N, i * batch_size, batch_size)
     if mode == "pmap":
       idx_b = jax.lax.dynamic_slice_in_dim(
@@ -94,18 +92,12 @@ def make_train_chunk(step_fn: Callable, *, batch_size: int, mesh: jax.sharding.M
       # The gather reads a replicated dataset; the constraint makes each device compute (and
       # differentiate) only its slice of the global batch.
       x_b = jax.lax.with_sharding_constraint(images_NxHxWxC[idx_B], batch_sharding)
-    new_state, metrics = step_fn(state, x_b, step_key(run["keys"]["train"], state.step),
-                                 hp=run["hp"])
-    live = live & is_finite(metrics)
-    if vectorized:  # A run alone stops at its first non-finite step; in a group the rest go on.
-      new_state = jax.tree.map(lambda new, old: jnp.where(live, new, old), new_state, state)
-    return (new_state, live), metrics
+    return step_fn(state, x_b, step_key(run["keys"]["train"], state.step), hp=run["hp"])
 
   def one_run(state, images_NxHxWxC, epoch, start, num_steps, run):
     perm_N = epoch_order(images_NxHxWxC, epoch, run)
-    (state, _), metrics = jax.lax.scan(
-        lambda c, i: body(c, perm_N, images_NxHxWxC, i, run), (state, run["live"]),
-        start + jnp.arange(num_steps), unroll=loop == "unroll")
+    state, metrics = jax.lax.scan(lambda s, i: body(s, perm_N, images_NxHxWxC, i, run), state,
+                                  start + jnp.arange(num_steps), unroll=loop == "unroll")
     return state, summarize(metrics)
 
   # The run axis: vmapped over state, permutation and run; images and step index are shared.
@@ -123,14 +115,9 @@ def make_train_chunk(step_fn: Callable, *, batch_size: int, mesh: jax.sharding.M
     stack = lambda ms: over_runs(summarize, 0)(jax.tree.map(lambda *m: jnp.stack(m, -1), *ms))
     if mode == "pmap":
       wrap = functools.partial(jax.pmap, axis_name=parallel.DATA_AXIS)
-      # The carried flag is per device there, like the state.
-      live = lambda run: np.broadcast_to(run["live"], (jax.local_device_count(),))
       return _HostLoop(wrap(order_r, in_axes=(0, None, None)),
-                       wrap(body_r, in_axes=(0, 0, 0, None, None), donate_argnums=0), wrap(stack),
-                       live)
-    # A copy: the step donates its carry, and the run's own flag serves the next call too.
-    return _HostLoop(jax.jit(order_r), jax.jit(body_r, donate_argnums=0), jax.jit(stack),
-                     lambda run: jnp.copy(run["live"]))
+                       wrap(body_r, in_axes=(0, 0, 0, None, None), donate_argnums=0), wrap(stack))
+    return _HostLoop(jax.jit(order_r), jax.jit(body_r, donate_argnums=0), jax.jit(stack))
   if mode == "pmap":
     # pmap indexes in_axes by position, the static num_steps (argument 4) included.
     return jax.pmap(train_chunk, axis_name=parallel.DATA_AXIS,
@@ -148,17 +135,15 @@ class _HostLoop:
   so the host runs ahead of the device; the per-step metrics are stacked and summed on device.
   """
 
-  def __init__(self, order: Callable, step: Callable, stack: Callable,
-               live: Callable[[Any], Any]):
-    self._order, self._step, self._stack, self._live = order, step, stack, live
+  def __init__(self, order: Callable, step: Callable, stack: Callable):
+    self._order, self._step, self._stack = order, step, stack
     self._compiled = None  # (order, step): one compile serves every num_steps.
 
   def lower(self, state, images, epoch, start, num_steps, run):
     if self._compiled is None:
       order = self._order.lower(images, epoch, run).compile()
       perm_N = order(images, epoch, run)
-      self._compiled = (order, self._step.lower((state, self._live(run)), perm_N, images, start,
-                                                run).compile())
+      self._compiled = (order, self._step.lower(state, perm_N, images, start, run).compile())
     order, step = self._compiled
     call = lambda state, images, epoch, start, run: self._run(
         order, step, state, images, epoch, start, num_steps, run)
@@ -170,11 +155,11 @@ class _HostLoop:
 
   def _run(self, order, step, state, images, epoch, start, num_steps, run):
     perm_N = order(images, epoch, run)
-    carry, metrics = (state, self._live(run)), []
+    metrics = []
     for i in range(start, start + num_steps):
-      carry, m = step(carry, perm_N, images, i, run)
+      state, m = step(state, perm_N, images, i, run)
       metrics.append(m)
-    return carry[0], self._stack(metrics)
+    return state, self._stack(metrics)
 
 
 def make_evaluate(params_metrics_fn: Callable, *, eval_batch_size: int, mesh: jax.sharding.Mesh,

@@ -31,10 +31,9 @@ def split_keys(seed: int) -> dict[str, jax.Array]:
 
 
 def run_inputs(config: ml_collections.ConfigDict, seed: int | None = None) -> dict[str, Any]:
-  """What a train or eval call takes as its `run` argument: the run's keys, its hyperparameters
-  (hparams.FIELDS as arrays) and whether it still trains (`live`)."""
-  return {"keys": split_keys(config.seed if seed is None else seed), "hp": hparams.of(config),
-          "live": jnp.asarray(True)}
+  """What a train or eval call takes as its `run` argument: the run's keys and its
+  hyperparameters (hparams.FIELDS as arrays)."""
+  return {"keys": split_keys(config.seed if seed is None else seed), "hp": hparams.of(config)}
 
 
 @dataclasses.dataclass(frozen=True)

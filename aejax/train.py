@@ -261,13 +261,13 @@ def _take(tree: Any, i: int, g: Group) -> Any:
 
 
 def _diverged(g: Group, dirs: GroupDirs, i: int, step: int, epoch: int) -> None:
-  """Run i diverged at `step`: recorded in its directory; alone it stops here, in a group its
-  slice stays frozen (epochs.make_train_chunk) and the others go on."""
+  """Run i diverged at `step`: recorded in its directory; alone it stops here, in a group the
+  others go on (vmapped, its non-finite slice cannot reach theirs) and it is no longer saved or
+  recorded: its last good checkpoint is what it leaves."""
   message = dirs.diverged(i, step, epoch)
   if not g.layout.vectorized:
     raise Diverged(message)
   logging.error("%s", message)
-  g.run = {**g.run, "live": g.layout.put(np.asarray(dirs.live))}
 
 
 def _preempted(dirs: GroupDirs, watcher: preemption.PreemptionWatcher, pos: Position,
