@@ -165,7 +165,7 @@ class Runner:
   chunk: Callable
   evaluate: Callable
   steps_per_call: int
-  close: Callable[[], None] = lambda: None
+  close: Callable[[], None]
 
 
 def build_runner(g: Group, data: Data) -> Runner:
@@ -178,7 +178,6 @@ def build_runner(g: Group, data: Data) -> Runner:
                               axis_name=parallel.DATA_AXIS if pmap else None)
   per_call = min(config.steps_per_call or data.steps_per_epoch, data.steps_per_epoch)
   t0 = time.time()
-  close = lambda: None
   if config.input_mode == "stream":  # grain feeds the same step; the same call signature.
     stream = input_pipeline.StreamEpochs(
         step_fn, data.train_source, batch_size=config.batch_size,
@@ -188,7 +187,7 @@ def build_runner(g: Group, data: Data) -> Runner:
         index_map=data.train_index)
     chunk, close = stream, stream.close
   else:
-    chunk = _device_chunk(step_fn, g, data, per_call)
+    chunk, close = _device_chunk(step_fn, g, data, per_call), lambda: None
   evaluate = epochs.make_evaluate(
       functools.partial(per_example_metrics, model=g.model, config=config),
       eval_batch_size=config.eval_batch_size, mesh=layout.mesh, config=config,
