@@ -19,6 +19,7 @@ import jax
 import numpy as np
 
 from aejax import cli
+from aejax.data import data_flags  # --data_dir, --manual_dir, --download.
 from aejax.data import dataset
 from aejax.analysis import anomaly
 from aejax.analysis import figures
@@ -37,10 +38,6 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory written by aejax.
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step to analyse (default: the latest).")
 _K = flags.DEFINE_integer("k", 5000, "Posterior samples per test image for the importance-"
                           "sampled NLL (VAE family).")
-_DATA_DIR = flags.DEFINE_string("data_dir", None,
-                                "TFDS data dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets).")
-_MANUAL_DIR = flags.DEFINE_string("manual_dir", None, "Folder holding the original dataset "
-                                  "archives, if the dataset is not prepared yet.")
 _NLL_IMAGES = flags.DEFINE_integer(
     "nll_images", 0, "Test images (the first ones) the ELBO and NLL are estimated on; 0: the "
     "whole test split.")
@@ -50,6 +47,7 @@ _PROBE_EXAMPLES = flags.DEFINE_integer(
 _NEIGHBORS = flags.DEFINE_integer("neighbors", 5, "Neighbours of the k-NN classifier.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of every random draw of the analysis.")
 flags.mark_flags_as_required(["workdir"])
+cli.require_local_paths("workdir")
 
 CORRUPT_FRACTION = 0.1  # Pixels set to 0/1 in the anomalies of the corrupted-vs-clean AUROC.
 NLL_BATCH = 100  # Test images per NLL step; with up to 100 samples each, ~30 MB of logits.
@@ -100,8 +98,8 @@ def model_inputs(images_uint8: np.ndarray, rng: jax.Array, mode: str) -> np.ndar
 # --- The analysis ------------------------------------------------------------------------------
 
 def analyze(workdir: str, *, step: int | None = None, k: int = 5000, data_dir: str | None = None,
-            manual_dir: str | None = None, nll_images: int = 0, probe_examples: int = 0,
-            neighbors: int = 5, seed: int = 0) -> dict:
+            manual_dir: str | None = None, download: bool = True, nll_images: int = 0,
+            probe_examples: int = 0, neighbors: int = 5, seed: int = 0) -> dict:
   """Writes <workdir>/analysis/{metrics.json, *.png, report.md}; returns the metrics.json dict."""
   if k < 1 or neighbors < 1 or probe_examples < 0 or nll_images < 0:
     raise UserError(f"--k={k} and --neighbors={neighbors} must be >= 1, --probe_examples="
@@ -112,15 +110,15 @@ def analyze(workdir: str, *, step: int | None = None, k: int = 5000, data_dir: s
     lock.acquire(workdir)
   try:
     return _analyze(workdir, step=step, k=k, data_dir=data_dir, manual_dir=manual_dir,
-                    nll_images=nll_images, probe_examples=probe_examples, neighbors=neighbors,
+                    download=download, nll_images=nll_images, probe_examples=probe_examples, neighbors=neighbors,
                     seed=seed)
   finally:
     lock.release(workdir)
 
 
 def _analyze(workdir: str, *, step: int | None, k: int, data_dir: str | None,
-             manual_dir: str | None, nll_images: int, probe_examples: int, neighbors: int,
-             seed: int) -> dict:
+             manual_dir: str | None, download: bool, nll_images: int, probe_examples: int,
+             neighbors: int, seed: int) -> dict:
   run = restored_lib.restore(workdir, step)  # Fails on a bad workdir/step before any data work.
   config = run.config
   logging.info("Restored %s (%s, %d latents) at step %d on %d %s device(s)", workdir,
@@ -131,7 +129,7 @@ def _analyze(workdir: str, *, step: int | None, k: int, data_dir: str | None,
     os.makedirs(out_dir, exist_ok=True)
   storage.remove_killed_temps(out_dir)
 
-  builder_dir = dataset.prepare(config.dataset, data_dir, manual_dir)
+  builder_dir = dataset.prepare(config.dataset, data_dir, manual_dir, download)
   train_images, train_labels = dataset.load_split(builder_dir, "train")
   test_images, test_labels = dataset.load_split(builder_dir, "test")
   if probe_examples and probe_examples < len(train_images):
@@ -315,8 +313,8 @@ def main(argv: list[str]) -> None:
   logging.get_absl_logger().addFilter(
       lambda r: r.levelno >= py_logging.WARNING or "/orbax/" not in r.pathname)
   try:
-    analyze(_WORKDIR.value, step=_STEP.value, k=_K.value, data_dir=_DATA_DIR.value,
-            manual_dir=_MANUAL_DIR.value, nll_images=_NLL_IMAGES.value,
+    analyze(_WORKDIR.value, step=_STEP.value, k=_K.value, **data_flags.values(),
+            nll_images=_NLL_IMAGES.value,
             probe_examples=_PROBE_EXAMPLES.value,
             neighbors=_NEIGHBORS.value, seed=_SEED.value)
   except (UserError, StorageError) as e:

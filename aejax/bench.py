@@ -34,6 +34,7 @@ import numpy as np
 from aejax import cli
 from aejax import configs
 from aejax import group
+from aejax.data import data_flags  # --data_dir, --manual_dir, --download.
 from aejax.data import dataset
 from aejax.data import input_pipeline
 from aejax import loops
@@ -71,8 +72,6 @@ _LOOP = flags.DEFINE_string("loop", None, f"config.loop for device, one of {loop
 _CONV_IMPL = flags.DEFINE_string("conv_impl", None, "config.model.conv_impl, one of "
                                  f"{models.CONV_IMPLS} (default: the experiment's).")
 _JSON = flags.DEFINE_bool("json", False, "One JSON object per line instead of a table.")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir (as for aejax.main).")
-_MANUAL_DIR = flags.DEFINE_string("manual_dir", None, "Original archives (as for aejax.main).")
 
 
 def load_experiment(name: str):
@@ -290,7 +289,7 @@ def run():
   if _STEPS.value < 1 or _STREAM_EPOCHS.value < 1:
     raise UserError("--steps and --stream_epochs must be >= 1")
   base_config = load_experiment(_EXPERIMENT.value)
-  builder_dir = dataset.prepare(base_config.dataset, _DATA_DIR.value, _MANUAL_DIR.value)
+  builder_dir = dataset.prepare(base_config.dataset, **data_flags.values())
   images, _ = dataset.load_split(builder_dir, "train")
   if _NUM_TRAIN.value:
     images = images[:_NUM_TRAIN.value]

@@ -12,17 +12,11 @@ import jax
 from aejax import cli
 from aejax import configs
 from aejax import train
+from aejax.data import data_flags  # --data_dir, --manual_dir, --download.
 from aejax.run import rundir
 
 _CONFIG = configs.define_config_flag()
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory: checkpoints, metrics, config.")
-_DATA_DIR = flags.DEFINE_string("data_dir", None,
-                                "TFDS data dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets).")
-_MANUAL_DIR = flags.DEFINE_string(
-    "manual_dir", None, "Folder holding the original dataset archives, for hosts without "
-    "internet; TFDS checks their checksums and prepares the dataset from them.")
-_DOWNLOAD = flags.DEFINE_bool("download", False,
-                              "Let TFDS download a dataset that is not prepared yet.")
 _ALLOW_FALLBACK = flags.DEFINE_bool(
     "allow_fallback", False, "If the newest checkpoint cannot be read, set it aside and resume "
     "from the newest readable older one instead of stopping with an error.")
@@ -39,6 +33,7 @@ _HEARTBEAT = flags.DEFINE_integer(
     "heartbeat_timeout", 30, "Seconds without a heartbeat after which the other processes "
     "treat a process as dead and exit with an error instead of waiting for it forever.")
 flags.mark_flags_as_required(["config", "workdir"])
+cli.require_local_paths("workdir")
 
 
 def initialize_distributed() -> None:
@@ -72,8 +67,7 @@ def main(argv: list[str]) -> None:
     logging.info("--force_new: this run's workdir is %s", workdir)
 
   def train_run() -> None:
-    train.train_and_evaluate(config, workdir, data_dir=_DATA_DIR.value,
-                             manual_dir=_MANUAL_DIR.value, download=_DOWNLOAD.value,
+    train.train_and_evaluate(config, workdir, **data_flags.values(),
                              allow_fallback=_ALLOW_FALLBACK.value)
   cli.run_command(train_run)
 

@@ -41,7 +41,8 @@ import ml_collections
 
 from aejax import cli
 from aejax import configs
-from aejax import main as main_lib  # Defines --config, --workdir, --data_dir and main's flags.
+from aejax import main as main_lib  # Defines --config, --workdir and main's flags.
+from aejax.data import data_flags  # --data_dir, --manual_dir, --download, as main takes them.
 from aejax.run import rundir
 from aejax.errors import Diverged, UserError
 
@@ -208,8 +209,10 @@ def split_gpus(ids: list[str], parallel: int) -> list[list[str]]:
 # --- Running -----------------------------------------------------------------------------------
 
 def main_flags() -> list[str]:
-  """main's own flags (other than --config/--workdir) as given, so each run sees them too."""
-  return [FLAGS[f.name].serialize() for f in FLAGS.get_flags_for_module(main_lib)
+  """main's own flags and the data flags (other than --config/--workdir) as given, so each run
+  sees them too."""
+  return [FLAGS[f.name].serialize()
+          for module in (main_lib, data_flags) for f in FLAGS.get_flags_for_module(module)
           if f.present and f.name not in ("config", "workdir")]
 
 
@@ -252,7 +255,7 @@ def sweep(argv: list[str]) -> int:
     # Prepare each dataset once, here, so concurrent runs never race to prepare it.
     from aejax.data import dataset
     for name in sorted({r.config.dataset for r in todo}):
-      dataset.prepare(name, FLAGS.data_dir, FLAGS.manual_dir, FLAGS.download)
+      dataset.prepare(name, **data_flags.values())
 
   if _VECTORIZE.value:
     return sweep_vectorized(runs, todo, diverged)
@@ -339,8 +342,7 @@ def sweep_vectorized(runs: list[Run], todo: list[Run], diverged: list[Run]) -> i
     workdirs = [r.workdir for r in group]
     logging.info("Training a vectorised group of %d: %s", len(group), " ".join(workdirs))
     try:
-      train.train_group([r.config for r in group], workdirs, data_dir=FLAGS.data_dir,
-                        manual_dir=FLAGS.manual_dir, download=FLAGS.download,
+      train.train_group([r.config for r in group], workdirs, **data_flags.values(),
                         allow_fallback=FLAGS.allow_fallback)
     except Diverged as e:
       logging.error("%s", e)

@@ -318,7 +318,7 @@ def end_epoch(g: Group, runner: Runner, dirs: GroupDirs, watcher: preemption.Pre
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                        data_dir: str | None = None, manual_dir: str | None = None,
-                       download: bool = False, allow_fallback: bool = False) -> TrainState:
+                       download: bool = True, allow_fallback: bool = False) -> TrainState:
   """Trains (or resumes) the run in `workdir`; returns the final train state."""
   return train_group([config], [workdir], vectorized=False, data_dir=data_dir,
                      manual_dir=manual_dir, download=download, allow_fallback=allow_fallback)
@@ -326,7 +326,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
 def train_group(configs: list[ml_collections.ConfigDict], workdirs: list[str], *,
                 vectorized: bool = True, data_dir: str | None = None,
-                manual_dir: str | None = None, download: bool = False,
+                manual_dir: str | None = None, download: bool = True,
                 allow_fallback: bool = False) -> TrainState:
   """Trains (or resumes) runs that differ only in seed and hparams.FIELDS as one program.
 

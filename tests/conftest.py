@@ -1,7 +1,8 @@
-"""Shared fixtures: the real MNIST, prepared once per session from the original archives.
+"""Shared fixtures: the real MNIST, prepared once per test run by TFDS.
 
-Pass the folder with the four MNIST archives as `--manual_dir` (CI: ../shared/data/mnist), and
-optionally `--data_dir` to reuse a prepared TFDS data dir between sessions.
+TFDS downloads it unless `--manual_dir` names a folder holding the four original MNIST archives
+(hosts without internet; this repository's CI passes its own copy); `--data_dir` keeps the
+prepared TFDS data dir, to reuse it in later runs.
 """
 
 import fcntl
@@ -21,7 +22,7 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 
 def pytest_addoption(parser):
   parser.addoption("--manual_dir", default=os.environ.get("AEJAX_MANUAL_DIR"),
-                   help="folder holding the original MNIST archives")
+                   help="folder holding the original MNIST archives (default: TFDS downloads MNIST)")
   parser.addoption("--data_dir", default=os.environ.get("AEJAX_TEST_DATA_DIR"),
                    help="TFDS data dir to prepare MNIST in and reuse (default: a temp dir)")
 
@@ -89,8 +90,8 @@ def data_dir(request, tmp_path_factory) -> str:
     fcntl.flock(lock, fcntl.LOCK_EX)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
   if proc.returncode:
-    pytest.fail("could not prepare MNIST (pass --manual_dir=../shared/data/mnist): "
-                + proc.stderr.strip().splitlines()[-1])
+    pytest.fail("could not prepare MNIST (without internet, pass --manual_dir=<folder with the "
+                "four MNIST archives>): " + proc.stderr.strip().splitlines()[-1])
   return data_dir
 
 

@@ -303,7 +303,7 @@ def test_an_analysis_that_fails_after_locking_releases_the_lock(ae_run, tmp_path
   left = storage.temp_path(os.path.join(workdir, "analysis", "metrics.json"))
   open(left.replace(f".{os.getpid()}.", f".{dead.pid}."), "w").write('{"metr')  # Killed's.
   proc = run_aejax(f"--workdir={workdir}", f"--data_dir={tmp_path / 'no_data'}",
-                   module="aejax.analyze", timeout=300)
+                   "--nodownload", module="aejax.analyze", timeout=300)
   assert proc.returncode == 2, proc.stderr[-3000:]  # After the restore and the lock.
   assert "is not prepared in" in proc.stderr.strip().splitlines()[-1]
   assert _lock_is_free(workdir)

@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 
 import numpy as np
@@ -14,6 +15,7 @@ import pytest
 from aejax.data import dataset
 from aejax.errors import UserError
 from aejax.run import storage
+from conftest import REPO, run_aejax
 
 
 def test_mnist_matches_the_published_facts(mnist):
@@ -26,11 +28,80 @@ def test_mnist_matches_the_published_facts(mnist):
                                 [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949])
 
 
-def test_missing_dataset_without_manual_dir_fails_fast_with_the_fix(tmp_path):
+ARCHIVES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+            "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+
+
+def _python(code: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+  """`code` in a fresh process (TensorFlow, which TFDS imports to prepare, stays out of this one)."""
+  return subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                        env={**os.environ, **env}, timeout=120)
+
+
+def test_the_first_command_on_a_host_without_internet_fails_within_seconds_naming_the_fix(
+    tmp_path):
+  # The network is made unreachable by a proxy that accepts connections and never answers: what
+  # a firewalled host's proxy does, and the case where TFDS's own downloader hangs for minutes.
+  black_hole = socket.socket()
+  black_hole.bind(("127.0.0.1", 0))
+  black_hole.listen(16)
+  proxy = f"http://127.0.0.1:{black_hole.getsockname()[1]}"
+  env = {"TFDS_DATA_DIR": str(tmp_path / "tfds"), "HTTPS_PROXY": proxy, "HTTP_PROXY": proxy,
+         "https_proxy": proxy, "http_proxy": proxy, "NO_PROXY": "", "no_proxy": ""}
   t0 = time.time()
-  with pytest.raises(UserError, match="--manual_dir"):
-    dataset.prepare("mnist", str(tmp_path))
-  assert time.time() - t0 < 10  # No download attempt, no network retries.
+  try:
+    # The README's first training command, as typed.
+    proc = run_aejax("--config=experiments/vae.py", f"--workdir={tmp_path / 'vae'}", env=env,
+                     timeout=60)
+  finally:
+    black_hole.close()
+  seconds = time.time() - t0
+  assert proc.returncode == 2, proc.stderr
+  assert seconds < 10, seconds
+  errors = [line for line in proc.stderr.splitlines() if line.startswith("aejax:")]
+  assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr
+  assert "--manual_dir" in errors[0] and all(name in errors[0] for name in ARCHIVES), errors
+  assert "storage.googleapis.com" in errors[0], errors  # The host TFDS downloads MNIST from.
+
+
+def test_without_manual_dir_tfds_downloads_with_its_own_default_configuration(tmp_path):
+  # The host answers (stubbed): prepare hands the download to TFDS exactly as `tfds.load` would,
+  # no DownloadConfig of its own, after probing the host of the URLs TFDS registered for MNIST.
+  code = f"""
+import requests
+from tensorflow_datasets.core import dataset_builder
+from aejax.data import dataset
+
+probed = []
+requests.head = lambda url, **kw: probed.append(url)
+def download_and_prepare(self, download_config=None, **kw):
+  print("download_config:", download_config)
+  print("probed:", probed)
+  raise SystemExit(0)
+dataset_builder.DatasetBuilder.download_and_prepare = download_and_prepare
+dataset.prepare("mnist", {str(tmp_path)!r})
+"""
+  proc = _python(code, {})
+  assert proc.returncode == 0, proc.stderr
+  assert "download_config: None" in proc.stdout, proc.stdout
+  assert "probed: ['https://storage.googleapis.com/cvdf-datasets/mnist/" in proc.stdout, proc.stdout
+
+
+def test_nodownload_never_goes_to_the_network_and_names_the_fix(tmp_path):
+  code = f"""
+import requests
+from aejax.data import dataset
+from aejax.errors import UserError
+requests.head = lambda *a, **k: print("probed the network")
+try:
+  dataset.prepare("mnist", {str(tmp_path)!r}, download=False)
+except UserError as e:
+  print("error:", e)
+"""
+  proc = _python(code, {})
+  assert "probed" not in proc.stdout, proc.stdout
+  assert "error:" in proc.stdout and "--nodownload" in proc.stdout, proc.stdout
+  assert "--manual_dir" in proc.stdout and all(name in proc.stdout for name in ARCHIVES)
 
 
 def test_manual_dir_without_the_archives_names_them(tmp_path):

@@ -93,7 +93,7 @@ def test_bad_input_is_one_line_and_exit_code_2(flags, expected, data_dir, tmp_pa
 
 def test_missing_dataset_names_manual_dir(tmp_path):
   proc = run_aejax("--config=experiments/mlp_ae.py", f"--workdir={tmp_path / 'w'}",
-                   f"--data_dir={tmp_path / 'empty'}", timeout=60)
+                   f"--data_dir={tmp_path / 'empty'}", "--nodownload", timeout=60)
   assert proc.returncode == 2, proc.stderr[-3000:]
   (line,) = _error_lines(proc)
   assert "not prepared" in line and "--manual_dir" in line

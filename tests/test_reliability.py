@@ -230,7 +230,7 @@ BAD_INPUTS = [
     (["--config=experiments/missing.py"], "cannot load --config=experiments/missing.py"),
     (["stray"], "unexpected arguments ['stray']"),
     (["--workdir=FILE"], "is a file; pass a directory"),
-    (["--data_dir=EMPTY"], "is not prepared in"),
+    (["--data_dir=EMPTY", "--nodownload"], "is not prepared in"),
     (["--data_dir=EMPTY", "--manual_dir=/nonexistent"], "--manual_dir=/nonexistent is not a "
      "directory"),
     (["--workdir="], "--workdir is empty"),

@@ -2,13 +2,15 @@
 
 Preparing uses TFDS's own builder, which imports TensorFlow; reading uses only the prepared
 ArrayRecord files (`tfds.builder_from_directory(...).as_data_source`), so the training path never
-imports TensorFlow. Hosts without internet hand TFDS a folder holding the original archives
-(`manual_dir`); TFDS verifies their registered checksums before it prepares anything.
+imports TensorFlow. TFDS downloads a dataset that is not prepared, as it does by default; hosts
+without internet hand it a folder holding the original archives (`manual_dir`), and TFDS verifies
+their registered checksums before it prepares anything.
 """
 
 import contextlib
 import hashlib
 import os
+import urllib.parse
 import zipfile
 
 from absl import logging
@@ -21,6 +23,8 @@ FILE_FORMAT = "array_record"
 # Beside the prepared files: the decoded arrays of each split (load_split).
 DECODED_DIR = "decoded_uint8"
 DECODED_FORMAT = "npz images uint8 [N, H, W, C], labels int32 [N]; v2"  # Part of the file's key.
+# Seconds the download host gets to answer before a host is taken to be offline.
+PROBE_TIMEOUT_S = 4
 
 
 def default_data_dir() -> str:
@@ -38,48 +42,85 @@ def _find_prepared(name: str, data_dir: str):
     return None
 
 
+def _archives(builder) -> list[str]:
+  """The file names of the dataset's original archives, from TFDS's registered checksums."""
+  return sorted({info.filename for info in (builder.url_infos or {}).values() if info.filename})
+
+
+def _check_manual_dir(builder, manual_dir: str) -> None:
+  """Checks the archives ourselves first: TFDS would otherwise go to the network for any file
+  missing from manual_dir and retry for minutes on a host without internet."""
+  if not os.path.isdir(manual_dir):
+    raise UserError(f"--manual_dir={manual_dir} is not a directory; pass the folder that "
+                    f"holds the original {builder.name} archives")
+  missing = [f for f in _archives(builder) if not os.path.exists(os.path.join(manual_dir, f))]
+  if missing:
+    raise UserError(f"--manual_dir={manual_dir} lacks {', '.join(missing)}; put the original "
+                    f"{builder.name} archives there")
+
+
+def _check_reachable(builder) -> None:
+  """Fails within seconds when the dataset's download hosts cannot be reached.
+
+  TFDS's downloader sets no timeout and retries: on a host without internet (or behind a proxy
+  that does not answer) a download hangs for minutes before failing with a traceback. One HEAD
+  request per host, through the same proxy settings `requests` gives TFDS, tells at once.
+  """
+  import requests
+
+  hosts = {}
+  for url in builder.url_infos or {}:
+    hosts.setdefault(urllib.parse.urlsplit(url).netloc, url)
+  for url in hosts.values():
+    try:
+      requests.head(url, timeout=PROBE_TIMEOUT_S, allow_redirects=True)
+    except requests.RequestException as e:
+      archives = ", ".join(_archives(builder))
+      raise UserError(
+          f"TFDS dataset {builder.name!r} is not prepared and cannot be downloaded ({url}: "
+          f"{type(e).__name__}); on a host without internet put its original archives "
+          f"({archives}) in a folder and pass it as --manual_dir") from None
+
+
 def _prepare(name: str, data_dir: str, manual_dir: str | None, download: bool) -> None:
-  """Runs TFDS's builder for `name` into `data_dir` (this is where TensorFlow gets imported)."""
+  """Runs TFDS's builder for `name` into `data_dir` (this is where TensorFlow gets imported).
+
+  With `manual_dir` TFDS prepares from the archives there; otherwise it downloads them, as TFDS
+  does by default, after a quick check that their host answers."""
   import tensorflow_datasets as tfds
 
   builder = tfds.builder(name, data_dir=data_dir, file_format=FILE_FORMAT)
-  if manual_dir is not None and not download:
-    # Check the archives ourselves first: TFDS would otherwise go to the network for any file
-    # missing from manual_dir and retry for minutes on a host without internet.
-    if not os.path.isdir(manual_dir):
-      raise UserError(f"--manual_dir={manual_dir} is not a directory; pass the folder that "
-                      f"holds the original {name} archives")
-    wanted = sorted({info.filename for info in builder.url_infos.values() if info.filename})
-    missing = [f for f in wanted if not os.path.exists(os.path.join(manual_dir, f))]
-    if missing:
-      raise UserError(f"--manual_dir={manual_dir} lacks {', '.join(missing)}; put the original "
-                      f"{name} archives there (or pass --download on a host with internet)")
-  logging.info("Preparing TFDS %r in %s (manual_dir=%s)", name, data_dir, manual_dir)
-  config = tfds.download.DownloadConfig(manual_dir=manual_dir)
+  if manual_dir is not None:
+    _check_manual_dir(builder, manual_dir)
+  elif not download:
+    raise UserError(f"TFDS dataset {name!r} is not prepared in {data_dir} and --nodownload "
+                    f"forbids downloading it; drop --nodownload, or pass --manual_dir=<folder "
+                    f"with the original archives: {', '.join(_archives(builder))}>")
+  else:
+    _check_reachable(builder)
+  logging.info("Preparing TFDS %r in %s (%s)", name, data_dir,
+               f"from the archives in {manual_dir}" if manual_dir else "downloading it")
+  # No manual_dir: no DownloadConfig at all, so TFDS downloads exactly as `tfds.load` would.
+  config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
   try:
     builder.download_and_prepare(download_config=config)
   except tfds.download.download_manager.NonMatchingChecksumError as e:
-    raise UserError(f"an archive in --manual_dir={manual_dir} does not match TFDS's registered "
-                    f"checksum ({str(e).splitlines()[0]}); replace it with the original "
-                    f"file") from e
+    raise UserError(f"an archive of {name!r} does not match TFDS's registered checksum "
+                    f"({str(e).splitlines()[0]}); replace it with the original file"
+                    f"{f' in --manual_dir={manual_dir}' if manual_dir else ''}") from e
 
 
 def prepare(name: str, data_dir: str | None = None, manual_dir: str | None = None,
-            download: bool = False) -> str:
+            download: bool = True) -> str:
   """Makes sure `name` is prepared as ArrayRecord in `data_dir`; returns the builder's directory.
 
-  Without `manual_dir` or `download` a missing dataset is an error rather than a download
-  attempt, so an offline host fails at once with the fix instead of retrying for minutes.
+  A dataset that is not prepared yet is prepared from the archives in `manual_dir` when given,
+  else downloaded by TFDS (unless `download` is False). A host without internet fails within
+  seconds, in one line naming --manual_dir and the archives it needs.
   """
   data_dir = data_dir or default_data_dir()
   builder = _find_prepared(name, data_dir)
   if builder is None:
-    if manual_dir is None and not download:
-      raise UserError(f"TFDS dataset {name!r} is not prepared in {data_dir}; pass "
-                      f"--manual_dir=<folder with the original archives> (for MNIST: "
-                      f"train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
-                      f"t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz) or --download on "
-                      f"a host with internet")
     _prepare(name, data_dir, manual_dir, download)
     builder = _find_prepared(name, data_dir)
   if builder is None:  # TFDS claimed success but left nothing readable behind.
