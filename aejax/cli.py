@@ -11,6 +11,7 @@ from absl import flags
 from absl import logging
 
 from aejax.errors import AejaxError, Preempted, StorageError, UserError
+from aejax.run import rundir
 
 
 def fail(message: str, exit_code: int = 2) -> None:
@@ -33,6 +34,16 @@ def parse_flags(argv: list[str]) -> list[str]:
     key, _, hint = " ".join(text.split()).partition(" ")
     fail(f"unknown config field {key!r}{f' ({hint})' if hint else ''}; the valid fields are "
          f"those of the experiment's config (aejax/configs.py)")
+
+
+def require_local_paths(*names: str) -> None:
+  """Makes each named path flag refuse a bucket URL at parse time (rundir.local_path_problem)."""
+  def check(path: str | None) -> bool:
+    if problem := rundir.local_path_problem(path):
+      raise flags.ValidationError(problem)
+    return True
+  for name in names:
+    flags.register_validator(name, check)
 
 
 def quiet_library_info_logs() -> None:

@@ -340,6 +340,9 @@ def main(argv: list[str]) -> None:
   logging.set_verbosity(logging.WARNING)  # Orbax reports each metadata read at INFO.
   if len(argv) < 2:
     cli.fail("no run directories given; e.g. python -m aejax.compare /tmp/sweep")
+  for path in argv[1:]:
+    if problem := rundir.local_path_problem(path):
+      cli.fail(problem)
   try:
     print(compare(argv[1:], _METRIC.value, _OUT.value))
   except UserError as e:

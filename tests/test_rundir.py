@@ -3,6 +3,8 @@ its files are written whole, and a cut-off metrics line is dropped on resume."""
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -10,6 +12,7 @@ from aejax import configs
 from aejax.errors import StorageError, UserError
 from aejax.run import rundir
 from aejax.run import storage
+from conftest import REPO
 
 
 def test_main_and_sweep_share_the_resume_rule(tmp_path):
@@ -76,3 +79,21 @@ def test_metrics_and_tensorboard_writes_that_fail_are_storage_errors_naming_the_
   with pytest.raises(StorageError, match=rf"^could not write {tmp_path}/metrics.jsonl \(Is a "
                      rf"directory; .* free there\)"):
     writer.write(2, 2, "train", {"loss": 0.5})
+
+
+@pytest.mark.parametrize("module, args", [
+    ("aejax.main", [f"--config={REPO}/experiments/vae.py", "--workdir=gs://bucket/vae"]),
+    ("aejax.sweep", [f"--config={REPO}/experiments/vae.py", "--workdir=gs://bucket/sweep",
+                     "--sweep=seed=0,1"]),
+    ("aejax.analyze", ["--workdir=gs://bucket/vae"]),
+    ("aejax.compare", ["gs://bucket/sweep"]),
+])
+def test_a_bucket_workdir_is_one_line_exit_2_and_writes_nothing(tmp_path, module, args):
+  # The run directory's lock, renames and appends need a POSIX file system; without this check a
+  # local folder named `gs:` appeared beside the bucket Orbax wrote to.
+  proc = subprocess.run([sys.executable, "-m", module, *args], cwd=tmp_path, capture_output=True,
+                        text=True, env={**os.environ, "PYTHONPATH": REPO}, timeout=120)
+  assert proc.returncode == 2, proc.stderr
+  errors = [line for line in proc.stderr.splitlines() if line.startswith("aejax: error:")]
+  assert len(errors) == 1 and "bucket URL" in errors[0] and "file system" in errors[0], proc.stderr
+  assert list(tmp_path.iterdir()) == []  # No `gs:` folder.

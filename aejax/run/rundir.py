@@ -27,6 +27,17 @@ ANALYSIS = os.path.join("analysis", "metrics.json")
 DIVERGED = "diverged"
 
 
+def local_path_problem(path: str | None) -> str | None:
+  """Why `path` cannot hold run directories, or None. A run directory needs what a POSIX file
+  system gives and an object store does not: an exclusive lock (one process per workdir), atomic
+  renames (config.json, analysis/, set-aside checkpoints) and appended lines (metrics.jsonl)."""
+  if path and "://" in path:
+    return (f"{path} is a bucket URL, but a run directory needs a POSIX file system (a lock, "
+            f"atomic renames, appended metrics lines); pass a path on a file system every host "
+            f"mounts (NFS, Filestore, Lustre), e.g. /shared/runs/vae")
+  return None
+
+
 def is_run(path: str) -> bool:
   return os.path.isfile(os.path.join(path, CONFIG))
 
