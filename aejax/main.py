@@ -16,7 +16,9 @@ from aejax.data import data_flags  # --data_dir, --manual_dir, --download.
 from aejax.run import rundir
 
 _CONFIG = configs.define_config_flag()
-_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory: checkpoints, metrics, config.")
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Run directory on a local or shared file system: checkpoints, metrics, "
+    "config; an existing one is resumed from its latest checkpoint.")
 _ALLOW_FALLBACK = flags.DEFINE_bool(
     "allow_fallback", False, "If the newest checkpoint cannot be read, set it aside and resume "
     "from the newest readable older one instead of stopping with an error.")

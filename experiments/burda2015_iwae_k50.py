@@ -3,7 +3,7 @@ IWAE with k = 50: test NLL 84.78 nats, estimated with k = 5000. Same model, data
 experiments/burda2015_vae.py (aejax/configs.py:burda2015), trained on the k = 50 bound.
 
   python -m aejax.main --config=experiments/burda2015_iwae_k50.py \
-      --workdir=/tmp/burda2015_iwae_k50 --manual_dir=../shared/data/mnist
+      --workdir=/tmp/burda2015_iwae_k50
 
 The number to compare is the test `nll` (k = 5000) of the last evaluation.
 Result: not run yet: needs an accelerator, ~200 hours on this CPU estimated from a measured 221

@@ -3,8 +3,7 @@ VAE (k = 1): test NLL 86.76 nats, estimated with k = 5000. 784-200-200-50 tanh e
 decoder, dynamic binarisation, Adam (b1 0.9, b2 0.999, eps 1e-4), batches of 20, 3^i epochs at
 1e-3 * 10^(-i/7) for i = 0..7 (3280 epochs). The config lives in aejax/configs.py:burda2015.
 
-  python -m aejax.main --config=experiments/burda2015_vae.py --workdir=/tmp/burda2015_vae \
-      --manual_dir=../shared/data/mnist
+  python -m aejax.main --config=experiments/burda2015_vae.py --workdir=/tmp/burda2015_vae
 
 The number to compare is the test `nll` (k = 5000) of the last evaluation.
 Result: not run yet: needs an accelerator, ~12 hours on this CPU estimated from a measured 13.0

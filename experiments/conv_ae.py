@@ -1,8 +1,7 @@
 r"""Convolutional autoencoder: two stride-2 convs (32, 64 channels) -> 32-d code -> mirror
 transposed convs; Bernoulli cross-entropy on the grey levels as the loss, squared error reported.
 
-  python -m aejax.main --config=experiments/conv_ae.py --workdir=/tmp/conv_ae \
-      --manual_dir=../shared/data/mnist
+  python -m aejax.main --config=experiments/conv_ae.py --workdir=/tmp/conv_ae
 
 Result on the 2-core CPU (2026-11-26, nothing else running): test sq_err 2.98 per image (bce
 56.45) after the 20 epochs, 834 s (14 min) for the whole command, 1,578 training examples/s;

@@ -1,8 +1,7 @@
 r"""Convolutional VAE: two stride-2 convs (32, 64 channels) -> 20-d Gaussian posterior ->
 mirror transposed convs, Bernoulli decoder, ELBO; dynamic binarisation.
 
-  python -m aejax.main --config=experiments/conv_vae.py --workdir=/tmp/conv_vae \
-      --manual_dir=../shared/data/mnist
+  python -m aejax.main --config=experiments/conv_vae.py --workdir=/tmp/conv_vae
 
 Result on the 2-core CPU (2026-11-26, nothing else running): test ELBO -95.63 nats (rec 67.66,
 KL 27.97) after the 30 epochs (the MLP VAE of vae.py: -99.13), 1,284 s (21 min) for the whole

@@ -1,8 +1,7 @@
 r"""Denoising autoencoder: the 784-512-256-32 MLP AE sees MNIST with 25% of its pixels zeroed
 (masking noise) and is scored against the clean image (squared error); train and test alike.
 
-  python -m aejax.main --config=experiments/denoising_ae.py --workdir=/tmp/dae \
-      --manual_dir=../shared/data/mnist
+  python -m aejax.main --config=experiments/denoising_ae.py --workdir=/tmp/dae
 
 Gaussian corruption instead: --config.input.corruption=gaussian --config.input.noise_level=0.3
 

@@ -5,8 +5,7 @@ the same shape is trained end to end with Adam on the Bernoulli cross-entropy (t
 fine-tuning loss), its rate decaying to 0 on a cosine over 100 epochs, and `sq_err` on the test
 split is the number to compare.
 
-  python -m aejax.main --config=experiments/hinton2006_ae30.py --workdir=/tmp/hinton2006 \
-      --manual_dir=../shared/data/mnist
+  python -m aejax.main --config=experiments/hinton2006_ae30.py --workdir=/tmp/hinton2006
 
 Result (measured on one NVIDIA H100, 2026-11-26, `bench/gpu_check.sh`): test sq_err 3.35 per
 image after the 100 epochs, 40 s for the whole command (about 515,000 examples/s). The recipe was

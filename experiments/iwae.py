@@ -1,8 +1,7 @@
 r"""IWAE: the 784-500-20 MLP VAE trained on the importance-weighted bound with k = 5 samples;
 the last evaluation adds the test NLL estimated with k = 1000 (`nll`). Dynamic binarisation.
 
-  python -m aejax.main --config=experiments/iwae.py --workdir=/tmp/iwae \
-      --manual_dir=../shared/data/mnist
+  python -m aejax.main --config=experiments/iwae.py --workdir=/tmp/iwae
 
 Train/test lines report `iwae_bound` (k = 5) and `elbo` (mean single-sample ELBO of the same
 draws). The paper-scale run is experiments/burda2015_iwae_k50.py.

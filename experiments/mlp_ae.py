@@ -1,7 +1,6 @@
 r"""784-512-256-32 MLP autoencoder, squared-error loss.
 
-  python -m aejax.main --config=experiments/mlp_ae.py --workdir=/tmp/mlp_ae \
-      --manual_dir=../shared/data/mnist
+  python -m aejax.main --config=experiments/mlp_ae.py --workdir=/tmp/mlp_ae
 
 Result (measured, CPU with 2 cores; re-measured on 2026-11-26: 3.7508, 210 s with the cores
 shared by other jobs): test squared error 3.75 per image (sum over 784 pixels)

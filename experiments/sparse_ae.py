@@ -1,8 +1,7 @@
 r"""Sparse autoencoder: 784-512-256 MLP to an over-complete sigmoid code of 256 units whose mean
 activation is pulled to 0.05 by the KL sparsity penalty (weight 1); squared-error loss.
 
-  python -m aejax.main --config=experiments/sparse_ae.py --workdir=/tmp/sparse_ae \
-      --manual_dir=../shared/data/mnist
+  python -m aejax.main --config=experiments/sparse_ae.py --workdir=/tmp/sparse_ae
 
 L1 on the code instead: --config.objective.sparsity_weight=0 --config.objective.l1_code=0.01
 

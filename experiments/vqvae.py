@@ -2,8 +2,7 @@ r"""VQ-VAE: conv encoder (32, 64 channels) -> 64 features cut into 8 vectors of 
 the nearest of 128 codes (straight-through gradient), mirror conv decoder; Bernoulli
 cross-entropy on the grey levels, codebook loss and commitment loss (weight 0.25).
 
-  python -m aejax.main --config=experiments/vqvae.py --workdir=/tmp/vqvae \
-      --manual_dir=../shared/data/mnist
+  python -m aejax.main --config=experiments/vqvae.py --workdir=/tmp/vqvae
 
 Lines report `code_perplexity` and `codes_used` (codebook usage per batch).
 

@@ -1,0 +1,148 @@
+"""The docs' commands run: every `python -m aejax...` and `./launch.sh` command in README.md and
+docs/ parses as the command would parse it, the quick start trains, and the flag tables are the
+flag definitions."""
+
+import glob
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+
+from conftest import REPO, run_aejax
+
+DOCS = [os.path.join(REPO, "README.md"), *sorted(glob.glob(os.path.join(REPO, "docs", "*.md")))]
+EXPERIMENTS = sorted(glob.glob(os.path.join(REPO, "experiments", "*.py")))  # Their docstrings.
+COMMAND = re.compile(r"(?:python -m (aejax\.\w+)|\./launch\.sh)\b")
+SHELL_END = {";", "&&", "||", "|", "&", ">", ">>", "<", "done", ")"}
+
+
+def _code(text: str) -> list[str]:
+  """The text of every fenced code block and of every inline code span outside them (of a
+  Python file: its docstring), with backslash-continued lines joined."""
+  if text.startswith(('"""', 'r"""')):
+    return text.split('"""')[1].replace("\\\n", " ").splitlines()
+  parts = re.split(r"^```[^\n]*\n(.*?)^```", text, flags=re.S | re.M)
+  blocks = [p.replace("\\\n", " ") for p in parts[1::2]]
+  spans = [s for prose in parts[::2] for s in re.findall(r"`([^`\n]+)`", prose)]
+  return [line for block in blocks for line in block.splitlines()] + spans
+
+
+def _words(rest: str) -> list[str]:
+  """The shell words of a command's arguments, up to the end of the command."""
+  lexer = shlex.shlex(rest, posix=True, punctuation_chars=True)
+  lexer.whitespace_split = True
+  words = []
+  for word in lexer:
+    if word in SHELL_END or word.startswith("#"):
+      break
+    words.append(word)
+  return words
+
+
+def _launch_options() -> dict[str, bool]:
+  """launch.sh's own options, read from its argument loop: name -> whether it takes a value."""
+  source = open(os.path.join(REPO, "launch.sh")).read()
+  return {name: "${2" in action for name, action in
+          re.findall(r"^\s*(?:-h\|)?(--[\w-]+)\)(.*?);;", source, flags=re.M)}
+
+
+def documented_commands() -> list[tuple[str, str, list[str]]]:
+  """(where, module, argv) of every command with arguments; launch.sh's own options removed
+  (its other arguments go to aejax.main unchanged)."""
+  launch = _launch_options()
+  found = []
+  for path in DOCS + EXPERIMENTS:
+    for line in _code(open(path).read()):
+      for match in COMMAND.finditer(line):
+        argv = _words(line[match.end():])
+        module = match.group(1) or "aejax.main"
+        if match.group(1) is None:  # ./launch.sh
+          i, rest = 0, []
+          while i < len(argv):
+            if argv[i] in launch:
+              i += 1 + launch[argv[i]]
+            else:
+              rest.append(argv[i])
+              i += 1
+          argv = rest
+        if argv:  # A bare `python -m aejax.main` in prose names the command; it is no command.
+          found.append((f"{os.path.relpath(path, REPO)}: {line.strip()[:80]}", module, argv))
+  return found
+
+
+def parse(module: str, argvs: list[list[str]]) -> list[str | None]:
+  proc = subprocess.run([sys.executable, os.path.join(REPO, "tests", "parse_commands.py"), module],
+                        input=json.dumps(argvs), cwd=REPO, capture_output=True, text=True,
+                        timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_every_documented_command_parses(capsys):
+  commands = documented_commands()
+  by_module = {}
+  for where, module, argv in commands:
+    by_module.setdefault(module, []).append((where, argv))
+  failures = []
+  for module, entries in sorted(by_module.items()):
+    for (where, argv), error in zip(entries, parse(module, [a for _, a in entries]), strict=True):
+      if error:
+        failures.append(f"{where}\n    -> {error}")
+  with capsys.disabled():
+    print(f"\n{len(commands)} documented commands from {len(DOCS + EXPERIMENTS)} files parsed "
+          f"({', '.join(f'{m}: {len(e)}' for m, e in sorted(by_module.items()))})")
+  assert len(commands) >= 40 and set(by_module) == {
+      "aejax.main", "aejax.sweep", "aejax.analyze", "aejax.compare", "aejax.bench"}
+  assert not failures, "\n".join(failures)
+
+
+def test_a_misspelt_flag_or_config_field_in_a_command_is_caught():
+  errors = parse("aejax.main", [
+      ["--config=experiments/vae.py", "--workdir=/tmp/vae", "--manual_dri=/data"],
+      ["--config=experiments/vae.py", "--workdir=/tmp/vae", "--config.model.latnets=3"],
+      ["--config=experiments/vae.py", "--workdir=/tmp/vae", "--config.num_epochs=0"],
+      ["--config=experiments/vae.py", "--workdir=/tmp/vae", "--config.num_epochs=3"]])
+  assert "manual_dri" in errors[0] and "latnets" in errors[1] and "num_epochs=0" in errors[2]
+  assert errors[3] is None
+  (error,) = parse("aejax.sweep", [["--config=experiments/vae.py", "--workdir=/tmp/s",
+                                    "--sweep=sed=0,1"]])
+  assert "'sed'" in error
+
+
+def test_the_flag_tables_are_the_flag_definitions():
+  proc = subprocess.run([sys.executable, os.path.join(REPO, "tools", "docs_flags.py"), "--check"],
+                        cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr
+  assert len(re.findall(r"<!-- flags: ", "".join(open(p).read() for p in DOCS))) >= 5
+
+
+def _readme_command(module: str, workdir: str, containing: str = "") -> list[str]:
+  """The README's first `python -m <module>` command holding `containing`, its /tmp/vae workdir
+  replaced."""
+  for line in _code(open(DOCS[0]).read()):
+    if containing in line and (match := re.search(rf"python -m {re.escape(module)}\b", line)):
+      return [w.replace("/tmp/vae", workdir) for w in _words(line[match.end():])]
+  raise AssertionError(f"README.md shows no python -m {module} command with {containing!r}")
+
+
+def test_the_quick_start_trains_analyses_and_resumes(data_dir, tmp_path):
+  workdir = str(tmp_path / "vae")
+  train = _readme_command("aejax.main", workdir)
+  assert train == ["--config=experiments/vae.py", f"--workdir={workdir}"]
+  proc = run_aejax(*train, "--config.num_epochs=1", f"--data_dir={data_dir}")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  analyze = _readme_command("aejax.analyze", workdir)
+  proc = run_aejax(*analyze, "--nll_images=200", "--probe_examples=2000",
+                   f"--data_dir={data_dir}", module="aejax.analyze")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  metrics = json.load(open(os.path.join(workdir, "analysis", "metrics.json")))["metrics"]
+  assert metrics["nll"] < 200  # An untrained Bernoulli decoder: 784 ln 2 = 543 nats.
+  # The README's resume line (40 epochs) shrunk to 2: it trains only the missing epoch.
+  resume = _readme_command("aejax.main", workdir, containing="--config.num_epochs=40")
+  proc = run_aejax(*resume, "--config.num_epochs=2", f"--data_dir={data_dir}")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  lines = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+  assert [r["epoch"] for r in lines if r["split"] == "test"] == [1, 2]
+
