@@ -119,7 +119,8 @@ def analyze(workdir: str, *, step: int | None = None, k: int = 5000, data_dir: s
 def _analyze(workdir: str, *, step: int | None, k: int, data_dir: str | None,
              manual_dir: str | None, download: bool, nll_images: int, probe_examples: int,
              neighbors: int, seed: int) -> dict:
-  run = restored_lib.restore(workdir, step)  # Fails on a bad workdir/step before any data work.
+  # Fails on a bad workdir/step before any data work.
+  run = restored_lib.restore(workdir, step, data_dir=data_dir)
   config = run.config
   logging.info("Restored %s (%s, %d latents) at step %d on %d %s device(s)", workdir,
                config.model.name, config.model.latents, run.step, jax.device_count(),

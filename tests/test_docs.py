@@ -94,7 +94,8 @@ def test_every_documented_command_parses(capsys):
     print(f"\n{len(commands)} documented commands from {len(DOCS + EXPERIMENTS)} files parsed "
           f"({', '.join(f'{m}: {len(e)}' for m, e in sorted(by_module.items()))})")
   assert len(commands) >= 40 and set(by_module) == {
-      "aejax.main", "aejax.sweep", "aejax.analyze", "aejax.compare", "aejax.bench"}
+      "aejax.main", "aejax.sweep", "aejax.analyze", "aejax.compare", "aejax.bench",
+      "aejax.prepare_folder"}
   assert not failures, "\n".join(failures)
 
 

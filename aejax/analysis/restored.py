@@ -110,11 +110,13 @@ class Restored:
     return self.decode(np.asarray(z))
 
 
-def restore(workdir: str, step: int | None = None,
-            image_shape: tuple[int, ...] | None = None) -> Restored:
+def restore(workdir: str, step: int | None = None, image_shape: tuple[int, ...] | None = None,
+            data_dir: str | None = None) -> Restored:
   """The run in `workdir` at checkpoint `step` (default: the latest).
 
-  `image_shape` is needed only for datasets missing from IMAGE_SHAPES.
+  The image shape of a dataset missing from IMAGE_SHAPES (another TFDS dataset, your own images)
+  is read from its prepared copy in `data_dir` (default: $TFDS_DATA_DIR or
+  ~/tensorflow_datasets), or given as `image_shape`.
   """
   config = load_config(workdir)
   steps = rundir.checkpoint_steps(workdir)
@@ -127,9 +129,8 @@ def restore(workdir: str, step: int | None = None,
     raise UserError(f"--step={step} has no checkpoint in {workdir}; the existing steps are: "
                     f"{_steps_text(steps)}")
   if image_shape is None:
-    if config.dataset not in IMAGE_SHAPES:
-      raise UserError(f"unknown image shape for dataset {config.dataset!r}; pass image_shape")
-    image_shape = IMAGE_SHAPES[config.dataset]
+    image_shape = IMAGE_SHAPES.get(config.dataset) or dataset.prepared_image_shape(
+        config.dataset, data_dir or dataset.default_data_dir())
 
   model = models.create_model(config.model, image_shape, config.dtype)
   # Only the optimizer state's structure matters here; any steps_per_epoch gives it.

@@ -8,6 +8,7 @@ their registered checksums before it prepares anything.
 """
 
 import contextlib
+import difflib
 import hashlib
 import os
 import urllib.parse
@@ -88,8 +89,16 @@ def _prepare(name: str, data_dir: str, manual_dir: str | None, download: bool) -
   With `manual_dir` TFDS prepares from the archives there; otherwise it downloads them, as TFDS
   does by default, after a quick check that their host answers."""
   import tensorflow_datasets as tfds
+  from tensorflow_datasets.core import registered
 
-  builder = tfds.builder(name, data_dir=data_dir, file_format=FILE_FORMAT)
+  try:
+    builder = tfds.builder(name, data_dir=data_dir, file_format=FILE_FORMAT)
+  except registered.DatasetNotFoundError:
+    close = difflib.get_close_matches(name, tfds.list_builders(), n=1)
+    raise UserError(f"config.dataset={name!r} is neither a dataset of the TFDS catalog"
+                    f"{f' (did you mean {close[0]!r}?)' if close else ''} nor prepared in "
+                    f"{data_dir}; for a folder of your own images run python -m "
+                    f"aejax.prepare_folder first") from None
   if manual_dir is not None:
     _check_manual_dir(builder, manual_dir)
   elif not download:
@@ -129,6 +138,15 @@ def prepare(name: str, data_dir: str | None = None, manual_dir: str | None = Non
     raise UserError(f"{builder.data_dir} holds {name!r} as {builder.info.file_format.value}, "
                     f"but aejax reads {FILE_FORMAT}; pass another --data_dir to prepare it afresh")
   return builder.data_dir
+
+
+def prepared_image_shape(name: str, data_dir: str) -> tuple[int, ...]:
+  """The image shape of the prepared dataset `name`, from its metadata (no TensorFlow)."""
+  builder = _find_prepared(name, data_dir)
+  if builder is None:
+    raise UserError(f"the image shape of dataset {name!r} comes from its prepared copy, and "
+                    f"{data_dir} holds none; pass the --data_dir it was trained from")
+  return tuple(builder.info.features["image"].shape)
 
 
 def num_examples(builder_dir: str, split: str) -> int:
