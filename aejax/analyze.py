@@ -131,8 +131,10 @@ def _analyze(workdir: str, *, step: int | None, k: int, data_dir: str | None,
   storage.remove_killed_temps(out_dir)
 
   builder_dir = dataset.prepare(config.dataset, data_dir, manual_dir, download)
-  train_images, train_labels = dataset.load_split(builder_dir, "train")
-  test_images, test_labels = dataset.load_split(builder_dir, "test")
+  # A run saved before the split fields existed trained on 'train' and evaluated on 'test'.
+  train_images, train_labels = dataset.load_split(builder_dir,
+                                                  config.input.get("train_split", "train"))
+  test_images, test_labels = dataset.load_split(builder_dir, config.input.get("test_split", "test"))
   if probe_examples and probe_examples < len(train_images):
     subset = np.random.default_rng(seed).permutation(len(train_images))[:probe_examples]
   else:

@@ -290,10 +290,11 @@ def run():
     raise UserError("--steps and --stream_epochs must be >= 1")
   base_config = load_experiment(_EXPERIMENT.value)
   builder_dir = dataset.prepare(base_config.dataset, **data_flags.values())
-  images, _ = dataset.load_split(builder_dir, "train")
+  images, _ = dataset.load_split(builder_dir, base_config.input.train_split)
   if _NUM_TRAIN.value:
     images = images[:_NUM_TRAIN.value]
-  source = input_pipeline.open_source(builder_dir, "train") if "stream" in modes else None
+  source = (input_pipeline.open_source(builder_dir, base_config.input.train_split)
+            if "stream" in modes else None)
   if not _JSON.value:
     print(f"{_EXPERIMENT.value} on {jax.device_count()} x {jax.devices()[0].device_kind}, "
           f"{len(images)} training images")

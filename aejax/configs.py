@@ -48,6 +48,10 @@ def base() -> ml_collections.ConfigDict:
 
   c.dataset = "mnist"  # A TFDS name; images are read as uint8 and scaled to [0, 1] on device.
   c.input = ml_collections.ConfigDict()
+  # The TFDS splits trained on and evaluated on, any TFDS split string: e.g. 'train[:90%]' and
+  # 'train[90%:]' hold out a tenth of the training split for validation.
+  c.input.train_split = "train"
+  c.input.test_split = "test"
   # 'none': grey levels in [0, 1]; 'dynamic': a fresh Bernoulli sample of every pixel at every
   # step (IWAE paper; the test split uses one fixed sample); 'threshold': pixel > 0.5.
   c.input.binarize = "none"

@@ -216,3 +216,14 @@ def test_a_decoded_copy_that_does_not_fit_the_split_is_rebuilt_and_killed_writer
   monkeypatch.setattr(dataset, "DECODED_FORMAT", "another layout")  # Never read as this one.
   dataset.load_split(str(builder_dir), "test")
   assert len([n for n in os.listdir(kept.parent) if n.endswith(".npz")]) == 2
+
+
+def test_a_split_slice_reads_exactly_those_examples_of_its_split(data_dir, mnist):
+  train_x, train_y, _, _ = mnist
+  builder_dir = dataset.prepare("mnist", data_dir)
+  assert dataset.num_examples(builder_dir, "train[:90%]") == 54000
+  held_x, held_y = dataset.load_split(builder_dir, "train[90%:]")
+  np.testing.assert_array_equal(held_x, train_x[54000:])
+  np.testing.assert_array_equal(held_y, train_y[54000:])
+  with pytest.raises(UserError, match="config.input.test_split='tset' is no split of mnist"):
+    dataset.num_examples(builder_dir, "tset", "config.input.test_split")

@@ -231,6 +231,7 @@ BAD_INPUTS = [
     (["stray"], "unexpected arguments ['stray']"),
     (["--workdir=FILE"], "is a file; pass a directory"),
     (["--data_dir=EMPTY", "--nodownload"], "is not prepared in"),
+    (["--config.input.train_split=train[5:5]"], "holds no examples of mnist"),
     (["--data_dir=EMPTY", "--manual_dir=/nonexistent"], "--manual_dir=/nonexistent is not a "
      "directory"),
     (["--workdir="], "--workdir is empty"),

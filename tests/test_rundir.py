@@ -32,6 +32,16 @@ def test_main_and_sweep_share_the_resume_rule(tmp_path):
     sweep.check_existing(sweep.Run(str(tmp_path), [], other))
 
 
+def test_a_field_added_after_a_run_was_saved_is_drift_only_away_from_its_default(tmp_path):
+  saved = json.loads(configs.base().to_json_best_effort())
+  del saved["input"]["train_split"]  # A run saved before the field existed.
+  assert rundir.config_drift(saved, configs.base()) == []
+  other = configs.base()
+  other.input.train_split = "train[:90%]"
+  assert rundir.config_drift(saved, other) == [
+      "input.train_split: '<absent>' -> 'train[:90%]'"]
+
+
 def test_the_resume_drops_a_cut_off_last_line_and_the_lines_after_its_checkpoint(tmp_path):
   """Mutation: drop_metrics_after rewriting only when a complete line goes (not for a cut-off
   one) leaves the cut-off line, which the next append would extend into a bad line."""

@@ -11,6 +11,7 @@ import contextlib
 import difflib
 import hashlib
 import os
+import re
 import urllib.parse
 import zipfile
 
@@ -149,11 +150,21 @@ def prepared_image_shape(name: str, data_dir: str) -> tuple[int, ...]:
   return tuple(builder.info.features["image"].shape)
 
 
-def num_examples(builder_dir: str, split: str) -> int:
-  """From the dataset's metadata, without reading any example."""
+def num_examples(builder_dir: str, split: str, field: str = "split") -> int:
+  """From the dataset's metadata, without reading any example; a split TFDS cannot read is a
+  UserError naming `field` (the config field that gave it)."""
   import tensorflow_datasets as tfds
 
-  return tfds.builder_from_directory(builder_dir).info.splits[split].num_examples
+  info = tfds.builder_from_directory(builder_dir).info
+  try:
+    count = info.splits[split].num_examples
+  except (ValueError, KeyError, AssertionError) as e:
+    raise UserError(f"{field}={split!r} is no split of {info.name} ({' '.join(str(e).split())}); "
+                    f"use one of {sorted(info.splits)} or a TFDS slice such as "
+                    f"'train[:90%]'") from None
+  if count == 0:
+    raise UserError(f"{field}={split!r} holds no examples of {info.name}; widen the slice")
+  return count
 
 
 def load_split(builder_dir: str, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -205,12 +216,13 @@ def _decoded_cache_path(builder, split: str) -> str:
   """`<builder dir>/decoded_uint8/<split>-<key>.npz`, the key a hash of DECODED_FORMAT and the
   split's prepared files (name, size, mtime), so a split prepared afresh, or a copy written by
   another layout of this code, is never read."""
-  files = [DECODED_FORMAT]
+  files = [DECODED_FORMAT, split]  # A slice reads the same files as its split.
   for path in map(os.fspath, builder.info.splits[split].filepaths):
     st = os.stat(path)
     files.append((os.path.basename(path), st.st_size, st.st_mtime_ns))
   key = hashlib.sha256(repr(files).encode()).hexdigest()[:16]
-  return os.path.join(os.fspath(builder.data_dir), DECODED_DIR, f"{split}-{key}.npz")
+  name = re.sub(r"[^A-Za-z0-9_.-]", "_", split)
+  return os.path.join(os.fspath(builder.data_dir), DECODED_DIR, f"{name}-{key}.npz")
 
 
 def _write_decoded_cache(path: str, images: np.ndarray, labels: np.ndarray) -> None:

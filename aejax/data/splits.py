@@ -51,18 +51,21 @@ def load_data(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, data_d
   order in both input modes; the test metrics use those labels too.
   """
   builder_dir = prepare_data(config, data_dir, manual_dir, download)
-  num_train = dataset.num_examples(builder_dir, "train")
+  train_split, test_split = config.input.train_split, config.input.test_split
+  num_train = dataset.num_examples(builder_dir, train_split, "config.input.train_split")
+  dataset.num_examples(builder_dir, test_split, "config.input.test_split")
   train_labels = config.input.train_labels
   train_index = train_images = train_source = None
   if train_labels is not None:
     validation.validate_train_labels(config, dataset.num_classes(builder_dir))
   if config.input_mode == "stream":
-    train_source = input_pipeline.open_source(builder_dir, "train")
+    train_source = input_pipeline.open_source(builder_dir, train_split)
     image_shape = input_pipeline.image_shape(train_source)
     if train_labels is not None:
-      train_index = dataset.label_indices(dataset.load_labels(builder_dir, "train"), train_labels)
+      train_index = dataset.label_indices(dataset.load_labels(builder_dir, train_split),
+                                          train_labels)
   else:  # Every process holds the whole (small) split.
-    train_images, labels_N = dataset.load_split(builder_dir, "train")
+    train_images, labels_N = dataset.load_split(builder_dir, train_split)
     image_shape = train_images.shape[1:]
     if train_labels is not None:
       train_index = dataset.label_indices(labels_N, train_labels)
@@ -72,11 +75,11 @@ def load_data(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, data_d
     num_train = len(train_index)
   validation.validate_data(config, num_train)
   validation.validate_image_shape(config, image_shape)
-  test_images, test_labels = dataset.load_split(builder_dir, "test")
+  test_images, test_labels = dataset.load_split(builder_dir, test_split)
   test_images = test_images[dataset.label_indices(test_labels, train_labels)]
   steps_per_epoch = num_train // config.batch_size  # The remainder waits a permutation.
-  logging.info("Data: %d train and %d test images of shape %s (labels: %s); %d steps per epoch",
-               num_train, len(test_images), image_shape,
+  logging.info("Data: %d train (%s) and %d test (%s) images of shape %s (labels: %s); %d steps "
+               "per epoch", num_train, train_split, len(test_images), test_split, image_shape,
                "all" if train_labels is None else tuple(train_labels), steps_per_epoch)
   test_images, test_mask = dataset.pad_to_multiple(test_images, config.eval_batch_size)
   return Data(image_shape, num_train, steps_per_epoch,

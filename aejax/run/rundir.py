@@ -16,6 +16,7 @@ from typing import Any
 from absl import logging
 import ml_collections
 
+from aejax import configs
 from aejax.errors import UserError
 from aejax.run import storage
 
@@ -210,9 +211,14 @@ def config_drift(saved: dict, config: ml_collections.ConfigDict) -> list[str]:
   resumable = RESUMABLE
   if new.get("opt.schedule") == "cosine":  # Its decay spans num_epochs: more epochs, other rates.
     resumable = tuple(f for f in RESUMABLE if f != "num_epochs")
+  # A field added to aejax after the run was saved, at its default, is what the run trained with.
+  added = {k: v for k, v in flatten(json.loads(configs.base().to_json_best_effort())).items()
+           if k not in old}
   changed = []
   for key in sorted(set(old) | set(new)):
     if key in resumable or key.split(".")[0] in resumable or old.get(key) == new.get(key):
+      continue
+    if key in added and new.get(key) == added[key]:
       continue
     changed.append(f"{key}: {old.get(key, '<absent>')!r} -> {new.get(key, '<absent>')!r}")
   return changed
