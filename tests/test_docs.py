@@ -119,6 +119,18 @@ def test_the_flag_tables_are_the_flag_definitions():
   assert len(re.findall(r"<!-- flags: ", "".join(open(p).read() for p in DOCS))) >= 5
 
 
+def test_the_one_class_tables_are_what_compare_prints_from_their_records():
+  page = open(os.path.join(REPO, "docs", "anomaly.md")).read()
+  commands = [line for line in _code(page) if "python -m aejax.compare bench/results" in line]
+  assert len(commands) == 2, commands
+  for line in commands:
+    argv = _words(line[line.index("aejax.compare") + len("aejax.compare"):])
+    proc = run_aejax(*argv, module="aejax.compare", timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [r for r in proc.stdout.splitlines() if r.startswith("| (") or r.startswith("Mean")]
+    assert len(rows) == 11 and all(r in page for r in rows), proc.stdout
+
+
 def _readme_command(module: str, workdir: str, containing: str = "") -> list[str]:
   """The README's first `python -m <module>` command holding `containing`, its /tmp/vae workdir
   replaced."""
