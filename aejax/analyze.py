@@ -151,7 +151,7 @@ def _analyze(workdir: str, *, step: int | None, k: int, data_dir: str | None,
   m["sq_err_per_image"] = float(np.mean(rec["sq_err"]))
   m["sq_err_per_pixel"] = m["sq_err_per_image"] / num_pixels
   m["bce"] = float(np.mean(rec["bce"]))
-  if run.is_generative:
+  if run.has_likelihood:
     nll_count = min(nll_images or len(x_test), len(x_test))
     vae = vae_scores(run, x_test[:nll_count], keys["nll"], k)
     m["elbo"] = float(np.mean(vae["elbo"]))
@@ -179,7 +179,7 @@ def _analyze(workdir: str, *, step: int | None, k: int, data_dir: str | None,
   normal_labels, held_out = config.input.get("train_labels"), None
   if normal_labels is not None and not np.isin(test_labels, normal_labels).all():
     scores = {"sq_err": rec["sq_err"], "bce": rec["bce"]}
-    if run.is_generative:
+    if run.has_likelihood:
       scores.update(neg_elbo=-vae["elbo"], nll=vae["nll"])
     aurocs, per_label, left_out = anomaly.held_out_aurocs(scores, test_labels, normal_labels)
     m.update(aurocs)
@@ -195,7 +195,7 @@ def _analyze(workdir: str, *, step: int | None, k: int, data_dir: str | None,
       "workdir": os.path.abspath(workdir), "step": run.step, "model": config.model.name,
       "latents": config.model.latents, "binarize": mode, "test_images": len(x_test),
       "metrics": m,
-      "settings": {"k": k if run.is_generative else None,
+      "settings": {"k": k if run.has_likelihood else None,
                    "nll_images": nll_count,
                    "probe_train_examples": len(subset),
                    "knn_neighbors": neighbors, "pca_components": components, "seed": seed,

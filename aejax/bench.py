@@ -37,6 +37,7 @@ from aejax import group
 from aejax.data import data_flags  # --data_dir, --manual_dir, --download.
 from aejax.data import dataset
 from aejax.data import input_pipeline
+from aejax import families
 from aejax import loops
 from aejax import models
 from aejax import optimizers
@@ -168,7 +169,7 @@ def bench_one(config, images: np.ndarray, source, *, modes, steps: int, stream_e
   epochs = math.ceil(steps / spe)
   layout = group.layout(1, vectorized=False)  # One run, as aejax.main trains it.
   mesh = layout.mesh
-  model = models.create_model(config.model, image_shape, config.dtype)
+  model = families.create_model(config.model, image_shape, config.dtype)
   make_tx = optimizers.for_runs(config, spe)  # spe: schedules count in steps.
   run = layout.stack([group.run_inputs(config)])
   keys = run["keys"]

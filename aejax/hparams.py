@@ -34,8 +34,9 @@ def of(config: ml_collections.ConfigDict) -> Hparams:
 
 def structure(config: ml_collections.ConfigDict) -> dict[str, bool]:
   """Which optional terms the objective adds: a zero weight drops a term from the program, so
-  runs with and without it are traced differently. The one place that decides it: the objective
-  (aejax/objectives.py) switches its terms on from this, and `group_key` groups runs by it."""
+  runs with and without it are traced differently. The one place that decides it: the families'
+  objectives (aejax/families) switch their terms on from this, and `group_key` groups runs by
+  it."""
   o = config.objective
   return {"kl_weighted": bool(o.beta != 1 or o.kl_warmup_steps), "l1_code": bool(o.l1_code),
           "sparsity": bool(o.sparsity_weight)}

@@ -147,7 +147,3 @@ def elbo_objective(outputs: dict[str, jax.Array], x: jax.Array) -> dict[str, jax
   rec = bernoulli_nll(outputs["logits"], x)
   kl = kl_to_standard_normal(outputs["mean"], outputs["logvar"])
   return {"loss": rec + kl, "rec": rec, "kl": kl, "elbo": -(rec + kl)}
-
-
-# Model family -> the losses it can train with.
-LOSSES = {"ae": RECONSTRUCTION, "vae": ("elbo", "iwae"), "vqvae": RECONSTRUCTION}

@@ -31,8 +31,8 @@ import optax
 from aejax import epochs
 from aejax import group
 from aejax import hparams
+from aejax import families
 from aejax import loops
-from aejax import models
 from aejax import objectives
 from aejax import optimizers
 from aejax import parallel
@@ -124,7 +124,7 @@ def init_group(configs: list[ml_collections.ConfigDict], data: Data,
   """The model and the optimizer, one program whose runs' values enter as arrays (the optimizer
   is config.opt's, built from each run's own hyperparameters), and the runs' stacked inputs."""
   config = configs[0]  # Everything but seed and hparams.FIELDS is the same in every run.
-  model = models.create_model(config.model, data.image_shape, config.dtype)
+  model = families.create_model(config.model, data.image_shape, config.dtype)
   for c in configs:  # Each run's schedule is checked on its own values.
     optimizers.create_optimizer(c, data.steps_per_epoch)
   make_tx = optimizers.for_runs(config, data.steps_per_epoch)

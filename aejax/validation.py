@@ -2,14 +2,15 @@
 
 Each failure is a `UserError` naming the field, the bad value and what to use instead, so a typo
 costs a second, not a crashed run. This is the one place a config is checked: the model factory,
-the optimizers and the objectives take a validated config.
+the optimizers and the objectives take a validated config. What a family allows comes from its
+entry in the table of aejax.families (its losses, likelihood, own fields and check), asked here.
 """
 
 import ml_collections
 
 from aejax.data import input_pipeline
+from aejax import families
 from aejax import loops
-from aejax import losses
 from aejax import parallel
 from aejax import preprocess
 from aejax.errors import UserError
@@ -23,10 +24,14 @@ def _check(ok: bool, message: str) -> None:
     raise UserError(message)
 
 
-def _at_least(config: ml_collections.ConfigDict, path: str, low: float) -> None:
-  value = config
+def _value(config: ml_collections.ConfigDict, path: str):
   for part in path.split("."):
-    value = value[part]
+    config = config[part]
+  return config
+
+
+def _at_least(config: ml_collections.ConfigDict, path: str, low: float) -> None:
+  value = _value(config, path)
   _check(isinstance(value, (int, float)) and not isinstance(value, bool),
          f"config.{path}={value!r} must be a number")
   _check(value >= low, f"config.{path}={value} must be >= {low}")
@@ -67,13 +72,9 @@ def validate_config(config: ml_collections.ConfigDict, device_count: int) -> Non
   _one_of(config.loop, loops.LOOPS, "loop")
   _one_of(config.input_mode, input_pipeline.INPUT_MODES, "input_mode")
   _at_least(config, "input_workers", 0)
-  # The KL sparsity penalty is a function of the whole batch's mean activations; under pmap each
-  # device would see only its slice.
-  _check(not (config.parallel == "pmap" and config.objective.sparsity_weight),
-         "config.objective.sparsity_weight needs the whole batch; use config.parallel='mesh'")
   _one_of(config.dtype, factory.DTYPES, "dtype")
   _one_of(config.input.binarize, preprocess.BINARIZE, "input.binarize")
-  _one_of(config.model.name, factory.FAMILIES, "model.name")
+  _one_of(config.model.name, families.FAMILIES, "model.name")
   _one_of(config.model.encoder, factory.ENCODERS, "model.encoder")
   _one_of(config.model.conv_impl, conv.CONV_IMPLS, "model.conv_impl")
   _one_of(config.model.activation, factory.ACTIVATIONS, "model.activation")
@@ -87,14 +88,9 @@ def validate_config(config: ml_collections.ConfigDict, device_count: int) -> Non
   _check(len(config.model.channels) > 0 and all(
       isinstance(c, int) and c >= 1 for c in config.model.channels),
          f"config.model.channels={tuple(config.model.channels)} must be positive conv widths")
-  _check(config.model.latents % config.model.code_dim == 0 or config.model.name != "vqvae",
-         f"config.model.latents={config.model.latents} must be a multiple of "
-         f"config.model.code_dim={config.model.code_dim} (the code is latents/code_dim vectors)")
   _validate_schedule(config)
   _validate_objective(config)
-  allowed = losses.LOSSES[config.model.name]
-  _check(config.loss in allowed, f"config.loss={config.loss!r} does not fit config.model.name="
-         f"{config.model.name!r}; use one of {allowed}")
+  _validate_family(config)
 
 
 def _validate_schedule(config: ml_collections.ConfigDict) -> None:
@@ -113,25 +109,31 @@ def _validate_schedule(config: ml_collections.ConfigDict) -> None:
 
 def _validate_objective(config: ml_collections.ConfigDict) -> None:
   """Config combinations the objectives cannot honour."""
-  o, m = config.objective, config.model
   if config.input.corruption == "mask":
     _in_range(config.input.noise_level, 0, 1, "input.noise_level (a masking probability here)",
               high_open=True)
-  _check(not ((o.l1_code or o.sparsity_weight) and m.name != "ae"),
-         f"config.objective.l1_code/sparsity_weight apply to model 'ae', not {m.name!r}; set "
-         f"them to 0")
-  _check(not (o.sparsity_weight and m.code_activation != "sigmoid"),
-         "config.objective.sparsity_weight needs activations in (0, 1); set "
-         "config.model.code_activation='sigmoid'")
-  _in_range(o.sparsity_target, 0, 1, "objective.sparsity_target", low_open=True, high_open=True)
-  _check(not (m.num_samples > 1 and config.loss != "iwae"),
-         f"config.model.num_samples={m.num_samples} is the IWAE's k: use > 1 only with "
-         f"config.loss='iwae'")
-  _check(not (config.loss == "iwae" and (o.beta != 1 or o.kl_warmup_steps)),
-         "the IWAE bound has no KL weight; leave config.objective.beta=1 and kl_warmup_steps=0")
-  _check(not (config.eval_num_samples and m.name != "vae"),
-         f"config.eval_num_samples estimates a VAE's NLL; model {m.name!r} has no likelihood: "
+  _in_range(config.objective.sparsity_target, 0, 1, "objective.sparsity_target", low_open=True,
+            high_open=True)
+
+
+def _validate_family(config: ml_collections.ConfigDict) -> None:
+  """What the family's entry in the table (aejax.families) allows."""
+  name = config.model.name
+  family = families.FAMILIES[name]
+  _check(config.loss in family.LOSSES, f"config.loss={config.loss!r} does not fit "
+         f"config.model.name={name!r}; use one of {family.LOSSES}")
+  _check(not (config.eval_num_samples and not family.LIKELIHOOD),
+         f"config.eval_num_samples estimates a VAE's NLL; model {name!r} has no likelihood: "
          f"set it to 0")
+  for owner, other in families.FAMILIES.items():
+    if owner == name:
+      continue
+    for path, off in other.OWN_FIELDS.items():
+      value = _value(config, path)
+      _check(value == off, f"config.{path}={value!r} applies to model {owner!r}, not {name!r}; "
+             f"set it to {off!r}")
+  problem = family.check(config)
+  _check(problem is None, problem)
 
 
 def validate_image_shape(config: ml_collections.ConfigDict, image_shape: tuple[int, ...]) -> None:

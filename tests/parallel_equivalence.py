@@ -23,7 +23,7 @@ import numpy as np
 from aejax import configs
 from aejax import epochs
 from aejax import group
-from aejax import models
+from aejax import families
 from aejax import optimizers
 from aejax import parallel
 from aejax import train
@@ -46,7 +46,7 @@ def ten_steps(config, images, mode, devices):
   """(params, mean loss, mean grad_norm) after 10 steps on `devices`."""
   mesh = jax.sharding.Mesh(np.asarray(devices), (parallel.DATA_AXIS,),
                            axis_types=(jax.sharding.AxisType.Auto,))
-  model = models.create_model(config.model, images.shape[1:])
+  model = families.create_model(config.model, images.shape[1:])
   tx = optimizers.for_runs(config)
   run = jax.device_put(group.run_inputs(config), parallel.replicated(mesh))
   state = jax.jit(functools.partial(init_state, image_shape=images.shape[1:], model=model,
@@ -82,7 +82,7 @@ def main():
     np.testing.assert_allclose([norm_mesh8, norm_pmap8], [norm_one] * 2, rtol=1e-4)
     # The 10 steps moved the parameters: equality is not that of untouched initial values.
     init = jax.device_get(init_state(group.split_keys(config.seed)["init"], images.shape[1:],
-                                     model=models.create_model(config.model, images.shape[1:]),
+                                     model=families.create_model(config.model, images.shape[1:]),
                                      tx=optimizers.create_optimizer(config)).params)
     moved = max(float(np.max(np.abs(a - b))) for a, b in zip(jax.tree.leaves(one),
                                                              jax.tree.leaves(init)))

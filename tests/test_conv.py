@@ -9,6 +9,7 @@ import pytest
 
 from aejax import configs
 from aejax import hparams
+from aejax import families
 from aejax import models
 from aejax import sampling
 from aejax import train
@@ -57,7 +58,7 @@ def test_both_formulations_share_parameters_and_compute_the_same_model(mnist, fa
   outs = {}
   for impl in models.CONV_IMPLS:
     cfg.model.conv_impl = impl
-    model = models.create_model(cfg.model, (28, 28, 1))
+    model = families.create_model(cfg.model, (28, 28, 1))
     x = x_uint8.astype(jnp.float32) / 255
     params = model.init(jax.random.key(0), x, keys_B)["params"]
     metrics_fn = functools.partial(train.per_example_metrics, hp=hparams.of(cfg), model=model,

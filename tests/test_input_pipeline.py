@@ -15,7 +15,7 @@ from aejax import configs
 from aejax.data import dataset
 from aejax.data import input_pipeline
 from aejax import hparams
-from aejax import models
+from aejax import families
 from aejax import optimizers
 from aejax import parallel
 from aejax import epochs as epochs_lib  # `epochs` names the epochs to run here.
@@ -105,7 +105,7 @@ def test_stream_and_device_train_the_same_parameters(source_and_images):
   config = configs.base()
   config.model.name, config.loss, config.input.binarize = "vae", "elbo", "dynamic"
   config.model.hidden, config.model.latents = (64,), 8
-  model = models.create_model(config.model, (28, 28, 1))
+  model = families.create_model(config.model, (28, 28, 1))
   tx = optimizers.for_runs(config)
   run = group.run_inputs(config, 3)
   init = lambda: init_state(run["keys"]["init"], (28, 28, 1), model=model, tx=tx(run["hp"]))

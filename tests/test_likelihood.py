@@ -10,7 +10,7 @@ from aejax import configs
 from aejax import likelihood
 from aejax import losses
 from aejax import hparams
-from aejax import models
+from aejax import families
 from aejax import optimizers
 from aejax import sampling
 from aejax import state
@@ -60,7 +60,7 @@ def _trained_vae_2d(mnist, steps=300):
   config = configs.base()
   config.model.name, config.loss, config.input.binarize = "vae", "elbo", "threshold"
   config.model.hidden, config.model.latents = (32,), 2
-  model = models.create_model(config.model, (28, 28, 1))
+  model = families.create_model(config.model, (28, 28, 1))
   tx = optimizers.create_optimizer(config)
   st = state.init_state(jax.random.key(0), (28, 28, 1), model=model, tx=tx)
   step = functools.partial(train.train_step, hp=hparams.of(config), model=model,

@@ -12,7 +12,7 @@ from aejax import epochs
 from aejax import group
 from aejax import hparams
 from aejax import loops
-from aejax import models
+from aejax import families
 from aejax import optimizers
 from aejax import parallel
 from aejax import train
@@ -31,7 +31,7 @@ def _tiny(encoder: str, opt: str = "adam"):
 def _train(config, images, loop: str, mode: str = "mesh", chunks=(STEPS,), nan_at=None):
   """Parameters and per-chunk sums after STEPS steps of epoch 1, run in `chunks` calls; the
   loss of step `nan_at` is reported as NaN."""
-  model = models.create_model(config.model, (28, 28, 1))
+  model = families.create_model(config.model, (28, 28, 1))
   tx = optimizers.create_optimizer(config)
   run, mesh = group.run_inputs(config), parallel.make_mesh()
   step_fn = functools.partial(train.train_step, hp=hparams.of(config), model=model,

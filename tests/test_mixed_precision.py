@@ -11,7 +11,7 @@ import numpy as np
 from conftest import REPO
 from aejax import configs
 from aejax import hparams
-from aejax import models
+from aejax import families
 from aejax import optimizers
 from aejax import sampling
 from aejax import train
@@ -25,7 +25,7 @@ def vae_experiment():
 def test_bf16_computes_in_bf16_but_keeps_float32_state(mnist):
   config = vae_experiment()
   config.dtype = "bfloat16"
-  model = models.create_model(config.model, (28, 28, 1), config.dtype)
+  model = families.create_model(config.model, (28, 28, 1), config.dtype)
   tx = optimizers.create_optimizer(config)
   state = init_state(jax.random.key(0), (28, 28, 1), model=model, tx=tx)
   x = jnp.asarray(mnist[0][:64])

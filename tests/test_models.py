@@ -6,14 +6,14 @@ import jax.numpy as jnp
 import pytest
 
 from aejax import configs
-from aejax import models
+from aejax import families
 from aejax import sampling
 from aejax import validation
 from aejax.errors import UserError
 
 
 def _init_apply(model_cfg, batch=5):
-  model = models.create_model(model_cfg, (28, 28, 1))
+  model = families.create_model(model_cfg, (28, 28, 1))
   x = jnp.zeros((batch, 28, 28, 1))
   keys = lambda seed: sampling.example_keys(jax.random.key(seed), 0, batch)
   params = model.init(jax.random.key(0), x, keys(1))["params"]

@@ -14,8 +14,8 @@ from aejax import configs
 from aejax import likelihood
 from aejax import losses
 from aejax import hparams
-from aejax import models
-from aejax import objectives
+from aejax import families
+from aejax.families import vae as vae_family
 from aejax import optimizers
 from aejax import preprocess
 from aejax import sampling
@@ -28,7 +28,7 @@ def _vae(hidden=(64,), latents=8):
   config = configs.base()
   config.model.name, config.loss, config.input.binarize = "vae", "elbo", "dynamic"
   config.model.hidden, config.model.latents = hidden, latents
-  model = models.create_model(config.model, (28, 28, 1))
+  model = families.create_model(config.model, (28, 28, 1))
   params = model.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)), jax.random.key(1))["params"]
   return config, model, params
 
@@ -130,7 +130,7 @@ def test_denoising_loss_compares_the_corrupted_input_with_the_clean_image(mnist,
   config = configs.base()
   config.model.hidden, config.model.latents = (64,), 8
   config.input.corruption, config.input.noise_level = mode, level
-  model = models.create_model(config.model, (28, 28, 1))
+  model = families.create_model(config.model, (28, 28, 1))
   params = model.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)), jax.random.key(1))["params"]
   seen = {}
   corrupt = preprocess.corrupt
@@ -181,7 +181,7 @@ def test_sparse_ae_loss_adds_the_weighted_penalties(mnist):
   config.model.hidden, config.model.latents = (64,), 16
   config.model.code_activation = "sigmoid"
   config.objective.l1_code, config.objective.sparsity_weight = 0.1, 2.0
-  model = models.create_model(config.model, (28, 28, 1))
+  model = families.create_model(config.model, (28, 28, 1))
   params = model.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)), jax.random.key(1))["params"]
   m = train.per_example_metrics(params, jnp.asarray(mnist[2][:32]), jax.random.key(0),
                                 hp=hparams.of(config), model=model, config=config)
@@ -198,8 +198,8 @@ def test_kl_warmup_is_linear_and_evaluation_uses_the_final_beta(mnist):
   c.objective.beta, c.objective.kl_warmup_steps = 4.0, 100
   hp = hparams.of(c)
   for step, want in ((0, 0.0), (25, 1.0), (100, 4.0), (1000, 4.0)):
-    np.testing.assert_allclose(objectives.kl_weight(jnp.asarray(step), hp), want, rtol=1e-6)
-  np.testing.assert_allclose(objectives.kl_weight(None, hp), 4.0)
+    np.testing.assert_allclose(vae_family.kl_weight(jnp.asarray(step), hp), want, rtol=1e-6)
+  np.testing.assert_allclose(vae_family.kl_weight(None, hp), 4.0)
   config, model, params = _vae()
   config.objective.beta, config.objective.kl_warmup_steps = 4.0, 100
   x = jnp.asarray(mnist[2][:16])
@@ -220,7 +220,7 @@ def test_vq_codebook_gets_gradients_only_from_the_codebook_term(mnist):
   config.model.name, config.loss = "vqvae", "bce"
   config.model.hidden, config.model.latents = (64,), 16
   config.model.code_dim, config.model.codebook_size = 4, 16
-  model = models.create_model(config.model, (28, 28, 1))
+  model = families.create_model(config.model, (28, 28, 1))
   params = model.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)), jax.random.key(1))["params"]
   x = preprocess.to_unit_interval(jnp.asarray(mnist[2][:64]))
 

@@ -43,11 +43,11 @@ def test_one_device_mesh_and_pmap_give_the_same_parameters(data_dir):
 _VQ_USAGE = """
 import functools, json
 import jax, jax.numpy as jnp, numpy as np
-from aejax import configs, hparams, models, optimizers, train
+from aejax import configs, families, hparams, optimizers, train
 from aejax.state import init_state
 config = configs.base()
 config.model.name, config.model.codebook_size = "vqvae", 64
-model = models.create_model(config.model, (28, 28, 1))
+model = families.create_model(config.model, (28, 28, 1))
 tx = optimizers.create_optimizer(config)
 state = init_state(jax.random.key(0), (28, 28, 1), model=model, tx=tx)
 x = jnp.asarray(np.random.default_rng(0).integers(0, 256, (64, 28, 28, 1), np.uint8))

@@ -57,11 +57,11 @@ def _mean_std(cell: str) -> tuple[float, float | None, int]:
 def _num_params(latents: int) -> int:
   """Counted apart from compare (which reads checkpoint metadata): the model, abstractly."""
   from aejax import configs
-  from aejax import models
+  from aejax import families
 
   cfg = configs.base().model
   cfg.hidden, cfg.latents = (32,), latents
-  model = models.create_model(cfg, (28, 28, 1))
+  model = families.create_model(cfg, (28, 28, 1))
   shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 28, 28, 1)),
                           jax.random.key(1))
   return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes["params"]))

@@ -11,7 +11,7 @@ from aejax import configs
 from aejax import epochs
 from aejax import group
 from aejax import hparams
-from aejax import models
+from aejax import families
 from aejax import optimizers
 from aejax import parallel
 from aejax import sampling
@@ -25,7 +25,7 @@ def _setup(model_name: str):
   if model_name == "vae":
     config.model.name, config.loss, config.input.binarize = "vae", "elbo", "dynamic"
     config.model.hidden, config.model.latents = (500,), 20
-  model = models.create_model(config.model, (28, 28, 1))
+  model = families.create_model(config.model, (28, 28, 1))
   hp, tx = hparams.of(config), optimizers.for_runs(config)
   state = init_state(jax.random.key(0), (28, 28, 1), model=model, tx=tx(hp))
   metrics_fn = functools.partial(train.per_example_metrics, hp=hp, model=model, config=config)
@@ -100,7 +100,7 @@ def test_evaluation_batch_statistics_do_not_depend_on_eval_batch_size(mnist):
                         (sparse, ("kl_sparsity", "loss"))):
     run = group.run_inputs(config, 0)
     keys = run["keys"]
-    model = models.create_model(config.model, (28, 28, 1))
+    model = families.create_model(config.model, (28, 28, 1))
     tx = optimizers.create_optimizer(config)
     params = init_state(jax.random.key(0), (28, 28, 1), model=model, tx=tx).params
     metrics_fn = functools.partial(train.per_example_metrics, hp=run["hp"], model=model,

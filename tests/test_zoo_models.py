@@ -6,13 +6,13 @@ import jax.numpy as jnp
 import pytest
 
 from aejax import configs
-from aejax import models
+from aejax import families
 from aejax import validation
 from aejax.errors import UserError
 
 
 def _init_apply(cfg, batch=3):
-  model = models.create_model(cfg, (28, 28, 1))
+  model = families.create_model(cfg, (28, 28, 1))
   x = jax.random.uniform(jax.random.key(9), (batch, 28, 28, 1))
   params = model.init(jax.random.key(0), x, jax.random.key(1))["params"]
   return params, model.apply({"params": params}, x, jax.random.key(2))

@@ -3,7 +3,7 @@
     run = aejax.restore("/tmp/vae")             # latest checkpoint; step=N for another
     z = run.encode(images)                       # uint8 [N, 28, 28, 1] or floats in [0, 1]
     x_hat = run.reconstruct(images)              # pixel means in [0, 1]
-    x_new = run.sample(64, seed=0)               # VAE family only
+    x_new = run.sample(64, seed=0)               # families with a prior (a model with `sample`)
 
 The checkpoint is restored onto the devices of this process (a CPU is enough), whatever number
 of devices wrote it: the restore target is built from the model's own init shapes here.
@@ -18,7 +18,7 @@ import ml_collections
 import numpy as np
 
 from aejax.run import checkpoint
-from aejax import models
+from aejax import families
 from aejax import optimizers
 from aejax import parallel
 from aejax.data import dataset
@@ -28,7 +28,6 @@ from aejax.errors import UserError
 
 # The image shape of each TFDS dataset aejax trains on (the config names only the dataset).
 IMAGE_SHAPES = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1), "kmnist": (28, 28, 1)}
-GENERATIVE = ("vae",)  # Families with a prior to sample from.
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
@@ -53,7 +52,9 @@ class Restored:
                workdir: str, image_shape: tuple[int, ...], batch_size: int = 500):
     self.config, self.model, self.params, self.step = config, model, params, step
     self.workdir, self.image_shape, self.batch_size = workdir, tuple(image_shape), batch_size
-    self.is_generative = config.model.name in GENERATIVE
+    # What the family reports (aejax.families): a likelihood (and so a posterior), a prior.
+    self.has_likelihood = families.of(config).LIKELIHOOD
+    self.is_generative = hasattr(model, "sample")
     # Parameters are arguments, not constants baked into the compiled functions.
     encode = jax.jit(lambda p, x: model.apply({"params": p}, x, method=model.encode))
     code = jax.jit(lambda p, x: model.apply({"params": p}, x, method=model.code))
@@ -84,8 +85,8 @@ class Restored:
     return jax.tree.map(lambda *xs: np.concatenate(xs)[:len(x_N)], *outs)
 
   def posterior(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(mean, logvar) of q(z|x), each [N, Z]; VAE family only."""
-    if not self.is_generative:
+    """(mean, logvar) of q(z|x), each [N, Z]; families with a likelihood only."""
+    if not self.has_likelihood:
       raise UserError(f"model {self.config.model.name!r} has a deterministic code, no "
                       f"posterior; use encode()")
     return self.map_batches(self._encode, self._images(images))
@@ -102,11 +103,12 @@ class Restored:
     return self.decode(self.encode(images))
 
   def sample(self, n: int, seed: int = 0) -> np.ndarray:
-    """n images decoded from z ~ N(0, I), the prior; VAE family only."""
+    """n images decoded from codes drawn from the model's prior (its `sample`)."""
     if not self.is_generative:
       raise UserError(f"model {self.config.model.name!r} has no prior to sample from; "
-                      f"sample() needs one of {GENERATIVE}")
-    z = jax.random.normal(jax.random.key(seed), (n, self.config.model.latents))
+                      f"use a family whose model has one (docs/families.md)")
+    z = self.model.apply({"params": self.params}, jax.random.key(seed), n,
+                         method=self.model.sample)
     return self.decode(np.asarray(z))
 
 
@@ -132,7 +134,7 @@ def restore(workdir: str, step: int | None = None, image_shape: tuple[int, ...] 
     image_shape = IMAGE_SHAPES.get(config.dataset) or dataset.prepared_image_shape(
         config.dataset, data_dir or dataset.default_data_dir())
 
-  model = models.create_model(config.model, image_shape, config.dtype)
+  model = families.create_model(config.model, image_shape, config.dtype)
   # Only the optimizer state's structure matters here; any steps_per_epoch gives it.
   tx = optimizers.create_optimizer(config, steps_per_epoch=1)
   # The target: the train state's shapes and dtypes, replicated over this process's devices.

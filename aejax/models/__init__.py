@@ -1,7 +1,6 @@
-"""Flax Linen encoders, decoders and the autoencoder families built from them."""
+"""Flax Linen encoders, decoders and the vector quantiser the autoencoder families are built from
+(the families themselves: aejax.families)."""
 
-from aejax.models.autoencoders import AE, VAE, VQVAE
 from aejax.models.conv import CONV_IMPLS
-from aejax.models.factory import create_model
 
-__all__ = ["AE", "VAE", "VQVAE", "CONV_IMPLS", "create_model"]
+__all__ = ["CONV_IMPLS"]
