@@ -62,8 +62,13 @@ class Task:
     """The command's exit status. Two threads own the process (one waits, one copies its output),
     so the signal handler that runs `checkpoint` in this thread never takes a lock that the
     interrupted code holds."""
-    self._proc = subprocess.Popen(self.command, stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT)
+    import submitit
+
+    # Slurm sends the time-limit warning to every process of the step, and USR2 would kill the
+    # command: it ignores it, and stops on the SIGTERM that `checkpoint` sends.
+    warning = getattr(signal, "SIG" + submitit.JobEnvironment.USR_SIG)
+    self._proc = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  preexec_fn=lambda: signal.signal(warning, signal.SIG_IGN))
     self._threads = [threading.Thread(target=self._proc.wait),
                      threading.Thread(target=_copy, args=(self._proc.stdout, self.logs))]
     for thread in self._threads:
@@ -109,7 +114,7 @@ def check_flags(executor: str) -> None:
   given = [f"--{n}" for n in FLAG_NAMES if flags.FLAGS[n].present]
   if executor != "slurm":
     if given:
-      raise UserError(f"{', '.join(given)} need --executor=slurm")
+      raise UserError(f"{', '.join(given)} given without --executor=slurm; add it, or drop them")
     return
   if _TIME.value < 1:
     raise UserError(f"--slurm_time={_TIME.value} must be >= 1 (minutes)")
