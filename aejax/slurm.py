@@ -27,7 +27,7 @@ from typing import Any, Callable
 from absl import flags
 from absl import logging
 
-from aejax.errors import UserError
+from aejax.errors import Preempted, UserError
 from aejax.run import storage
 
 _PARTITION = flags.DEFINE_string("slurm_partition", None,
@@ -79,9 +79,10 @@ class Task:
       thread.join()
     return self._proc.returncode
 
-  def checkpoint(self) -> "object":
-    """submitit's hook before it requeues this task: the command checkpoints (SIGTERM, exit 3)
-    and the requeued task runs the same command, which resumes."""
+  def checkpoint(self) -> "object | None":
+    """submitit's hook on the time-limit warning, before it requeues this task: the command
+    checkpoints (SIGTERM, exit 3) and the requeued task runs the same command, which resumes.
+    A command that ended for another reason (finished, failed) is not requeued (None)."""
     import submitit
 
     proc = getattr(self, "_proc", None)
@@ -92,6 +93,12 @@ class Task:
         time.sleep(0.1)
       for thread in self._threads:
         thread.join()  # Its last lines ("stopped by SIGTERM at step ...") reach the logs.
+      if proc.returncode != Preempted.exit_code:
+        return None
+      for path in self.logs:
+        with open(path, "a") as f:
+          f.write("aejax.slurm: checkpointed on Slurm's time-limit warning; requeueing this task, "
+                  "which resumes from the checkpoint\n")
     return submitit.helpers.DelayedSubmission(Task(self.command, self.logs))
 
 

@@ -134,8 +134,9 @@ def test_a_signalled_task_is_requeued_and_resumes_bitwise_and_a_bad_config_fails
 
   # Checkpointed mid-epoch, requeued by submitit, resumed: the uninterrupted run's parameters.
   text = open(log).read()
-  assert "aejax: stopped by SIGTERM at step 5 (epoch 1, step 5 of 20)" in text, text[-3000:]
-  assert "Resuming from the checkpoint at step 5" in text
+  stopped = text.index("aejax: stopped by SIGTERM at step 5 (epoch 1, step 5 of 20)")
+  requeued = text.index("aejax.slurm: checkpointed on Slurm's time-limit warning; requeueing")
+  assert stopped < requeued < text.index("Resuming from the checkpoint at step 5"), text[-3000:]
   assert slurm_cluster.job(job_id)["Restarts"] == "1"
   for x, y in zip(_params(os.path.join(root, good)), _params(os.path.join(local, good)),
                   strict=True):
