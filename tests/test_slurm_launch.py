@@ -1,0 +1,119 @@
+"""`launch.sh --slurm` and `--sbatch` under a real Slurm: 2 tasks of 2 CPU devices each train the
+1-process 4-device run's parameters; a SIGTERM to the job step stops both at one step with one
+checkpoint, exit 3, and the rerun resumes; a batch job warned of its time limit checkpoints,
+requeues itself and ends as the uninterrupted run."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import REPO, assert_same_training, run_aejax, saved_state
+import slurm_cluster
+from test_parallel import TINY_VAE, _cpu_env, _rows
+
+# 10 steps (one epoch at batch 6000), two a call, so a signal lands mid-epoch; no grain workers.
+FLAGS = [*TINY_VAE, "--config.num_epochs=1", "--config.steps_per_call=2",
+         "--config.input_workers=0"]
+ENV = {**os.environ, "PYTHON": sys.executable}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def slurm_up():
+  slurm_cluster.require_slurm()
+
+
+@pytest.fixture(scope="module")
+def reference(data_dir, tmp_path_factory):
+  """The 1-process 4-device run."""
+  workdir = str(tmp_path_factory.mktemp("ref") / "w")
+  proc = run_aejax(f"--workdir={workdir}", *FLAGS, f"--data_dir={data_dir}", env=_cpu_env(4))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return workdir
+
+
+def _salloc(workdir, data_dir, **kwargs) -> subprocess.Popen:
+  """launch.sh --slurm in an allocation of 2 tasks on the one node, 2 CPU devices each."""
+  return subprocess.Popen(
+      ["salloc", "-n2", "./launch.sh", "--slurm", "--cpu_devices", "2", f"--workdir={workdir}",
+       *FLAGS, f"--data_dir={data_dir}"], cwd=REPO, env=ENV, stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT, text=True, **kwargs)
+
+
+def test_two_tasks_train_the_one_process_parameters(reference, data_dir, tmp_path):
+  workdir = str(tmp_path / "w")
+  proc = _salloc(workdir, data_dir)
+  out, _ = proc.communicate(timeout=900)
+  assert proc.returncode == 0, out[-4000:]
+  assert "process 0 of 2, 2 local of 4 devices (cpu)" in out, out[-4000:]
+  (state, _), (ref_state, _) = saved_state(workdir), saved_state(reference)
+  assert int(state["step"]) == 10
+  assert_same_training(state["params"], ref_state["params"])
+  assert [(r["epoch"], r["split"]) for r in _rows(workdir)] == [(1, "train"), (1, "test")]
+
+
+def test_sigterm_to_the_job_step_stops_both_tasks_at_one_step_and_the_rerun_resumes(
+    reference, data_dir, tmp_path):
+  workdir = str(tmp_path / "w")
+  proc = _salloc(workdir, data_dir, start_new_session=True)
+  try:
+    lines = []
+    for line in proc.stdout:
+      lines.append(line)
+      if job := re.search(r"Granted job allocation (\d+)", line):
+        job_id = job.group(1)
+      if "Compiled" in line:  # Training starts: SIGTERM to the tasks of step 0 (srun's).
+        subprocess.run(["scancel", "--signal=TERM", f"{job_id}.0"], check=True)
+        break
+    out = "".join(lines) + proc.communicate(timeout=600)[0]
+  finally:
+    if proc.poll() is None:
+      os.killpg(proc.pid, signal.SIGKILL)
+  assert proc.returncode == 3, out[-4000:]
+  stops = re.findall(r"aejax: stopped by SIGTERM at step (\d+)", out)
+  assert len(stops) == 2 and len(set(stops)) == 1, out[-4000:]  # Both tasks, one step.
+  stopped_at = int(stops[0])
+  assert 0 < stopped_at < 10 and stopped_at % 2 == 0, stopped_at
+  assert os.listdir(os.path.join(workdir, "checkpoints")) == [str(stopped_at)]
+
+  proc = _salloc(workdir, data_dir)
+  out, _ = proc.communicate(timeout=900)
+  assert proc.returncode == 0, out[-4000:]
+  assert f"Resuming from the checkpoint at step {stopped_at}" in out
+  (state, _), (ref_state, _) = saved_state(workdir), saved_state(reference)
+  assert int(state["step"]) == 10
+  assert_same_training(state["params"], ref_state["params"])
+
+
+def test_sbatch_job_warned_of_its_time_limit_requeues_itself_and_resumes(
+    reference, data_dir, tmp_path):
+  workdir, log = str(tmp_path / "w"), str(tmp_path / "job.log")
+  proc = subprocess.run(
+      ["./launch.sh", "--sbatch", "-n2", f"--output={log}", "--parsable", "--",
+       "--cpu_devices", "2", f"--workdir={workdir}", *FLAGS, f"--data_dir={data_dir}"],
+      cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  job_id = proc.stdout.strip().split(";")[0]
+  try:
+    slurm_cluster.wait_for_file_line(log, "Compiled")
+    # What Slurm sends the batch shell AEJAX_WARN_SECONDS before the time limit.
+    subprocess.run(["scancel", "--batch", "--signal=USR1", job_id], check=True)
+    deadline = time.time() + 600
+    while slurm_cluster.queued(job_id) and time.time() < deadline:
+      time.sleep(1)
+  finally:
+    subprocess.run(["scancel", job_id])
+  out = open(log).read()
+  stops = re.findall(r"aejax: stopped by SIGTERM at step (\d+)", out)
+  assert len(stops) == 2 and len(set(stops)) == 1, out[-4000:]
+  assert f"requeueing job {job_id}" in out
+  assert f"Resuming from the checkpoint at step {stops[0]}" in out, out[-4000:]
+  info = slurm_cluster.job(job_id)
+  assert info["Restarts"] == "1" and info["JobState"] == "COMPLETED", info
+  (state, _), (ref_state, _) = saved_state(workdir), saved_state(reference)
+  assert int(state["step"]) == 10
+  assert_same_training(state["params"], ref_state["params"])
