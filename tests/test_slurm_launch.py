@@ -5,7 +5,6 @@ requeues itself and ends as the uninterrupted run."""
 
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -36,20 +35,20 @@ def reference(data_dir, tmp_path_factory):
   return workdir
 
 
-def _salloc(workdir, data_dir, **kwargs) -> subprocess.Popen:
-  """launch.sh --slurm in an allocation of 2 tasks on the one node, 2 CPU devices each."""
-  return subprocess.Popen(
-      ["salloc", "-n2", "./launch.sh", "--slurm", "--cpu_devices", "2", f"--workdir={workdir}",
-       *FLAGS, f"--data_dir={data_dir}"], cwd=REPO, env=ENV, stdout=subprocess.PIPE,
-      stderr=subprocess.STDOUT, text=True, **kwargs)
+def _salloc(workdir, data_dir, log) -> subprocess.Popen:
+  """launch.sh --slurm in an allocation of 2 tasks on the one node, 2 CPU devices each; the
+  output (salloc's, launch.sh's and both tasks') goes to `log`."""
+  with open(log, "w") as out:
+    return subprocess.Popen(
+        ["salloc", "-n2", "./launch.sh", "--slurm", "--cpu_devices", "2", f"--workdir={workdir}",
+         *FLAGS, f"--data_dir={data_dir}"], cwd=REPO, env=ENV, stdout=out,
+        stderr=subprocess.STDOUT)
 
 
 def test_two_tasks_train_the_one_process_parameters(reference, data_dir, tmp_path):
-  workdir = str(tmp_path / "w")
-  proc = _salloc(workdir, data_dir)
-  out, _ = proc.communicate(timeout=900)
-  assert proc.returncode == 0, out[-4000:]
-  assert "process 0 of 2, 2 local of 4 devices (cpu)" in out, out[-4000:]
+  workdir, log = str(tmp_path / "w"), str(tmp_path / "salloc.log")
+  assert _salloc(workdir, data_dir, log).wait(timeout=900) == 0, open(log).read()[-4000:]
+  assert "process 0 of 2, 2 local of 4 devices (cpu)" in open(log).read()
   (state, _), (ref_state, _) = saved_state(workdir), saved_state(reference)
   assert int(state["step"]) == 10
   assert_same_training(state["params"], ref_state["params"])
@@ -58,21 +57,17 @@ def test_two_tasks_train_the_one_process_parameters(reference, data_dir, tmp_pat
 
 def test_sigterm_to_the_job_step_stops_both_tasks_at_one_step_and_the_rerun_resumes(
     reference, data_dir, tmp_path):
-  workdir = str(tmp_path / "w")
-  proc = _salloc(workdir, data_dir, start_new_session=True)
+  workdir, log = str(tmp_path / "w"), str(tmp_path / "salloc.log")
+  proc = _salloc(workdir, data_dir, log)
   try:
-    lines = []
-    for line in proc.stdout:
-      lines.append(line)
-      if job := re.search(r"Granted job allocation (\d+)", line):
-        job_id = job.group(1)
-      if "Compiled" in line:  # Training starts: SIGTERM to the tasks of step 0 (srun's).
-        subprocess.run(["scancel", "--signal=TERM", f"{job_id}.0"], check=True)
-        break
-    out = "".join(lines) + proc.communicate(timeout=600)[0]
+    slurm_cluster.wait_for_file_line(log, "Compiled")  # Training starts: SIGTERM to its step.
+    (job_id,) = re.findall(r"Granted job allocation (\d+)", open(log).read())
+    subprocess.run(["scancel", "--signal=TERM", f"{job_id}.0"], check=True)
+    proc.wait(timeout=600)
   finally:
     if proc.poll() is None:
-      os.killpg(proc.pid, signal.SIGKILL)
+      proc.kill()
+  out = open(log).read()
   assert proc.returncode == 3, out[-4000:]
   stops = re.findall(r"aejax: stopped by SIGTERM at step (\d+)", out)
   assert len(stops) == 2 and len(set(stops)) == 1, out[-4000:]  # Both tasks, one step.
@@ -80,10 +75,8 @@ def test_sigterm_to_the_job_step_stops_both_tasks_at_one_step_and_the_rerun_resu
   assert 0 < stopped_at < 10 and stopped_at % 2 == 0, stopped_at
   assert os.listdir(os.path.join(workdir, "checkpoints")) == [str(stopped_at)]
 
-  proc = _salloc(workdir, data_dir)
-  out, _ = proc.communicate(timeout=900)
-  assert proc.returncode == 0, out[-4000:]
-  assert f"Resuming from the checkpoint at step {stopped_at}" in out
+  assert _salloc(workdir, data_dir, log).wait(timeout=900) == 0, open(log).read()[-4000:]
+  assert f"Resuming from the checkpoint at step {stopped_at}" in open(log).read()
   (state, _), (ref_state, _) = saved_state(workdir), saved_state(reference)
   assert int(state["step"]) == 10
   assert_same_training(state["params"], ref_state["params"])
