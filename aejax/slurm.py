@@ -15,7 +15,9 @@ accounting (sacct) is needed: a task that has left the queue is over, and its ru
 exit code say how it ended.
 """
 
+import contextlib
 import dataclasses
+import io
 import json
 import os
 import signal
@@ -64,6 +66,8 @@ class Task:
     interrupted code holds."""
     import submitit
 
+    for path in self.logs:  # A task may start before the sweep has recorded it.
+      os.makedirs(os.path.dirname(path), exist_ok=True)
     # Slurm sends the time-limit warning to every process of the step, and USR2 would kill the
     # command: it ignores it, and stops on the SIGTERM that `checkpoint` sends.
     warning = getattr(signal, "SIG" + submitit.JobEnvironment.USR_SIG)
@@ -160,7 +164,8 @@ def submit(tasks: list[Task], folder: str, job_name: str) -> list[str]:
                 "additional_parameters": {"requeue": True, **options()}}
   try:
     executor.update_parameters(**{k: v for k, v in parameters.items() if v is not None})
-    with executor.batch():
+    # submitit prints sbatch's error before raising it; the UserError below says it once.
+    with contextlib.redirect_stderr(io.StringIO()), executor.batch():
       jobs = [executor.submit(task) for task in tasks]
   except ValueError as e:
     raise UserError(f"bad Slurm parameter ({' '.join(str(e).split())[:300]})") from e
@@ -178,9 +183,6 @@ def run_array(groups: list[list[Any]], commands: list[list[str]], root: str, job
   folder = os.path.join(root, ".slurm")
   tasks = [Task(command, [os.path.join(r.workdir, "main.log") for r in group])
            for command, group in zip(commands, groups)]
-  for group in groups:
-    for run in group:
-      os.makedirs(run.workdir, exist_ok=True)
   job_ids = submit(tasks, folder, job_name)
   by_id = dict(zip(job_ids, groups))
   for job_id, group in by_id.items():
@@ -201,6 +203,7 @@ def run_array(groups: list[list[Any]], commands: list[list[str]], root: str, job
 
 
 def record(workdir: str, job_id: str, log: str) -> None:
+  os.makedirs(workdir, exist_ok=True)
   with storage.atomic(os.path.join(workdir, RECORD)) as f:
     json.dump({"job_id": job_id, "submitit_log": log, "submitted": time.time()}, f)
 

@@ -196,3 +196,5 @@ def test_bad_slurm_input_is_one_line_exit_2(flags, expected, data_dir, tmp_path)
   lines = proc.stderr.strip().splitlines()
   assert lines[-1].startswith("aejax: error: ") and expected in lines[-1], proc.stderr[-3000:]
   assert "Traceback" not in proc.stderr
+  assert [l for l in lines if "error:" in l] == lines[-1:], proc.stderr  # Said once.
+  assert not (tmp_path / "root" / "vae-seed=0").exists()  # No run directory.
