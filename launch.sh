@@ -62,6 +62,8 @@ while (($#)); do
   esac
 done
 python=${PYTHON:-python}
+# What makes a process use K CPU devices (--cpu_devices) whatever accelerators the host has.
+cpu_env=(JAX_PLATFORMS=cpu "XLA_FLAGS=${XLA_FLAGS:-} --xla_force_host_platform_device_count=$cpu_devices")
 
 case "$route" in
   local)
@@ -71,9 +73,7 @@ case "$route" in
     [[ -n "${SLURM_JOB_ID:-}" ]] || die "--slurm needs a SLURM allocation: run it inside salloc or sbatch"
     [[ "$cpu_devices" =~ ^[1-9][0-9]*$ ]] || die "--cpu_devices needs a positive number"
     env=()
-    if [[ -n "$cpu_devices_given" ]]; then
-      env=(JAX_PLATFORMS=cpu "XLA_FLAGS=${XLA_FLAGS:-} --xla_force_host_platform_device_count=$cpu_devices")
-    fi
+    [[ -z "$cpu_devices_given" ]] || env=("${cpu_env[@]}")
     # JAX reads the coordinator, process count and index from SLURM's environment. srun runs in
     # the background so that this shell can act on signals. SIGTERM or Ctrl-C here: SIGTERM to
     # every task through scancel (srun itself would kill the step at once), so they stop at one
@@ -99,7 +99,8 @@ case "$route" in
 
   sbatch)
     command -v sbatch >/dev/null || die "--sbatch needs SLURM's sbatch on PATH"
-    ((${#args[@]})) || die "--sbatch needs the main flags after --, e.g. -- --config=experiments/vae.py --workdir=DIR"
+    ((${#args[@]})) || die "--sbatch needs the main flags after --, e.g." \
+      "-- --config=experiments/vae.py --workdir=DIR"
     forward=()
     [[ -z "$cpu_devices_given" ]] || forward=(--cpu_devices "$cpu_devices")
     # This script is the batch script; it holds no path of its own, so any copy of it runs.
@@ -131,7 +132,7 @@ case "$route" in
       if ((gpus > 0)); then
         env=(JAX_LOCAL_DEVICE_IDS=$i)
       else
-        env=(JAX_PLATFORMS=cpu "XLA_FLAGS=${XLA_FLAGS:-} --xla_force_host_platform_device_count=$cpu_devices")
+        env=("${cpu_env[@]}")
       fi
       env "${env[@]}" JAX_COORDINATOR_BIND_ADDRESS="$host_address:$port" \
         "$python" -m aejax.main --distributed --coordinator_address="$host_address:$port" \

@@ -1,5 +1,5 @@
-"""A sweep as a Slurm job array (`aejax.sweep --executor=slurm`): each run, or each vectorised group,
-is one array task submitted through submitit, running the command a local sweep would run.
+"""A sweep as a Slurm job array (`aejax.sweep --executor=slurm`): each run, or each vectorised
+group, is one array task submitted through submitit, running the command a local sweep would run.
 
 Time limit and preemption: submitit asks Slurm for USR2 `signal_delay_s` (90) seconds before the
 time limit; its handler calls `Task.checkpoint`, which sends SIGTERM to the command (aejax

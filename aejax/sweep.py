@@ -16,10 +16,11 @@ train_group): runs that differ only in `seed` and the fields of `aejax.hparams.F
 compiled program with a leading run axis; every other field splits the sweep into groups, of at
 most `--max_group_size` runs. Each run still gets its ordinary run directory.
 
-`--executor=slurm` submits the runs (or, with `--vectorize`, the groups) as the tasks of one Slurm job
-array through submitit instead, each task running the command a local sweep would run (aejax/
-slurm.py: the --slurm_* flags, preemption and time limits). The sweep waits and reports each run as
-a local one does, or with `--detach` returns once submitted; `--status` prints each run's state.
+`--executor=slurm` submits the runs (or, with `--vectorize`, the groups) as the tasks of one Slurm
+job array through submitit instead, each task running the command a local sweep would run
+(aejax/slurm.py: the --slurm_* flags, preemption and time limits). The sweep waits and reports
+each run as a local one does, or with `--detach` returns once submitted; `--status` prints each
+run's state.
 
 `--parallel=N` runs N at a time. On GPUs each run gets its own `local GPUs // N` of them through
 CUDA_VISIBLE_DEVICES. On CPU the runs simply run concurrently: each keeps the device(s) XLA gives it

@@ -34,7 +34,9 @@ alive() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 install_if_missing() {
   local missing=()
-  for cmd in slurmctld slurmd sinfo munged; do command -v "$cmd" >/dev/null || missing+=("$cmd"); done
+  for cmd in slurmctld slurmd sinfo munged; do
+    command -v "$cmd" >/dev/null || missing+=("$cmd")
+  done
   ((${#missing[@]} == 0)) && return
   ((EUID == 0)) || die "${missing[*]} missing; install slurmctld slurmd slurm-client munge as root"
   echo "slurm_local.sh: installing slurmctld slurmd slurm-client munge" >&2
@@ -77,7 +79,8 @@ SchedulerParameters=bf_interval=1,sched_interval=2
 ReturnToService=2
 KillWait=10
 SlurmdParameters=config_overrides
-NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus Sockets=1 CoresPerSocket=$cpus ThreadsPerCore=1 State=UNKNOWN
+NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus Sockets=1 CoresPerSocket=$cpus ThreadsPerCore=1 \
+  State=UNKNOWN
 PartitionName=local Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 CONF
 }
