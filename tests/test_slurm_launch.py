@@ -1,7 +1,7 @@
 """`launch.sh --slurm` and `--sbatch` under a real Slurm: 2 tasks of 2 CPU devices each train the
 1-process 4-device run's parameters; a SIGTERM to the job step stops both at one step with one
-checkpoint, exit 3, and the rerun resumes; a batch job warned of its time limit checkpoints,
-requeues itself and ends as the uninterrupted run."""
+checkpoint, exit 3; a batch job warned of its time limit checkpoints, requeues itself and ends as
+the uninterrupted run."""
 
 import os
 import re
@@ -55,8 +55,8 @@ def test_two_tasks_train_the_one_process_parameters(reference, data_dir, tmp_pat
   assert [(r["epoch"], r["split"]) for r in _rows(workdir)] == [(1, "train"), (1, "test")]
 
 
-def test_sigterm_to_the_job_step_stops_both_tasks_at_one_step_and_the_rerun_resumes(
-    reference, data_dir, tmp_path):
+def test_sigterm_to_the_job_step_stops_both_tasks_at_one_step_with_one_checkpoint(
+    data_dir, tmp_path):
   workdir, log = str(tmp_path / "w"), str(tmp_path / "salloc.log")
   proc = _salloc(workdir, data_dir, log)
   try:
@@ -74,12 +74,7 @@ def test_sigterm_to_the_job_step_stops_both_tasks_at_one_step_and_the_rerun_resu
   stopped_at = int(stops[0])
   assert 0 < stopped_at < 10 and stopped_at % 2 == 0, stopped_at
   assert os.listdir(os.path.join(workdir, "checkpoints")) == [str(stopped_at)]
-
-  assert _salloc(workdir, data_dir, log).wait(timeout=900) == 0, open(log).read()[-4000:]
-  assert f"Resuming from the checkpoint at step {stopped_at}" in open(log).read()
-  (state, _), (ref_state, _) = saved_state(workdir), saved_state(reference)
-  assert int(state["step"]) == 10
-  assert_same_training(state["params"], ref_state["params"])
+  # The resume from such a checkpoint is the batch job's test below.
 
 
 def test_sbatch_job_warned_of_its_time_limit_requeues_itself_and_resumes(
