@@ -63,14 +63,16 @@ while (($#)); do
 done
 python=${PYTHON:-python}
 # What makes a process use K CPU devices (--cpu_devices) whatever accelerators the host has.
-cpu_env=(JAX_PLATFORMS=cpu "XLA_FLAGS=${XLA_FLAGS:-} --xla_force_host_platform_device_count=$cpu_devices")
+cpu_env=(JAX_PLATFORMS=cpu
+         "XLA_FLAGS=${XLA_FLAGS:-} --xla_force_host_platform_device_count=$cpu_devices")
 
 case "$route" in
   local)
     exec "$python" -m aejax.main "${args[@]}" ;;
 
   slurm)
-    [[ -n "${SLURM_JOB_ID:-}" ]] || die "--slurm needs a SLURM allocation: run it inside salloc or sbatch"
+    [[ -n "${SLURM_JOB_ID:-}" ]] ||
+      die "--slurm needs a SLURM allocation: run it inside salloc or sbatch, or submit with --sbatch"
     [[ "$cpu_devices" =~ ^[1-9][0-9]*$ ]] || die "--cpu_devices needs a positive number"
     env=()
     [[ -z "$cpu_devices_given" ]] || env=("${cpu_env[@]}")

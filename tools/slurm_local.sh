@@ -127,5 +127,5 @@ case "$action" in
   start) start ;;
   stop) stop ;;
   -h|--help) usage ;;
-  *) usage >&2; exit 2 ;;
+  *) die "unknown action '$action'; use start or stop (--help says more)" ;;
 esac
