@@ -24,7 +24,7 @@ import signal
 import subprocess
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from absl import flags
 from absl import logging
@@ -249,7 +249,7 @@ def result(folder: str, job_id: str) -> int | str | None:
   return value if outcome == "success" else str(value).strip().splitlines()[-1]
 
 
-def wait(job_ids: list[str]):
+def wait(job_ids: list[str]) -> Iterator[str]:
   """Yields each job id once it has left the queue, polling squeue less often as time goes on."""
   left, delay = set(job_ids), 1.0
   while left:
@@ -263,14 +263,9 @@ def wait(job_ids: list[str]):
       time.sleep(delay)
 
 
-def state(workdir: str, queued: dict[str, str]) -> tuple[str, str]:
-  """(state, detail) of a run's task: 'running'/'pending' with the job id, 'failed' with the job
-  id, or 'not submitted'. The run directory's own state (done, diverged) comes first (sweep)."""
-  info = recorded(workdir)
-  if info is None:
-    return "not submitted", ""
-  job_id = info["job_id"]
-  if job_id in queued:
-    return ("running" if queued[job_id] in RUNNING else "pending"), f"job {job_id}"
-  logging.debug("job %s of %s has left the queue", job_id, workdir)
-  return "failed", f"job {job_id}"
+def state(job_id: str, queued: dict[str, str]) -> str:
+  """'running' or 'pending' while the task is in the queue; once it has left, 'failed' (the
+  caller has found its run unfinished)."""
+  if job_id not in queued:
+    return "failed"
+  return "running" if queued[job_id] in RUNNING else "pending"

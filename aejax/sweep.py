@@ -446,8 +446,8 @@ def status(runs: list[Run]) -> int:
       state = "done"
     elif record := rundir.divergence(run.workdir):
       state, detail = "diverged", f"at step {record['step']}"
-    elif slurm.recorded(run.workdir):
-      state, detail = slurm.state(run.workdir, queued)
+    elif record := slurm.recorded(run.workdir):
+      state, detail = slurm.state(record["job_id"], queued), f"job {record['job_id']}"
       log = os.path.join(run.workdir, "main.log")
       if state == "failed" and os.path.exists(log):
         detail += f": {last_line(log)}"
