@@ -38,7 +38,6 @@ install_if_missing() {
     command -v "$cmd" >/dev/null || missing+=("$cmd")
   done
   ((${#missing[@]} == 0)) && return
-  ((EUID == 0)) || die "${missing[*]} missing; install slurmctld slurmd slurm-client munge as root"
   echo "slurm_local.sh: installing slurmctld slurmd slurm-client munge" >&2
   # The packages' own services are never started: this script runs the daemons itself.
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurmctld slurmd slurm-client munge \
@@ -90,6 +89,7 @@ start() {
     echo "export SLURM_CONF=$conf"
     return
   fi
+  ((EUID == 0)) || die "start needs root: it runs munged, slurmctld and slurmd (as root)"
   install_if_missing
   mkdir -p "$dir"/{ctld,d,log,munge}
   chmod 0755 "$dir"  # munged runs as munge: it must reach its socket inside (mktemp -d is 0700).
