@@ -111,52 +111,61 @@ def test_job_array_ends_as_the_local_sweep_and_a_resubmission_does_nothing(
   assert before == {n: open(os.path.join(root, n, "metrics.jsonl")).read() for n in NAMES}
 
 
-def test_a_signalled_task_is_requeued_and_resumes_bitwise_and_a_bad_config_fails_once(
+def test_a_warned_or_preempted_task_is_requeued_and_resumes_bitwise_and_a_bad_config_fails_once(
     local, data_dir, tmp_path):
   root = str(tmp_path / "root")
-  good, bad = "vae-seed=0-learning_rate=0.001", "vae-seed=0-learning_rate=-1"
-  args = ["--sweep=seed=0", "--sweep=learning_rate=0.001,-1", "--executor=slurm"]
+  # Sent the time-limit warning; requeued by Slurm (as a preemption with PreemptMode=REQUEUE
+  # does); a bad config.
+  warned, preempted = "vae-seed=0-learning_rate=0.001", "vae-seed=0-learning_rate=0.003"
+  bad = "vae-seed=0-learning_rate=-1"
+  sweep_flags = ["--sweep=seed=0", "--sweep=learning_rate=0.001,0.003,-1"]
   sweep = subprocess.Popen([sys.executable, "-m", "aejax.sweep", *SMALL, f"--workdir={root}",
-                            f"--data_dir={data_dir}", *args],
+                            f"--data_dir={data_dir}", *sweep_flags, "--executor=slurm"],
                            cwd=REPO, stderr=subprocess.PIPE, text=True)
+  logs = {n: os.path.join(root, n, "main.log") for n in (warned, preempted, bad)}
   try:
-    log = os.path.join(root, good, "main.log")
-    # The run catches signals from before this line on, and compiles for seconds after it: the
-    # time-limit warning (submitit's USR2) sent now reaches it before its first call ends.
-    slurm_cluster.wait_for_file_line(log, "Train steps run as")
-    job_id = slurm_lib.recorded(os.path.join(root, good))["job_id"]
-    subprocess.run(["scancel", "--signal=USR2", job_id], check=True)
+    # A run catches signals from before this line on, and compiles for seconds after it: a
+    # signal sent now reaches it before its first call ends.
+    for name in (warned, preempted):
+      slurm_cluster.wait_for_file_line(logs[name], "Train steps run as")
+    jobs = {n: slurm_lib.recorded(os.path.join(root, n))["job_id"] for n in logs}
+    subprocess.run(["scancel", "--signal=USR2", jobs[warned]], check=True)  # submitit's warning
+    subprocess.run(["scontrol", "requeue", jobs[preempted]], check=True)  # SIGTERM, then requeue
     stderr = sweep.communicate(timeout=900)[1]
   finally:
     if sweep.poll() is None:
       sweep.kill()
   assert sweep.returncode == 1, stderr[-3000:]  # A run failed.
 
-  # Checkpointed mid-epoch, requeued by submitit, resumed: the uninterrupted run's parameters.
-  text = open(log).read()
-  stopped = text.index("aejax: stopped by SIGTERM at step 5 (epoch 1, step 5 of 20)")
+  # Each checkpointed at step 5, mid-epoch, was requeued once and resumed, and ends with the
+  # uninterrupted run's parameters and metrics lines.
+  for name in (warned, preempted):
+    text = open(logs[name]).read()
+    stopped = text.index("aejax: stopped by SIGTERM at step 5 (epoch 1, step 5 of 20)")
+    assert stopped < text.index("Resuming from the checkpoint at step 5"), text[-3000:]
+    assert slurm_cluster.job(jobs[name])["Restarts"] == "1"
+    for x, y in zip(_params(os.path.join(root, name)), _params(os.path.join(local, name)),
+                    strict=True):
+      np.testing.assert_array_equal(x, y)
+    assert _metrics(os.path.join(root, name)) == _metrics(os.path.join(local, name))
+    assert re.search(rf"Finished \S+/{re.escape(name)} as Slurm job {jobs[name]}\n", stderr)
+  # submitit's checkpoint hook stopped the warned run before it requeued the task.
+  text = open(logs[warned]).read()
   requeued = text.index("aejax.slurm: checkpointed on Slurm's time-limit warning; requeueing")
-  assert stopped < requeued < text.index("Resuming from the checkpoint at step 5"), text[-3000:]
-  assert slurm_cluster.job(job_id)["Restarts"] == "1"
-  for x, y in zip(_params(os.path.join(root, good)), _params(os.path.join(local, good)),
-                  strict=True):
-    np.testing.assert_array_equal(x, y)
-  assert _metrics(os.path.join(root, good)) == _metrics(os.path.join(local, good))
-  assert re.search(rf"Finished \S+/{re.escape(good)} as Slurm job {job_id}\n", stderr)
+  assert text.index("aejax: stopped by SIGTERM") < requeued < text.index("Resuming from")
+  assert "aejax.slurm: checkpointed" not in open(logs[preempted]).read()
 
   # The bad config: one start, exit 2, no requeue, and one line in the sweep's report.
-  bad_job = slurm_lib.recorded(os.path.join(root, bad))["job_id"]
-  assert slurm_cluster.job(bad_job)["Restarts"] == "0"
-  bad_log = open(os.path.join(root, bad, "main.log")).read()
+  assert slurm_cluster.job(jobs[bad])["Restarts"] == "0"
+  bad_log = open(logs[bad]).read()
   assert bad_log.count("aejax: error:") == 1 and "Traceback" not in bad_log
   (line,) = [l for l in stderr.splitlines() if "FAILED" in l]
-  assert (f"FAILED {os.path.join(root, bad)} (exit 2 as Slurm job {bad_job}; see "
-          f"{os.path.join(root, bad, 'main.log')}): aejax: error: config.learning_rate=-1.0 "
-          f"must be > 0") in line
-  assert "1 of 2 runs failed" in stderr
-  status = _status(root, data_dir, "--sweep=seed=0", "--sweep=learning_rate=0.001,-1")
-  assert status[good] == ["done", ""]
-  assert status[bad][0] == "failed" and status[bad][1].startswith(f"job {bad_job}: aejax: error:")
+  assert (f"FAILED {os.path.join(root, bad)} (exit 2 as Slurm job {jobs[bad]}; see "
+          f"{logs[bad]}): aejax: error: config.learning_rate=-1.0 must be > 0") in line
+  assert "1 of 3 runs failed" in stderr
+  status = _status(root, data_dir, *sweep_flags)
+  assert status[warned] == status[preempted] == ["done", ""]
+  assert status[bad][0] == "failed" and status[bad][1].startswith(f"job {jobs[bad]}: aejax: error:")
 
 
 def test_vectorized_groups_are_the_array_tasks_and_end_as_locally(data_dir, tmp_path):
