@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts the same `python -m aejax.main` command on a laptop, N local processes, a SLURM
-# allocation or every worker of a TPU VM pod. ./launch.sh --help lists the routes.
+# allocation (or a batch job it submits) or every worker of a TPU VM pod. ./launch.sh --help lists
+# the routes.
 set -euo pipefail
 
 usage() {
@@ -11,20 +12,26 @@ routes
   (none)                       one process using every local device
   --nproc N [--cpu_devices K]  N processes on this host, coordinator on 127.0.0.1; with GPUs one
                                process per GPU, on CPU K devices per process (default 1)
-  --slurm                      inside a SLURM allocation: one process per task via srun
+  --slurm [--cpu_devices K]    inside a SLURM allocation: one process per task via srun (on CPU
+                               nodes K devices each); in a batch job, SIGUSR1 (the time-limit
+                               warning --sbatch asks for) checkpoints and requeues the job
+  --sbatch [sbatch options] -- submits a batch job running --slurm with the main flags after
+                               `--`, requeueable (--requeue) and warned with SIGUSR1
+                               $AEJAX_WARN_SECONDS (default 180) seconds before its time limit
   --tpu NAME --zone ZONE       the command on every worker of TPU VM NAME via
                                gcloud compute tpus tpu-vm ssh --worker=all (the repository must be
                                at $AEJAX_REMOTE_DIR, default ~/aejax, on every worker)
 
 options
   --host_address ADDR          for --nproc: bind the coordinator to ADDR instead of loopback
-  --grace S                    for --nproc: seconds the others get to exit after one process fails
-                               before they are killed (default 60)
+  --grace S                    for --nproc and --slurm: seconds the others get to exit after one
+                               process ends (--nproc: fails) before they are killed (default 60)
 
 examples
   ./launch.sh --config=experiments/vae.py --workdir=/tmp/vae --manual_dir=/path/to/mnist_archives
   ./launch.sh --nproc 2 --cpu_devices 2 --config=experiments/vae.py --workdir=/tmp/vae2
   salloc -N2 --gpus-per-node=8 --ntasks-per-node=8 ./launch.sh --slurm --config=experiments/vae.py --workdir=/shared/vae
+  ./launch.sh --sbatch -N2 --gpus-per-node=8 --ntasks-per-node=8 --time=4:00:00 -- --config=experiments/vae.py --workdir=/shared/vae
   ./launch.sh --tpu my-v4-32 --zone us-central2-b --config=experiments/vae.py --workdir=gs://bucket/vae
 
 Every other flag is handed to `python -m aejax.main` unchanged, identically on every process.
@@ -33,14 +40,20 @@ USAGE
 
 die() { echo "launch.sh: error: $*" >&2; exit 2; }
 
-route=local nproc=0 cpu_devices=1 tpu_name="" tpu_zone="" host_address=127.0.0.1 grace=60
-args=()
+route=local nproc=0 cpu_devices=1 cpu_devices_given="" tpu_name="" tpu_zone=""
+host_address=127.0.0.1 grace=60
+args=() sbatch_args=()
 while (($#)); do
   case "$1" in
     -h|--help) usage; exit 0 ;;
     --nproc) route=nproc; nproc=${2:?--nproc needs a number}; shift 2 ;;
-    --cpu_devices) cpu_devices=${2:?--cpu_devices needs a number}; shift 2 ;;
+    --cpu_devices) cpu_devices=${2:?--cpu_devices needs a number}; cpu_devices_given=1; shift 2 ;;
     --slurm) route=slurm; shift ;;
+    --sbatch)
+      route=sbatch; shift
+      while (($#)) && [[ "$1" != -- ]]; do sbatch_args+=("$1"); shift; done
+      (($#)) || die "--sbatch needs -- between the sbatch options and the main flags"
+      shift ;;
     --tpu) route=tpu; tpu_name=${2:?--tpu needs the TPU VM name}; shift 2 ;;
     --zone) tpu_zone=${2:?--zone needs a zone}; shift 2 ;;
     --host_address) host_address=${2:?--host_address needs an address}; shift 2 ;;
@@ -49,15 +62,53 @@ while (($#)); do
   esac
 done
 python=${PYTHON:-python}
+# What makes a process use K CPU devices (--cpu_devices) whatever accelerators the host has.
+cpu_env=(JAX_PLATFORMS=cpu
+         "XLA_FLAGS=${XLA_FLAGS:-} --xla_force_host_platform_device_count=$cpu_devices")
 
 case "$route" in
   local)
     exec "$python" -m aejax.main "${args[@]}" ;;
 
   slurm)
-    [[ -n "${SLURM_JOB_ID:-}" ]] || die "--slurm needs a SLURM allocation: run it inside salloc or sbatch"
-    # JAX reads the coordinator, process count and index from SLURM's environment.
-    exec srun --kill-on-bad-exit=1 "$python" -m aejax.main --distributed "${args[@]}" ;;
+    [[ -n "${SLURM_JOB_ID:-}" ]] ||
+      die "--slurm needs a SLURM allocation: run it inside salloc or sbatch, or submit with --sbatch"
+    [[ "$cpu_devices" =~ ^[1-9][0-9]*$ ]] || die "--cpu_devices needs a positive number"
+    env=()
+    [[ -z "$cpu_devices_given" ]] || env=("${cpu_env[@]}")
+    # JAX reads the coordinator, process count and index from SLURM's environment. srun runs in
+    # the background so that this shell can act on signals. SIGTERM or Ctrl-C here: SIGTERM to
+    # every task through scancel (srun itself would kill the step at once), so they stop at one
+    # step, checkpoint and exit 3; SIGUSR1, the time-limit warning of a batch job, does the same
+    # and then requeues the job, whose rerun of this command resumes.
+    warned=""
+    stop_tasks() { scancel --signal=TERM "$SLURM_JOB_ID" 2>/dev/null || true; }
+    trap stop_tasks TERM INT
+    trap 'warned=1; stop_tasks' USR1
+    # Not --kill-on-bad-exit: a task that checkpointed and exited 3 would have its peers killed
+    # before they exit 3 too. JAX's heartbeat ends the others when one dies, and --wait kills
+    # what still runs `grace` seconds after the first task ended.
+    env "${env[@]}" srun --kill-on-bad-exit=0 --wait="$grace" "$python" -m aejax.main \
+      --distributed "${args[@]}" &
+    srun_pid=$!
+    # A trapped signal ends `wait` early (status > 128): wait again until srun itself has ended.
+    while status=0; wait $srun_pid || status=$?; kill -0 $srun_pid 2>/dev/null; do :; done
+    if [[ -n "$warned" && $status == 3 ]]; then
+      echo "launch.sh: checkpointed on the time-limit warning; requeueing job $SLURM_JOB_ID" >&2
+      scontrol requeue "$SLURM_JOB_ID"
+    fi
+    exit $status ;;
+
+  sbatch)
+    command -v sbatch >/dev/null || die "--sbatch needs SLURM's sbatch on PATH"
+    ((${#args[@]})) || die "--sbatch needs the main flags after --, e.g." \
+      "-- --config=experiments/vae.py --workdir=DIR"
+    forward=()
+    [[ -z "$cpu_devices_given" ]] || forward=(--cpu_devices "$cpu_devices")
+    # This script is the batch script; it holds no path of its own, so any copy of it runs.
+    # --open-mode=append keeps the output of the runs before a requeue.
+    exec sbatch --requeue --signal="B:USR1@${AEJAX_WARN_SECONDS:-180}" --open-mode=append \
+      "${sbatch_args[@]}" "$0" --slurm "${forward[@]}" "${args[@]}" ;;
 
   tpu)
     [[ -n "$tpu_zone" ]] || die "--tpu needs --zone ZONE"
@@ -83,7 +134,7 @@ case "$route" in
       if ((gpus > 0)); then
         env=(JAX_LOCAL_DEVICE_IDS=$i)
       else
-        env=(JAX_PLATFORMS=cpu "XLA_FLAGS=${XLA_FLAGS:-} --xla_force_host_platform_device_count=$cpu_devices")
+        env=("${cpu_env[@]}")
       fi
       env "${env[@]}" JAX_COORDINATOR_BIND_ADDRESS="$host_address:$port" \
         "$python" -m aejax.main --distributed --coordinator_address="$host_address:$port" \

@@ -16,6 +16,12 @@ train_group): runs that differ only in `seed` and the fields of `aejax.hparams.F
 compiled program with a leading run axis; every other field splits the sweep into groups, of at
 most `--max_group_size` runs. Each run still gets its ordinary run directory.
 
+`--executor=slurm` submits the runs (or, with `--vectorize`, the groups) as the tasks of one Slurm
+job array through submitit instead, each task running the command a local sweep would run
+(aejax/slurm.py: the --slurm_* flags, preemption and time limits). The sweep waits and reports
+each run as a local one does, or with `--detach` returns once submitted; `--status` prints each
+run's state.
+
 `--parallel=N` runs N at a time. On GPUs each run gets its own `local GPUs // N` of them through
 CUDA_VISIBLE_DEVICES. On CPU the runs simply run concurrently: each keeps the device(s) XLA gives it
 (one, unless XLA_FLAGS forces more), and XLA's CPU thread pools compete for the same cores, so it
@@ -42,6 +48,7 @@ import ml_collections
 from aejax import cli
 from aejax import configs
 from aejax import main as main_lib  # Defines --config, --workdir and main's flags.
+from aejax import slurm  # Defines the --slurm_* flags.
 from aejax.data import data_flags  # --data_dir, --manual_dir, --download, as main takes them.
 from aejax.run import rundir
 from aejax.errors import Diverged, UserError
@@ -57,6 +64,18 @@ _VECTORIZE = flags.DEFINE_bool(
     "vectorised program per group, in this process (see the module doc).")
 _MAX_GROUP_SIZE = flags.DEFINE_integer(
     "max_group_size", None, "--vectorize: at most this many runs per group (device memory).")
+
+_EXECUTOR = flags.DEFINE_enum(
+    "executor", "local", ["local", "slurm"], "Where the runs train: on this host (local), or as "
+    "the tasks of a Slurm job array, one per run or per --vectorize group (slurm).")
+_DETACH = flags.DEFINE_bool("detach", False, "--executor=slurm: return once the job array is "
+                            "submitted; --status shows how its runs go.")
+_STATUS = flags.DEFINE_bool(
+    "status", False, "Print each run's state (done, diverged, running, pending, failed, "
+    "incomplete, not started), with its Slurm job, and exit; nothing is started.")
+_ONLY = flags.DEFINE_multi_string(
+    "only", [], "Train only the runs of the plan with these directory names (repeat the flag); "
+    "the Slurm task of a --vectorize group runs the sweep with its runs.")
 
 FLAGS = flags.FLAGS
 # Fields a re-run may change: main trains only the missing epochs of a larger num_epochs.
@@ -234,32 +253,48 @@ def last_line(path: str) -> str:
 def sweep(argv: list[str]) -> int:
   config_file = FLAGS["config"].config_filename
   passed = config_overrides(argv)
-  runs = plan(config_file, FLAGS.workdir, _SWEEP.value, passed, FLAGS.config)
+  runs = only(plan(config_file, FLAGS.workdir, _SWEEP.value, passed, FLAGS.config), _ONLY.value)
   for run in runs:
     check_existing(run)
+  on_slurm = _EXECUTOR.value == "slurm"
   if _VECTORIZE.value and FLAGS["parallel"].present:
     raise UserError("--vectorize trains each group in this process on every device; drop "
                     "--parallel")
+  if on_slurm and FLAGS["parallel"].present:
+    raise UserError("--parallel is for a local sweep; on Slurm, --slurm_array_parallelism "
+                    "bounds the tasks that run at once")
+  if _DETACH.value and not on_slurm:
+    raise UserError("--detach needs --executor=slurm (a local sweep runs in this process)")
   if _MAX_GROUP_SIZE.value is not None and _MAX_GROUP_SIZE.value < 1:
     raise UserError(f"--max_group_size={_MAX_GROUP_SIZE.value} must be >= 1")
-  envs = device_envs(_PARALLEL.value)
+  slurm.check_flags(_EXECUTOR.value)
+  if _STATUS.value:
+    return status(runs)
+  envs = [{}] if on_slurm else device_envs(_PARALLEL.value)
   todo = [r for r in runs if not rundir.is_finished(r.workdir, r.config.num_epochs)]
   # A run that diverged is reported again, not retrained: the same config would diverge again.
   diverged = [r for r in todo if rundir.divergence(r.workdir)]
   todo = [r for r in todo if r not in diverged]
-  logging.info("Sweep of %d runs in %s: %d finished (skipped), %s%d to run, %d at a time",
-               len(runs), FLAGS.workdir, len(runs) - len(todo) - len(diverged),
+  # A run whose Slurm task is still queued or running is left to it.
+  queued = slurm.queue() if on_slurm else {}
+  in_queue = [r for r in todo if (slurm.recorded(r.workdir) or {}).get("job_id") in queued]
+  todo = [r for r in todo if r not in in_queue]
+  logging.info("Sweep of %d runs in %s: %d finished (skipped), %s%s%d to run%s", len(runs),
+               FLAGS.workdir, len(runs) - len(todo) - len(diverged) - len(in_queue),
                f"{len(diverged)} diverged (reported, not retrained), " if diverged else "",
-               len(todo), len(envs))
+               f"{len(in_queue)} queued or running in Slurm (skipped), " if in_queue else "",
+               len(todo), " on Slurm" if on_slurm else f", {len(envs)} at a time")
   if todo:
     # Prepare each dataset once, here, so concurrent runs never race to prepare it.
     from aejax.data import dataset
     for name in sorted({r.config.dataset for r in todo}):
       dataset.prepare(name, **data_flags.values())
 
+  common = [sys.executable, "-m", "aejax.main", f"--config={config_file}", *main_flags(), *passed]
+  if on_slurm:
+    return sweep_slurm(runs, todo, diverged, common, config_file, passed)
   if _VECTORIZE.value:
     return sweep_vectorized(runs, todo, diverged)
-  common = [sys.executable, "-m", "aejax.main", f"--config={config_file}", *main_flags(), *passed]
   slots = queue.Queue()
   for env in envs:
     slots.put(env)
@@ -277,23 +312,33 @@ def sweep(argv: list[str]) -> int:
   try:
     futures = {pool.submit(run_one, run): run for run in todo}
     for future in concurrent.futures.as_completed(futures):
-      run = futures[future]
       rc, seconds = future.result()
-      if rc == 0 and rundir.is_finished(run.workdir, run.config.num_epochs):
-        logging.info("Finished %s in %.0fs", run.workdir, seconds)
-      elif rc == Diverged.exit_code and rundir.divergence(run.workdir):
-        diverged.append(run)
-      else:
-        log = os.path.join(run.workdir, "main.log")
-        failed.append(run)
-        logging.error("FAILED %s (exit %d after %.0fs; see %s): %s", run.workdir, rc, seconds,
-                      log, last_line(log))
+      report(futures[future], rc, f"after {seconds:.0f}s", failed, diverged)
   except BaseException:
     # Ctrl-C reached the running children too (same process group): start no further runs.
     pool.shutdown(wait=True, cancel_futures=True)
     raise
   pool.shutdown()
   return finished(runs, failed, diverged)
+
+
+def report(run: Run, rc: int | str | None, how: str, failed: list[Run], diverged: list[Run],
+           other_log: str | None = None) -> None:
+  """Logs how a run's command ended (`rc`: its exit status, an error text or None when it left
+  none; a group's, for a run of one) and adds a run that did not finish to `failed` or
+  `diverged`. A group that exits 4 finished its other runs."""
+  if rc in (0, Diverged.exit_code) and rundir.is_finished(run.workdir, run.config.num_epochs):
+    logging.info("Finished %s %s", run.workdir, how)
+  elif rc == Diverged.exit_code and rundir.divergence(run.workdir):
+    diverged.append(run)
+  else:
+    failed.append(run)
+    log = os.path.join(run.workdir, "main.log")
+    line = last_line(log) if os.path.exists(log) else ""
+    if not line and other_log and os.path.exists(other_log):
+      log, line = other_log, last_line(other_log)
+    status = f"exit {rc}" if isinstance(rc, int) else (rc or "no exit status")
+    logging.error("FAILED %s (%s %s; see %s): %s", run.workdir, status, how, log, line)
 
 
 def finished(runs: list[Run], failed: list[Run], diverged: list[Run]) -> int:
@@ -348,6 +393,70 @@ def sweep_vectorized(runs: list[Run], todo: list[Run], diverged: list[Run]) -> i
       logging.error("%s", e)
       diverged.extend(r for r in group if rundir.divergence(r.workdir))
   return finished(runs, [], diverged)
+
+
+# --- Slurm --------------------------------------------------------------------------------------
+
+def only(runs: list[Run], names: list[str]) -> list[Run]:
+  """The runs named by --only (all without it)."""
+  if not names:
+    return runs
+  by_name = {os.path.basename(r.workdir): r for r in runs}
+  if unknown := [n for n in names if n not in by_name]:
+    raise UserError(f"--only names {unknown}, which the sweep does not plan; its runs are "
+                    f"{sorted(by_name)}")
+  return [by_name[n] for n in names]
+
+
+def sweep_slurm(runs: list[Run], todo: list[Run], diverged: list[Run], common: list[str],
+                config_file: str, passed: list[str]) -> int:
+  """Submits one array task per run (per group with --vectorize) and, unless --detach, waits
+  and reports each run as it ends."""
+  if _VECTORIZE.value:
+    planned = groups(todo, _MAX_GROUP_SIZE.value) if todo else []
+    sweep_cmd = [sys.executable, "-m", "aejax.sweep", f"--config={config_file}",
+                 f"--workdir={FLAGS.workdir}", *main_flags(), *passed,
+                 *(f"--sweep={s}" for s in _SWEEP.value), "--vectorize",
+                 *([FLAGS["max_group_size"].serialize()] if FLAGS["max_group_size"].present
+                   else [])]
+    commands = [[*sweep_cmd, *(f"--only={os.path.basename(r.workdir)}" for r in group)]
+                for group in planned]
+  else:
+    planned = [[run] for run in todo]
+    commands = [[*common, f"--workdir={run.workdir}", *run.overrides] for run in todo]
+  failed = []
+
+  def ended(group: list[Run], job_id: str, rc: int | str | None, other_log: str) -> None:
+    for run in group:
+      report(run, rc, f"as Slurm job {job_id}", failed, diverged, other_log=other_log)
+
+  if planned:
+    experiment = os.path.splitext(os.path.basename(config_file.split(":")[0]))[0]
+    slurm.run_array(planned, commands, FLAGS.workdir, f"aejax-{experiment}", _DETACH.value,
+                    ended)
+    if _DETACH.value:
+      return 0
+  return finished(runs, failed, diverged)
+
+
+def status(runs: list[Run]) -> int:
+  """Prints one line per run: its state, and its Slurm job where it has one."""
+  queued = slurm.queue() if any(slurm.recorded(r.workdir) for r in runs) else {}
+  for run in runs:
+    detail = ""
+    if rundir.is_finished(run.workdir, run.config.num_epochs):
+      state = "done"
+    elif record := rundir.divergence(run.workdir):
+      state, detail = "diverged", f"at step {record['step']}"
+    elif record := slurm.recorded(run.workdir):
+      state, detail = slurm.state(record["job_id"], queued), f"job {record['job_id']}"
+      log = os.path.join(run.workdir, "main.log")
+      if state == "failed" and os.path.exists(log):
+        detail += f": {last_line(log)}"
+    else:
+      state = "incomplete" if rundir.is_run(run.workdir) else "not started"
+    print(f"{state:<11} {os.path.basename(run.workdir)}  {detail}".rstrip())
+  return 0
 
 
 def main(argv: list[str]) -> None:
