@@ -32,7 +32,7 @@ examples
   ./launch.sh --nproc 2 --cpu_devices 2 --config=experiments/vae.py --workdir=/tmp/vae2
   salloc -N2 --gpus-per-node=8 --ntasks-per-node=8 ./launch.sh --slurm --config=experiments/vae.py --workdir=/shared/vae
   ./launch.sh --sbatch -N2 --gpus-per-node=8 --ntasks-per-node=8 --time=4:00:00 -- --config=experiments/vae.py --workdir=/shared/vae
-  ./launch.sh --tpu my-v4-32 --zone us-central2-b --config=experiments/vae.py --workdir=gs://bucket/vae
+  ./launch.sh --tpu my-v4-32 --zone us-central2-b --config=experiments/vae.py --workdir=/mnt/shared/vae
 
 Every other flag is handed to `python -m aejax.main` unchanged, identically on every process.
 USAGE

@@ -45,7 +45,7 @@ def _launch_options() -> dict[str, bool]:
   """launch.sh's own options, read from its argument loop: name -> whether it takes a value."""
   source = open(os.path.join(REPO, "launch.sh")).read()
   return {name: "${2" in action for name, action in
-          re.findall(r"^\s*(?:-h\|)?(--[\w-]+)\)(.*?);;", source, flags=re.M)}
+          re.findall(r"^\s*(?:-h\|)?(--[\w-]+)\)(.*?);;", source, flags=re.M | re.S)}
 
 
 def documented_commands() -> list[tuple[str, str, list[str]]]:
@@ -61,13 +61,17 @@ def documented_commands() -> list[tuple[str, str, list[str]]]:
         if match.group(1) is None:  # ./launch.sh
           i, rest = 0, []
           while i < len(argv):
-            if argv[i] in launch:
+            if argv[i] == "--sbatch":  # sbatch's own options, up to `--`.
+              i = argv.index("--", i) + 1 if "--" in argv[i:] else len(argv)
+            elif argv[i] in launch:
               i += 1 + launch[argv[i]]
             else:
               rest.append(argv[i])
               i += 1
           argv = rest
-        if argv:  # A bare `python -m aejax.main` in prose names the command; it is no command.
+        # A bare `python -m aejax.main` in prose names the command, and one with `...` is the
+        # pattern of a command; neither is a command to run.
+        if argv and "..." not in line[match.end():]:
           found.append((f"{os.path.relpath(path, REPO)}: {line.strip()[:80]}", module, argv))
   return found
 
