@@ -125,22 +125,12 @@ def _cpu_env(devices: int) -> dict[str, str]:
           "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
 
 
-@pytest.fixture(scope="module")
-def runs(data_dir, tmp_path_factory):
-  """workdirs[(family, devices)]: the 4-device runs as users start them (their own processes,
-  in the background), the 1-device runs meanwhile in this process."""
+def _train(workdirs: dict[str, str], data_dir: str) -> None:
+  """Trains RUNS[name] into workdirs[name] for each name, on this process's devices."""
   from aejax import train
 
-  root = tmp_path_factory.mktemp("wae_rae")
-  workdirs = {(name, d): str(root / f"{name}-{d}") for name in RUNS for d in (1, 4)}
-  procs = {}
-  for name, (path, fields) in RUNS.items():
-    overrides = [f"--config.{k}={v}" for k, v in fields.items()]
-    cmd = [sys.executable, "-m", "aejax.main", f"--config={path}", *overrides,
-           f"--workdir={workdirs[name, 4]}", f"--data_dir={data_dir}"]
-    procs[name] = subprocess.Popen(cmd, cwd=REPO, env=_cpu_env(4), stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, text=True)
-  for name, (path, fields) in RUNS.items():
+  for name, workdir in workdirs.items():
+    path, fields = RUNS[name]
     config = load_experiment(os.path.join(REPO, path))
     for k, v in fields.items():
       *parents, leaf = k.split(".")
@@ -148,10 +138,34 @@ def runs(data_dir, tmp_path_factory):
       for p in parents:
         section = section[p]
       section[leaf] = v
-    train.train_and_evaluate(config, workdirs[name, 1], data_dir=data_dir)
-  for name, proc in procs.items():
-    out, _ = proc.communicate(timeout=600)
-    assert proc.returncode == 0, (name, out[-3000:])
+    train.train_and_evaluate(config, workdir, data_dir=data_dir)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _runs_on_4_devices(data_dir, tmp_path_factory):
+  """(root, process): the 4-device runs, started in a process of their own as the module starts,
+  so that they train while this process checks the objectives and trains the 1-device runs."""
+  root = tmp_path_factory.mktemp("wae_rae")
+  on_4 = {name: str(root / f"{name}-4") for name in RUNS}
+  env = _cpu_env(4)
+  env["PYTHONPATH"] = os.pathsep.join([REPO, env.get("PYTHONPATH", "")])
+  proc = subprocess.Popen(
+      [sys.executable, "-c", f"import test_wae_rae; test_wae_rae._train({on_4!r}, {data_dir!r})"],
+      cwd=os.path.join(REPO, "tests"), env=env, stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT, text=True)
+  yield root, proc
+  proc.kill()  # Only if a test failed before waiting for it.
+  proc.communicate()
+
+
+@pytest.fixture(scope="module")
+def runs(_runs_on_4_devices, data_dir):
+  """workdirs[(family, devices)]."""
+  root, proc = _runs_on_4_devices
+  workdirs = {(name, d): str(root / f"{name}-{d}") for name in RUNS for d in (1, 4)}
+  _train({name: workdirs[name, 1] for name in RUNS}, data_dir)
+  out, _ = proc.communicate(timeout=600)
+  assert proc.returncode == 0, out[-3000:]
   return workdirs
 
 
