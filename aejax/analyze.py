@@ -190,7 +190,7 @@ def _analyze(workdir: str, *, step: int | None, k: int, data_dir: str | None,
                 "left_out": left_out}
   logging.info("Baselines, probes and AUROC done: %s", m)
 
-  made = write_figures(run, out_dir, x_test, test_labels, codes_test, seed)
+  made = write_figures(run, out_dir, x_test, test_labels, codes_train, codes_test, seed)
   result = {
       "workdir": os.path.abspath(workdir), "step": run.step, "model": config.model.name,
       "latents": config.model.latents, "binarize": mode, "test_images": len(x_test),
@@ -244,7 +244,7 @@ def protocols(mode: str, nll_count: int | None, k: int, components: int, probe_e
 
 
 def write_figures(run, out_dir: str, x_test: np.ndarray, test_labels: np.ndarray,
-                  codes_test: np.ndarray, seed: int) -> list[str]:
+                  codes_train: np.ndarray, codes_test: np.ndarray, seed: int) -> list[str]:
   path = lambda name: os.path.join(out_dir, f"{name}.png")
   made = ["reconstructions"]
   figures.reconstructions(path("reconstructions"), x_test[:32], run.reconstruct(x_test[:32]))
@@ -255,6 +255,10 @@ def write_figures(run, out_dir: str, x_test: np.ndarray, test_labels: np.ndarray
     figures.interpolation(path("interpolation"),
                           run.decode((1 - t_T) * z_ends[0][None] + t_T * z_ends[1][None]))
     made += ["samples", "interpolation"]
+  elif run.ex_post_components:
+    z = probes.gaussian_mixture_samples(codes_train, run.ex_post_components, 64, seed)
+    figures.samples(path("samples"), run.decode(z))
+    made.append("samples")
   if codes_test.shape[1] == 2:
     points, how = codes_test, "the 2-D code itself"
   else:

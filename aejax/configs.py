@@ -66,7 +66,9 @@ def base() -> ml_collections.ConfigDict:
   c.input.train_labels = ml_collections.FieldReference(None, field_type=tuple)
 
   c.model = ml_collections.ConfigDict()
-  c.model.name = "ae"  # 'ae' (deterministic code) | 'vae' (Gaussian posterior, N(0, I) prior).
+  # 'ae' (deterministic code) | 'vae' (Gaussian posterior, N(0, I) prior) | 'vqvae' | 'wae'
+  # (MMD to an N(0, I) prior) | 'rae' (regularised decoder); docs/families.md.
+  c.model.name = "ae"
   c.model.encoder = "mlp"
   c.model.hidden = (512, 256)  # Encoder widths; the decoder mirrors them.
   c.model.latents = 32
@@ -93,6 +95,10 @@ def base() -> ml_collections.ConfigDict:
   c.objective.sparsity_weight = 0.0  # 'ae': KL(target || mean activation) per code unit.
   c.objective.sparsity_target = 0.05  # Target mean activation of a (sigmoid) code unit.
   c.objective.commitment = 0.25  # 'vqvae': weight of the commitment term.
+  c.objective.mmd_weight = 0.0  # 'wae': lambda, weight of the MMD between codes and N(0, I).
+  c.objective.code_l2 = 0.0  # 'rae': weight of ||z||^2 / 2.
+  c.objective.decoder_reg = 0.0  # 'rae': weight of the decoder regulariser rae_reg names.
+  c.objective.rae_reg = "l2"  # 'rae': 'l2' (decoder weight decay) | 'gp' (||dD(z)/dz||_F^2).
 
   c.opt = ml_collections.ConfigDict()
   c.opt.name = "adam"  # 'adam' | 'adamw' | 'sgd'

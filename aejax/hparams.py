@@ -16,7 +16,8 @@ import ml_collections
 # Config fields that may differ between the runs of one group (besides `seed`).
 FIELDS = ("learning_rate", "objective.beta", "objective.kl_warmup_steps", "input.noise_level",
           "objective.l1_code", "objective.sparsity_weight", "objective.commitment",
-          "opt.weight_decay")
+          "opt.weight_decay", "objective.mmd_weight", "objective.code_l2",
+          "objective.decoder_reg")
 
 Hparams = dict[str, jax.Array]
 
@@ -39,7 +40,7 @@ def structure(config: ml_collections.ConfigDict) -> dict[str, bool]:
   it."""
   o = config.objective
   return {"kl_weighted": bool(o.beta != 1 or o.kl_warmup_steps), "l1_code": bool(o.l1_code),
-          "sparsity": bool(o.sparsity_weight)}
+          "sparsity": bool(o.sparsity_weight), "decoder_reg": bool(o.decoder_reg)}
 
 
 def group_key(config: ml_collections.ConfigDict) -> str:

@@ -147,3 +147,56 @@ def elbo_objective(outputs: dict[str, jax.Array], x: jax.Array) -> dict[str, jax
   rec = bernoulli_nll(outputs["logits"], x)
   kl = kl_to_standard_normal(outputs["mean"], outputs["logvar"])
   return {"loss": rec + kl, "rec": rec, "kl": kl, "elbo": -(rec + kl)}
+
+
+def imq_kernel(a_NxZ: jax.Array, b_MxZ: jax.Array, scale: float) -> jax.Array:
+  """Inverse multiquadratic kernel C / (C + ||a - b||^2) between every pair of rows: [N, M]."""
+  sq_dist_NxM = jnp.sum(jnp.square(a_NxZ[:, None, :] - b_MxZ[None, :, :]), axis=-1)
+  return scale / (scale + sq_dist_NxM)
+
+
+def mmd_imq(z_BxZ: jax.Array, prior_BxZ: jax.Array,
+            axis_name: str | None = None) -> jax.Array:
+  """The unbiased (U-statistic) MMD^2 of WAE-MMD (Tolstikhin et al., 2018) between the codes and
+  as many prior samples, IMQ kernel with C = 2 * Z (the N(0, I) prior's sigma^2 = 1), as per
+  example terms whose batch mean is the statistic: [B]. Example i carries
+    1/(n-1) sum_{j != i} [k(z_i, z_j) + k(p_i, p_j)] - 1/n sum_j [k(z_i, p_j) + k(p_i, z_j)].
+
+  Under pmap (`axis_name`) every device's terms are taken against the codes and samples of the
+  whole batch (all-gathered), so the mean over devices is the global batch's statistic and the
+  gradient reaches each code through every device's terms.
+  """
+  b, latents = z_BxZ.shape
+  first = 0
+  all_z_NxZ, all_p_NxZ = z_BxZ, prior_BxZ
+  if axis_name:
+    all_z_NxZ = jax.lax.all_gather(z_BxZ, axis_name, tiled=True)
+    all_p_NxZ = jax.lax.all_gather(prior_BxZ, axis_name, tiled=True)
+    first = jax.lax.axis_index(axis_name) * b
+  n = all_z_NxZ.shape[0]
+  scale = 2.0 * latents
+  # The U-statistic leaves out each example's pair with itself.
+  others_BxN = jnp.arange(n)[None, :] != (first + jnp.arange(b))[:, None]
+  same = lambda k_BxN: jnp.sum(jnp.where(others_BxN, k_BxN, 0.0), axis=1) / (n - 1)
+  within_B = same(imq_kernel(z_BxZ, all_z_NxZ, scale)) + same(
+      imq_kernel(prior_BxZ, all_p_NxZ, scale))
+  cross_B = (jnp.sum(imq_kernel(z_BxZ, all_p_NxZ, scale), axis=1)
+             + jnp.sum(imq_kernel(prior_BxZ, all_z_NxZ, scale), axis=1)) / n
+  return within_B - cross_B
+
+
+def code_l2(z_BxZ: jax.Array) -> jax.Array:
+  """||z||^2 / 2 per example: [B] (the RAE's code penalty)."""
+  return 0.5 * jnp.sum(jnp.square(z_BxZ), axis=-1)
+
+
+def params_l2(params) -> jax.Array:
+  """Sum of squared parameters / 2, over every leaf of the tree: a scalar."""
+  return 0.5 * sum(jnp.sum(jnp.square(p.astype(jnp.float32))) for p in jax.tree.leaves(params))
+
+
+def jacobian_sq_norm(f, z_BxZ: jax.Array) -> jax.Array:
+  """||d f(z) / d z||_F^2 per example, f mapping one code [Z] to an output [D]: [B] (the RAE's
+  gradient penalty). The exact Jacobian, by Z forward-mode products: cheap for codes of tens."""
+  jac_sq = lambda z_Z: jnp.sum(jnp.square(jax.jacfwd(f)(z_Z).astype(jnp.float32)))
+  return jax.vmap(jac_sq)(z_BxZ)

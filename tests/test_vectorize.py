@@ -168,6 +168,10 @@ FIELD_CASES = {
         "model.code_activation": "sigmoid"}),
     "objective.commitment": _two_runs({"objective.commitment": (0.1, 2.0)}, family="vqvae"),
     "opt.weight_decay": _two_runs({"opt.weight_decay": (1e-4, 0.3)}, **{"opt.name": "adamw"}),
+    "objective.mmd_weight": _two_runs({"objective.mmd_weight": (1.0, 10.0)}, family="wae"),
+    "objective.code_l2": _two_runs({"objective.code_l2": (0.01, 1.0)}, family="rae"),
+    "objective.decoder_reg": _two_runs({"objective.decoder_reg": (0.01, 1.0)}, family="rae", **{
+        "objective.rae_reg": "gp"}),
 }
 
 

@@ -55,6 +55,8 @@ class Restored:
     # What the family reports (aejax.families): a likelihood (and so a posterior), a prior.
     self.has_likelihood = families.of(config).LIKELIHOOD
     self.is_generative = hasattr(model, "sample")
+    # No prior, but a mixture fitted to the train codes to sample from (aejax.analyze).
+    self.ex_post_components = families.ex_post_components(config)
     # Parameters are arguments, not constants baked into the compiled functions.
     encode = jax.jit(lambda p, x: model.apply({"params": p}, x, method=model.encode))
     code = jax.jit(lambda p, x: model.apply({"params": p}, x, method=model.code))

@@ -13,8 +13,10 @@ import ml_collections
 
 from aejax import hparams
 from aejax.families import ae
+from aejax.families import rae
 from aejax.families import vae
 from aejax.families import vqvae
+from aejax.families import wae
 from aejax.families.forward import Metrics
 
 
@@ -25,7 +27,12 @@ class Family(Protocol):
     from_pooled(metrics, pooled, num_examples, config, hp) -> Metrics
 
   the test split's metrics (the per-example means) completed from `pooled`, the sums of its
-  POOLED keys over the `num_examples` test images."""
+  POOLED keys over the `num_examples` test images. A family without a prior whose codes
+  aejax.analyze should sample from by a density fitted after training defines
+
+    EX_POST_COMPONENTS: int
+
+  the components of the Gaussian mixture fitted to the train codes (ex_post_components)."""
 
   LOSSES: tuple[str, ...]  # The config.loss values it trains with; validation refuses others.
   # It has a likelihood: evaluation (config.eval_num_samples) and aejax.analyze estimate its NLL
@@ -52,11 +59,16 @@ class Family(Protocol):
     """Why this family cannot train `config` (one line naming the field), or None."""
 
 
-FAMILIES: dict[str, Family] = {"ae": ae, "vae": vae, "vqvae": vqvae}
+FAMILIES: dict[str, Family] = {"ae": ae, "vae": vae, "vqvae": vqvae, "wae": wae, "rae": rae}
 
 
 def of(config: ml_collections.ConfigDict) -> Family:
   return FAMILIES[config.model.name]
+
+
+def ex_post_components(config: ml_collections.ConfigDict) -> int:
+  """Components of the mixture aejax.analyze fits to the train codes to sample from; 0: none."""
+  return getattr(of(config), "EX_POST_COMPONENTS", 0)
 
 
 def create_model(cfg: ml_collections.ConfigDict, image_shape: tuple[int, int, int],
