@@ -215,7 +215,8 @@ def test_analyze_and_restore(name, runs, data_dir):
 
 
 def test_compare_tabulates_both_families(runs, tmp_path):
-  proc = run_aejax(runs["wae", 1], runs["rae", 1], "--metric=sq_err", f"--out={tmp_path}",
+  # No --metric: both families' default is the reconstruction's sq_err.
+  proc = run_aejax(runs["wae", 1], runs["rae", 1], f"--out={tmp_path}",
                    module="aejax.compare", timeout=120)
   assert proc.returncode == 0, proc.stderr[-3000:]
   header, *rows = [line for line in proc.stdout.splitlines() if line.startswith("| ")]
