@@ -26,7 +26,7 @@ FILE_FORMAT = "array_record"
 DECODED_DIR = "decoded_uint8"
 DECODED_FORMAT = "npz images uint8 [N, H, W, C], labels int32 [N]; v2"  # Part of the file's key.
 # Seconds the download host gets to answer before a host is taken to be offline.
-PROBE_TIMEOUT_S = 4
+PROBE_TIMEOUT_S = 3
 
 
 def default_data_dir() -> str:
