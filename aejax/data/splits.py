@@ -78,8 +78,8 @@ def load_data(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, data_d
   test_images, test_labels = dataset.load_split(builder_dir, test_split)
   test_images = test_images[dataset.label_indices(test_labels, train_labels)]
   steps_per_epoch = num_train // config.batch_size  # The remainder waits a permutation.
-  logging.info("Data: %d train (%s) and %d test (%s) images of shape %s (labels: %s); %d steps "
-               "per epoch", num_train, train_split, len(test_images), test_split, image_shape,
+  logging.info("Data: %d train and %d test images (splits %s, %s) of shape %s (labels: %s); %d "
+               "steps per epoch", num_train, len(test_images), train_split, test_split, image_shape,
                "all" if train_labels is None else tuple(train_labels), steps_per_epoch)
   test_images, test_mask = dataset.pad_to_multiple(test_images, config.eval_batch_size)
   return Data(image_shape, num_train, steps_per_epoch,
