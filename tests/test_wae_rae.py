@@ -197,10 +197,13 @@ def test_learns_and_a_4_device_mesh_trains_as_one_device(name, runs, data_dir):
 
 @pytest.mark.parametrize("name", sorted(RUNS))
 def test_analyze_and_restore(name, runs, data_dir):
-  from aejax import analyze
-
   workdir = runs[name, 1]
-  result = analyze.analyze(workdir, data_dir=data_dir, probe_examples=200)
+  # As a command: aejax.analyze's flags would clash in-process with aejax.main's, which other
+  # test modules import into the same pytest worker.
+  proc = run_aejax(f"--workdir={workdir}", f"--data_dir={data_dir}", "--probe_examples=200",
+                   module="aejax.analyze", timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  result = json.load(open(os.path.join(workdir, "analysis", "metrics.json")))
   # The WAE decodes prior draws; the RAE codes of a mixture fitted to its train codes.
   assert "samples.png" in result["figures"]
   assert os.path.getsize(os.path.join(workdir, "analysis", "samples.png")) > 0
