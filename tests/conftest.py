@@ -9,6 +9,7 @@ import fcntl
 import os
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
@@ -22,7 +23,8 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 
 def pytest_addoption(parser):
   parser.addoption("--manual_dir", default=os.environ.get("AEJAX_MANUAL_DIR"),
-                   help="folder holding the original MNIST archives (default: TFDS downloads MNIST)")
+                   help="folder holding the original MNIST archives (default: TFDS "
+                   "downloads MNIST)")
   parser.addoption("--data_dir", default=os.environ.get("AEJAX_TEST_DATA_DIR"),
                    help="TFDS data dir to prepare MNIST in and reuse (default: a temp dir)")
 
@@ -119,3 +121,45 @@ def assert_same_training(actual, desired) -> None:
     off += int(np.sum(~np.isclose(a, d, rtol=1e-5, atol=1e-7)))
     total += a.size
   assert off <= total * 1e-4, f"{off} of {total} weights differ beyond rtol 1e-5"
+
+
+# --- The Slurm tests: against a real Slurm (CI starts one with tools/slurm_local.sh). Without one
+# they skip with one line saying how to start it, except in CI (CI=true), where they fail.
+
+SLURM_START = 'eval "$(tools/slurm_local.sh start)" (as root), then run pytest in that shell'
+
+
+def require_slurm() -> None:
+  try:
+    proc = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True,
+                          timeout=30)
+    states = proc.stdout.split() if proc.returncode == 0 else []
+  except (OSError, subprocess.TimeoutExpired):
+    states = []
+  if not any(s.rstrip("*") in ("idle", "mixed", "allocated") for s in states):
+    why = f"no Slurm node is up (sinfo: {states or 'none'}); start one: {SLURM_START}"
+    (pytest.fail if os.environ.get("CI") == "true" else pytest.skip)(why)
+
+
+def slurm_job(job_id: str) -> dict[str, str]:
+  """`scontrol show job` of a job Slurm still holds (MinJobAge: 300 s after it ends)."""
+  out = subprocess.run(["scontrol", "-o", "show", "job", job_id], capture_output=True,
+                       text=True, check=True).stdout
+  return dict(f.split("=", 1) for f in out.split() if "=" in f)
+
+
+def slurm_queued(job_id: str) -> bool:
+  """Whether a job (or any task of an array) is still in the queue."""
+  out = subprocess.run(["squeue", "-h", "-r", "-j", job_id.split("_")[0], "-o", "%i"],
+                       capture_output=True, text=True).stdout.split()
+  return job_id in out if "_" in job_id else bool(out)
+
+
+def wait_for_file_line(path: str, text: str, timeout: float = 300) -> None:
+  """Polls until a line of `path` holds `text`."""
+  deadline = time.time() + timeout
+  while time.time() < deadline:
+    if os.path.exists(path) and any(text in line for line in open(path, errors="replace")):
+      return
+    time.sleep(0.05)
+  raise AssertionError(f"no line with {text!r} in {path} within {timeout}s")

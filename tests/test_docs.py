@@ -77,7 +77,7 @@ def documented_commands() -> list[tuple[str, str, list[str]]]:
 
 
 def parse(module: str, argvs: list[list[str]]) -> list[str | None]:
-  proc = subprocess.run([sys.executable, os.path.join(REPO, "tests", "parse_commands.py"), module],
+  proc = subprocess.run([sys.executable, os.path.join(REPO, "tools", "parse_commands.py"), module],
                         input=json.dumps(argvs), cwd=REPO, capture_output=True, text=True,
                         timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]

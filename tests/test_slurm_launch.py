@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from conftest import REPO, assert_same_training, run_aejax, saved_state
-import slurm_cluster
+from conftest import (REPO, assert_same_training, require_slurm, run_aejax, saved_state,
+                      slurm_job, slurm_queued, wait_for_file_line)
 from test_parallel import TINY_VAE, _cpu_env, _rows
 
 # 10 steps (one epoch at batch 6000), two a call, so a signal lands mid-epoch; no grain workers.
@@ -23,7 +23,7 @@ ENV = {**os.environ, "PYTHON": sys.executable}
 
 @pytest.fixture(scope="module", autouse=True)
 def slurm_up():
-  slurm_cluster.require_slurm()
+  require_slurm()
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,7 @@ def test_sigterm_to_the_job_step_stops_both_tasks_at_one_step_with_one_checkpoin
     # Both processes catch signals from before this line on (process 1 has passed the collective
     # initialisation that precedes it), and compile for seconds after it: SIGTERM to the job step
     # now stops both after the first call.
-    slurm_cluster.wait_for_file_line(log, "Train steps run as")
+    wait_for_file_line(log, "Train steps run as")
     (job_id,) = re.findall(r"Granted job allocation (\d+)", open(log).read())
     subprocess.run(["scancel", "--signal=TERM", f"{job_id}.0"], check=True)
     proc.wait(timeout=600)
@@ -88,11 +88,11 @@ def test_sbatch_job_warned_of_its_time_limit_requeues_itself_and_resumes(
   assert proc.returncode == 0, proc.stderr[-3000:]
   job_id = proc.stdout.strip().split(";")[0]
   try:
-    slurm_cluster.wait_for_file_line(log, "Train steps run as")  # As above: stops at step 2.
+    wait_for_file_line(log, "Train steps run as")  # As above: stops at step 2.
     # What Slurm sends the batch shell AEJAX_WARN_SECONDS before the time limit.
     subprocess.run(["scancel", "--batch", "--signal=USR1", job_id], check=True)
     deadline = time.time() + 600
-    while slurm_cluster.queued(job_id) and time.time() < deadline:
+    while slurm_queued(job_id) and time.time() < deadline:
       time.sleep(1)
   finally:
     subprocess.run(["scancel", job_id])
@@ -100,7 +100,7 @@ def test_sbatch_job_warned_of_its_time_limit_requeues_itself_and_resumes(
   assert re.findall(r"aejax: stopped by SIGTERM at step (\d+)", out) == ["2", "2"], out[-4000:]
   assert f"requeueing job {job_id}" in out
   assert "Resuming from the checkpoint at step 2" in out, out[-4000:]
-  info = slurm_cluster.job(job_id)
+  info = slurm_job(job_id)
   assert info["Restarts"] == "1" and info["JobState"] == "COMPLETED", info
   (state, _), (ref_state, _) = saved_state(workdir), saved_state(reference)
   assert int(state["step"]) == 10

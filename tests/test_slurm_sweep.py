@@ -14,8 +14,8 @@ import pytest
 
 from aejax import slurm as slurm_lib
 from aejax.run import rundir
-from conftest import REPO, run_aejax, saved_state
-import slurm_cluster
+from conftest import (REPO, require_slurm, run_aejax, saved_state, slurm_job, slurm_queued,
+                      wait_for_file_line)
 
 # Digits 0 and 1 only (12,665 train images): 20 steps per epoch of batch 632, 5 per call, 2
 # epochs, so a signal during start-up stops a run at step 5, mid-epoch.
@@ -31,7 +31,7 @@ CLOCK = ("time", "examples_per_sec")
 
 @pytest.fixture(scope="module", autouse=True)
 def slurm_up():
-  slurm_cluster.require_slurm()
+  require_slurm()
 
 
 def _sweep(root, data_dir, *extra, timeout=900):
@@ -92,7 +92,7 @@ def test_job_array_ends_as_the_local_sweep_and_a_resubmission_does_nothing(
     assert state in ("pending", "running", "done"), status
     assert state == "done" or detail == f"job {jobs[name]}", status
   deadline = time.time() + 600
-  while slurm_cluster.queued(array) and time.time() < deadline:
+  while slurm_queued(array) and time.time() < deadline:
     time.sleep(1)
   assert _status(root, data_dir, *SEEDS_LRS) == {n: ["done", ""] for n in NAMES}
 
@@ -127,7 +127,7 @@ def test_a_warned_or_preempted_task_is_requeued_and_resumes_bitwise_and_a_bad_co
     # A run catches signals from before this line on, and compiles for seconds after it: a
     # signal sent now reaches it before its first call ends.
     for name in (warned, preempted):
-      slurm_cluster.wait_for_file_line(logs[name], "Train steps run as")
+      wait_for_file_line(logs[name], "Train steps run as")
     jobs = {n: slurm_lib.recorded(os.path.join(root, n))["job_id"] for n in logs}
     subprocess.run(["scancel", "--signal=USR2", jobs[warned]], check=True)  # submitit's warning
     subprocess.run(["scontrol", "requeue", jobs[preempted]], check=True)  # SIGTERM, then requeue
@@ -143,7 +143,7 @@ def test_a_warned_or_preempted_task_is_requeued_and_resumes_bitwise_and_a_bad_co
     text = open(logs[name]).read()
     stopped = text.index("aejax: stopped by SIGTERM at step 5 (epoch 1, step 5 of 20)")
     assert stopped < text.index("Resuming from the checkpoint at step 5"), text[-3000:]
-    assert slurm_cluster.job(jobs[name])["Restarts"] == "1"
+    assert slurm_job(jobs[name])["Restarts"] == "1"
     for x, y in zip(_params(os.path.join(root, name)), _params(os.path.join(local, name)),
                     strict=True):
       np.testing.assert_array_equal(x, y)
@@ -156,7 +156,7 @@ def test_a_warned_or_preempted_task_is_requeued_and_resumes_bitwise_and_a_bad_co
   assert "aejax.slurm: checkpointed" not in open(logs[preempted]).read()
 
   # The bad config: one start, exit 2, no requeue, and one line in the sweep's report.
-  assert slurm_cluster.job(jobs[bad])["Restarts"] == "0"
+  assert slurm_job(jobs[bad])["Restarts"] == "0"
   bad_log = open(logs[bad]).read()
   assert bad_log.count("aejax: error:") == 1 and "Traceback" not in bad_log
   (line,) = [l for l in stderr.splitlines() if "FAILED" in l]

@@ -1,4 +1,4 @@
-"""`python tests/parse_commands.py MODULE < argvs.json`: parses each argument list exactly as
+"""`python tools/parse_commands.py MODULE < argvs.json`: parses each argument list exactly as
 `python -m MODULE` would (the module's absl flags, its experiment file and --config.* overrides,
 the config's validation, a sweep's plan) without running anything, and prints a JSON list with one
 entry per argument list: null when it parses, else the error line the command would print.
