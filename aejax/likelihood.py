@@ -16,14 +16,12 @@ from aejax import losses
 from aejax import sampling
 
 
-def _float32(tree):
-  return jax.tree.map(lambda v: v.astype(jnp.float32), tree)
-
-
 def importance_log_weights(model: Any, params: Any, x_in: jax.Array, x: jax.Array,
                            keys_B: jax.Array, num_samples: int, chunk: int) -> jax.Array:
   """[K, B] log weights of K posterior samples of q(z|x_in), scored against x.
 
+  The model gives the terms (its `posterior`, `noise_size` and `log_weights`: see
+  families.vae.VAE), so every family with a likelihood shares these draws and this chunking.
   The encoder runs once; each chunk decodes chunk x B images, so a large K needs the memory of
   `chunk` samples, not of K. `chunk` need not divide K (the last chunk's extra samples are
   dropped), and it does not change the samples. `keys_B`: one key per example (or one key:
@@ -31,19 +29,16 @@ def importance_log_weights(model: Any, params: Any, x_in: jax.Array, x: jax.Arra
   """
   variables = {"params": params}
   keys_B = sampling.as_example_keys(keys_B, x.shape[0])
-  mean_BxZ, logvar_BxZ = _float32(model.apply(variables, x_in, method="encode"))
+  posterior = model.apply(variables, x_in, method="posterior")
   chunk = min(chunk, num_samples)
   num_chunks = -(-num_samples // chunk)
 
   def one_chunk(i):
     # Sample j of example b comes from fold_in(keys_B[b], j): the same draws for any chunk size.
-    draw = lambda key, j: jax.random.normal(jax.random.fold_in(key, j), mean_BxZ.shape[-1:])
+    draw = lambda key, j: jax.random.normal(jax.random.fold_in(key, j), (model.noise_size,))
     j_C = i * chunk + jnp.arange(chunk)
-    eps_CxBxZ = jax.vmap(jax.vmap(draw, (0, None)), (None, 0))(keys_B, j_C)
-    z_CxBxZ = mean_BxZ[None] + jnp.exp(0.5 * logvar_BxZ)[None] * eps_CxBxZ
-    logits = model.apply(variables, z_CxBxZ.reshape(-1, z_CxBxZ.shape[-1]), method="decode")
-    logits_CxBx = logits.astype(jnp.float32).reshape(chunk, *x.shape)
-    return losses.importance_log_weights(logits_CxBx, x, z_CxBxZ, mean_BxZ, logvar_BxZ)
+    eps_CxBxE = jax.vmap(jax.vmap(draw, (0, None)), (None, 0))(keys_B, j_C)
+    return model.apply(variables, posterior, eps_CxBxE, x, method="log_weights")
 
   if num_chunks == 1:
     return one_chunk(0)

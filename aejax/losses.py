@@ -55,19 +55,11 @@ def iwae_bound(log_w_KxB: jax.Array) -> jax.Array:
   return jax.nn.logsumexp(log_w_KxB, axis=0) - jnp.log(log_w_KxB.shape[0])
 
 
-def importance_log_weights(logits_KxBx: jax.Array, x_Bx: jax.Array, z_KxBxZ: jax.Array,
-                           mean_BxZ: jax.Array, logvar_BxZ: jax.Array) -> jax.Array:
-  """log p(x|z) + log p(z) - log q(z|x) for each of K samples z ~ q(z|x): [K, B].
-
-  Bernoulli decoder, N(0, I) prior, diagonal Gaussian posterior.
-  """
-  k, b = z_KxBxZ.shape[:2]
+def log_likelihood(logits_KxBx: jax.Array, x_Bx: jax.Array) -> jax.Array:
+  """log p(x|z) of K decodings of each of B images under the Bernoulli decoder: [K, B]."""
+  k, b = logits_KxBx.shape[:2]
   x_KBx = jnp.broadcast_to(x_Bx, (k, *x_Bx.shape)).reshape(k * b, *x_Bx.shape[1:])
-  log_px_KxB = -bernoulli_nll(logits_KxBx.reshape(k * b, *x_Bx.shape[1:]), x_KBx).reshape(k, b)
-  zeros_1xBxZ = jnp.zeros_like(mean_BxZ)[None]
-  log_pz_KxB = log_normal_diag(z_KxBxZ, zeros_1xBxZ, zeros_1xBxZ)
-  log_qz_KxB = log_normal_diag(z_KxBxZ, mean_BxZ[None], logvar_BxZ[None])
-  return log_px_KxB + log_pz_KxB - log_qz_KxB
+  return -bernoulli_nll(logits_KxBx.reshape(k * b, *x_Bx.shape[1:]), x_KBx).reshape(k, b)
 
 
 def l1_penalty(z_BxZ: jax.Array) -> jax.Array:

@@ -44,8 +44,9 @@ def test_iwae_bound_with_one_sample_is_the_elbo_of_that_sample(mnist):
   _, model, params = _vae()
   x = _binary(mnist[2][:16])
   out = model.apply({"params": params}, x, jax.random.key(3))
-  log_w_1xB = losses.importance_log_weights(out["logits"][None], x, out["z"][None], out["mean"],
-                                            out["logvar"])
+  eps_1xBxZ = ((out["z"] - out["mean"]) * jnp.exp(-0.5 * out["logvar"]))[None]
+  log_w_1xB = model.apply({"params": params}, (out["mean"], out["logvar"]), eps_1xBxZ, x,
+                          method="log_weights")
   bound = losses.iwae_bound(log_w_1xB)
   # The single-sample ELBO of the same z, by hand: log p(x|z) + log p(z) - log q(z|x).
   z, m, lv = (np.asarray(out[k], np.float64) for k in ("z", "mean", "logvar"))

@@ -42,6 +42,34 @@ class VAE(nn.Module):
     """Codes [num, latents] drawn from the prior N(0, I); decode them for images."""
     return jax.random.normal(key, (num, self.latents))
 
+  # The hooks of aejax.likelihood, the one NLL estimator: a family with another prior overrides
+  # log_prior; one with another posterior or more stochastic layers overrides all four.
+  @property
+  def noise_size(self) -> int:
+    """The standard-normal draws one posterior sample takes."""
+    return self.latents
+
+  def posterior(self, x_BxHxWxC: jax.Array) -> Any:
+    """What the encoder computes once per image (its posterior's parameters), in float32."""
+    mean_BxZ, logvar_BxZ = self.encode(x_BxHxWxC)
+    return mean_BxZ.astype(jnp.float32), logvar_BxZ.astype(jnp.float32)
+
+  def log_prior(self, z_KxBxZ: jax.Array) -> jax.Array:
+    """log p(z): [K, B]."""
+    zeros_1x1xZ = jnp.zeros((1, 1, z_KxBxZ.shape[-1]), z_KxBxZ.dtype)
+    return losses.log_normal_diag(z_KxBxZ, zeros_1x1xZ, zeros_1x1xZ)
+
+  def log_weights(self, posterior: Any, eps_KxBxE: jax.Array, x_Bx: jax.Array) -> jax.Array:
+    """log p(x|z) + log p(z) - log q(z|x) of the K posterior samples the draws eps make: [K, B].
+    The reparameterised samples carry gradients to the encoder and the decoder."""
+    mean_BxZ, logvar_BxZ = posterior
+    z_KxBxZ = mean_BxZ[None] + jnp.exp(0.5 * logvar_BxZ)[None] * eps_KxBxE
+    k, b = z_KxBxZ.shape[:2]
+    logits = self.decode(z_KxBxZ.reshape(k * b, -1)).astype(jnp.float32)
+    log_px_KxB = losses.log_likelihood(logits.reshape(k, *x_Bx.shape), x_Bx)
+    log_qz_KxB = losses.log_normal_diag(z_KxBxZ, mean_BxZ[None], logvar_BxZ[None])
+    return log_px_KxB + self.log_prior(z_KxBxZ) - log_qz_KxB
+
   def __call__(self, x_BxHxWxC: jax.Array, keys_B: jax.Array) -> dict[str, jax.Array]:
     """`keys_B`: one PRNG key per example, or one key (see aejax.sampling)."""
     mean_BxZ, logvar_BxZ = self.encode(x_BxHxWxC)
