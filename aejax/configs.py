@@ -80,17 +80,22 @@ def base() -> ml_collections.ConfigDict:
   # (batch 1024) the strided form's examples/s on an H100 (README, Speed).
   c.model.conv_impl = "space_to_depth"
   c.model.code_activation = "none"  # 'ae' only: 'sigmoid' squashes the code into (0, 1).
-  c.model.num_samples = 1  # 'vae' with loss 'iwae': posterior samples k per training example.
+  # 'vae' with loss 'iwae' | 'miwae' | 'piwae' | 'ciwae': posterior samples K of each bound, and
+  # ('miwae', 'piwae') the bounds M averaged: M x K samples per training example.
+  c.model.num_samples = 1
+  c.model.num_bounds = 1
   c.model.codebook_size = 512  # 'vqvae': codes in the codebook.
   c.model.code_dim = 8  # 'vqvae': the code is latents / code_dim vectors of this size.
 
   # Reconstruction term for 'ae': 'mse' (squared error summed over pixels) or 'bce' (Bernoulli
-  # cross-entropy on the decoder's logits). 'vae' always uses the ELBO with a Bernoulli decoder.
+  # cross-entropy on the decoder's logits). 'vae' (Bernoulli decoder): 'elbo' | 'iwae' | 'miwae' |
+  # 'piwae' | 'ciwae', the bounds of docs/families.md.
   c.loss = "mse"
 
   c.objective = ml_collections.ConfigDict()  # Weights of the terms added to the loss.
   c.objective.beta = 1.0  # 'vae': weight of the KL term (beta-VAE).
   c.objective.kl_warmup_steps = 0  # 'vae': the KL weight rises linearly from 0 to beta.
+  c.objective.ciwae_beta = 0.0  # 'vae' with loss 'ciwae': weight of the ELBO, in [0, 1].
   c.objective.l1_code = 0.0  # 'ae': L1 penalty on the code.
   c.objective.sparsity_weight = 0.0  # 'ae': KL(target || mean activation) per code unit.
   c.objective.sparsity_target = 0.05  # Target mean activation of a (sigmoid) code unit.

@@ -17,7 +17,7 @@ import ml_collections
 FIELDS = ("learning_rate", "objective.beta", "objective.kl_warmup_steps", "input.noise_level",
           "objective.l1_code", "objective.sparsity_weight", "objective.commitment",
           "opt.weight_decay", "objective.mmd_weight", "objective.code_l2",
-          "objective.decoder_reg")
+          "objective.decoder_reg", "objective.ciwae_beta")
 
 Hparams = dict[str, jax.Array]
 

@@ -55,6 +55,19 @@ def iwae_bound(log_w_KxB: jax.Array) -> jax.Array:
   return jax.nn.logsumexp(log_w_KxB, axis=0) - jnp.log(log_w_KxB.shape[0])
 
 
+def miwae_bound(log_w_MxKxB: jax.Array) -> jax.Array:
+  """MIWAE(M, K) (Rainforth et al., 2018): the mean of M independent IWAE(K) bounds, per
+  example: (1/M) sum_m log mean_k w_mk, [B]. M = 1 is IWAE(K); K = 1 the M-sample ELBO."""
+  return jnp.mean(jax.vmap(iwae_bound)(log_w_MxKxB), axis=0)
+
+
+def ciwae_bound(log_w_KxB: jax.Array, beta: jax.Array) -> jax.Array:
+  """CIWAE(beta) (Rainforth et al., 2018): beta * ELBO + (1 - beta) * IWAE(K) of the same K
+  samples, per example, [B]; the ELBO is mean_k log w_k. beta = 0 is IWAE(K), beta = 1 the
+  K-sample ELBO."""
+  return beta * jnp.mean(log_w_KxB, axis=0) + (1 - beta) * iwae_bound(log_w_KxB)
+
+
 def log_likelihood(logits_KxBx: jax.Array, x_Bx: jax.Array) -> jax.Array:
   """log p(x|z) of K decodings of each of B images under the Bernoulli decoder: [K, B]."""
   k, b = logits_KxBx.shape[:2]

@@ -58,8 +58,8 @@ def validate_config(config: ml_collections.ConfigDict, device_count: int) -> Non
                "objective.l1_code", "objective.sparsity_weight", "objective.commitment",
                "eval_num_samples"):
     _at_least(config, path, 0)
-  for path in ("eval_sample_chunk", "model.num_samples", "model.codebook_size",
-               "model.code_dim"):
+  for path in ("eval_sample_chunk", "model.num_samples", "model.num_bounds",
+               "model.codebook_size", "model.code_dim"):
     _at_least(config, path, 1)
   _check(config.learning_rate > 0, f"config.learning_rate={config.learning_rate} must be > 0")
   for b in ("b1", "b2", "momentum"):
@@ -129,6 +129,8 @@ def _validate_family(config: ml_collections.ConfigDict) -> None:
     if owner == name:
       continue
     for path, off in other.OWN_FIELDS.items():
+      if path in family.OWN_FIELDS:  # A field both read (a family built on another's terms).
+        continue
       value = _value(config, path)
       _check(value == off, f"config.{path}={value!r} applies to model {owner!r}, not {name!r}; "
              f"set it to {off!r}")

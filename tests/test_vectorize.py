@@ -172,6 +172,8 @@ FIELD_CASES = {
     "objective.code_l2": _two_runs({"objective.code_l2": (0.01, 1.0)}, family="rae"),
     "objective.decoder_reg": _two_runs({"objective.decoder_reg": (0.01, 1.0)}, family="rae", **{
         "objective.rae_reg": "gp"}),
+    "objective.ciwae_beta": _two_runs({"objective.ciwae_beta": (0.05, 0.5)}, family="vae", **{
+        "loss": "ciwae", "model.num_samples": 2}),
 }
 
 

@@ -1,5 +1,6 @@
 """The VAE: diagonal Gaussian posterior q(z|x), N(0, I) prior, Bernoulli decoder; trained with
-the (beta-weighted) ELBO or the IWAE bound, its NLL estimated by aejax.likelihood."""
+the (beta-weighted) ELBO or a multi-sample bound (IWAE, MIWAE, PIWAE, CIWAE: `bound_metrics`),
+its NLL estimated by aejax.likelihood."""
 
 from typing import Any
 
@@ -15,10 +16,12 @@ from aejax import sampling
 from aejax.families import forward
 from aejax.models import factory
 
-LOSSES = ("elbo", "iwae")
+# The multi-sample bounds of `bound_metrics`, on the log weights of aejax.likelihood.
+BOUNDS = ("iwae", "miwae", "piwae", "ciwae")
+LOSSES = ("elbo", *BOUNDS)
 LIKELIHOOD = True
 POOLED = ()
-OWN_FIELDS = {"model.num_samples": 1}
+OWN_FIELDS = {"model.num_samples": 1, "model.num_bounds": 1, "objective.ciwae_beta": 0.0}
 
 
 class VAE(nn.Module):
@@ -43,7 +46,13 @@ class VAE(nn.Module):
     return jax.random.normal(key, (num, self.latents))
 
   # The hooks of aejax.likelihood, the one NLL estimator: a family with another prior overrides
-  # log_prior; one with another posterior or more stochastic layers overrides all four.
+  # log_prior; one with another posterior or more stochastic layers overrides all four (and
+  # INFERENCE, if its inference network's parameters have other names).
+
+  # The top-level parameters of the inference network q(z|x); every other parameter is the
+  # generative model's. PIWAE (`bound_metrics`) trains the two with different targets.
+  INFERENCE = ("encoder",)
+
   @property
   def noise_size(self) -> int:
     """The standard-normal draws one posterior sample takes."""
@@ -98,17 +107,81 @@ def kl_weight(step: jax.Array | None, hp: hparams.Hparams) -> jax.Array:
   return beta * jnp.where(warmup > 0, ramp, 1.0)
 
 
+def _split(params: Any, inference: tuple[str, ...]) -> tuple[dict, dict]:
+  """(inference network's, generative model's) top-level parameters."""
+  missing = sorted(set(inference) - set(params))
+  if missing:
+    raise ValueError(f"the model's INFERENCE names {missing}, not among its parameters "
+                     f"{sorted(params)}")
+  return ({k: v for k, v in params.items() if k in inference},
+          {k: v for k, v in params.items() if k not in inference})
+
+
+def bound_metrics(model: Any, params: Any, x_in: jax.Array, x: jax.Array, keys_B: jax.Array,
+                  config: ml_collections.ConfigDict, hp: hparams.Hparams,
+                  training: bool = True) -> forward.Metrics:
+  """The multi-sample bounds of config.loss (one of BOUNDS), per example, in nats; for any
+  model with the hooks of aejax.likelihood (`posterior`, `noise_size`, `log_prior`,
+  `log_weights`) and, for 'piwae', INFERENCE. K = config.model.num_samples, M =
+  config.model.num_bounds (1 but for 'miwae' and 'piwae'); the one estimator
+  (likelihood.importance_log_weights) draws the M x K samples, sample m * K + k of each example
+  from its own key, so every metric below scores the same samples. 'loss' is minus the bound
+  trained; 'elbo' is the mean log weight (an unbiased estimate of the ELBO), 'iwae_bound'
+  IWAE(M x K), the log of the mean weight.
+
+  iwae:  IWAE(K) (Burda et al., 2015).
+  miwae: MIWAE(M, K) (Rainforth et al., 2018): the mean of M IWAE(K) bounds ('miwae_bound').
+  ciwae: CIWAE(beta) (Rainforth et al., 2018): beta * ELBO + (1 - beta) * IWAE(K) on the same
+         K samples ('ciwae_bound'), beta = hp['objective.ciwae_beta'].
+  piwae: PIWAE(M, K) (Rainforth et al., 2018): the generative model climbs IWAE(M x K) and the
+         inference network MIWAE(M, K), both on the same M x K samples. The log weights are
+         computed twice, once with the inference network's parameters (INFERENCE) under
+         stop_gradient (the IWAE target reaches only the generative model) and once with the
+         generative model's under stop_gradient (the MIWAE target reaches only the inference
+         network). 'loss' is -IWAE(M x K) in value (the generative model's target, the
+         tighter of the two) and the sum of both targets' negatives in gradient; 'miwae_bound'
+         reports the inference network's. Evaluation (`training` False) computes one set.
+  """
+  k, m = config.model.num_samples, config.model.num_bounds
+  log_weights = lambda p: likelihood.importance_log_weights(model, p, x_in, x, keys_B, m * k,
+                                                            m * k)
+  piwae_split = config.loss == "piwae" and training
+  if piwae_split:
+    sg = jax.lax.stop_gradient
+    inference, generative = _split(params, model.INFERENCE)
+    # Two sets of the same log weights: each target reaches only its own network.
+    log_w_NxB = log_weights({**sg(inference), **generative})  # N = M x K.
+    log_w_enc_MxKxB = log_weights({**inference, **sg(generative)}).reshape(m, k, -1)
+  else:
+    log_w_NxB = log_weights(params)
+  metrics = {"elbo": jnp.mean(log_w_NxB, axis=0), "iwae_bound": losses.iwae_bound(log_w_NxB)}
+  if config.loss == "iwae":
+    metrics["loss"] = -metrics["iwae_bound"]
+  elif config.loss == "ciwae":
+    metrics["ciwae_bound"] = losses.ciwae_bound(log_w_NxB, hp["objective.ciwae_beta"])
+    metrics["loss"] = -metrics["ciwae_bound"]
+  elif config.loss == "miwae":
+    metrics["miwae_bound"] = losses.miwae_bound(log_w_NxB.reshape(m, k, -1))
+    metrics["loss"] = -metrics["miwae_bound"]
+  elif config.loss == "piwae":
+    metrics["miwae_bound"] = losses.miwae_bound(log_w_NxB.reshape(m, k, -1))
+    metrics["loss"] = -metrics["iwae_bound"]
+    if piwae_split:  # Adds the inference network's gradient and 0 to the value.
+      miwae_B = losses.miwae_bound(log_w_enc_MxKxB)
+      metrics["loss"] = metrics["loss"] - (miwae_B - sg(miwae_B))
+  else:
+    raise ValueError(f"config.loss={config.loss!r} is not one of {BOUNDS}")
+  return metrics
+
+
 def per_example(model: Any, params: Any, x_in: jax.Array, x: jax.Array, keys_B: jax.Array,
                 config: ml_collections.ConfigDict, step: jax.Array | None, hp: hparams.Hparams,
                 axis_name: str | None) -> forward.Metrics:
   """The model keeps the whole keys (the draws of a plain VAE do not depend on what else is on);
   the test NLL's samples come from keys folded off them."""
   del axis_name  # Every term is the example's own.
-  if config.loss == "iwae":
-    k = config.model.num_samples
-    log_w_KxB = likelihood.importance_log_weights(model, params, x_in, x, keys_B, k, k)
-    bound = losses.iwae_bound(log_w_KxB)
-    metrics = {"loss": -bound, "iwae_bound": bound, "elbo": jnp.mean(log_w_KxB, axis=0)}
+  if config.loss in BOUNDS:
+    metrics = bound_metrics(model, params, x_in, x, keys_B, config, hp, step is not None)
   else:
     metrics = losses.elbo_objective(forward.outputs(model, params, x_in, keys_B), x)
     if hparams.structure(config)["kl_weighted"]:
@@ -125,10 +198,20 @@ def per_example(model: Any, params: Any, x_in: jax.Array, x: jax.Array, keys_B: 
 
 
 def check(config: ml_collections.ConfigDict) -> str | None:
-  o, k = config.objective, config.model.num_samples
-  if k > 1 and config.loss != "iwae":
-    return (f"config.model.num_samples={k} is the IWAE's k: use > 1 only with "
-            f"config.loss='iwae'")
-  if config.loss == "iwae" and (o.beta != 1 or o.kl_warmup_steps):
-    return "the IWAE bound has no KL weight; leave config.objective.beta=1 and kl_warmup_steps=0"
+  """What the bounds allow: a family training with `bound_metrics` can return this too."""
+  o, k, m, loss = config.objective, config.model.num_samples, config.model.num_bounds, config.loss
+  if k > 1 and loss not in BOUNDS:
+    return (f"config.model.num_samples={k} is the K of a multi-sample bound: use > 1 only with "
+            f"config.loss in {BOUNDS}")
+  if m > 1 and loss not in ("miwae", "piwae"):
+    return (f"config.model.num_bounds={m} is the M of MIWAE and PIWAE: use > 1 only with "
+            f"config.loss='miwae' or 'piwae'")
+  if loss in BOUNDS and (o.beta != 1 or o.kl_warmup_steps):
+    return (f"the {loss.upper()} bound has no KL weight; leave config.objective.beta=1 and "
+            f"kl_warmup_steps=0")
+  if loss != "ciwae" and o.ciwae_beta != 0:
+    return (f"config.objective.ciwae_beta={o.ciwae_beta} weighs the ELBO in config.loss='ciwae' "
+            f"only; set it to 0.0")
+  if loss == "ciwae" and not 0 <= o.ciwae_beta <= 1:
+    return f"config.objective.ciwae_beta={o.ciwae_beta} must be in [0, 1]"
   return None
