@@ -29,6 +29,7 @@ def shrink(config):
   config.model.latents = min(config.model.latents, 16)
   config.model.codebook_size = min(config.model.codebook_size, 32)
   config.model.num_samples = min(config.model.num_samples, 4)
+  config.model.num_bounds = min(config.model.num_bounds, 2)
   if config.eval_num_samples:
     config.eval_num_samples, config.eval_sample_chunk = 12, 5  # 3 chunks, the last one partial.
   config.objective.kl_warmup_steps = min(config.objective.kl_warmup_steps, 60)
