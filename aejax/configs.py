@@ -67,7 +67,8 @@ def base() -> ml_collections.ConfigDict:
 
   c.model = ml_collections.ConfigDict()
   # 'ae' (deterministic code) | 'vae' (Gaussian posterior, N(0, I) prior) | 'vqvae' | 'wae'
-  # (MMD to an N(0, I) prior) | 'rae' (regularised decoder); docs/families.md.
+  # (MMD to an N(0, I) prior) | 'rae' (regularised decoder) | 'vamp' (VAE with a VampPrior);
+  # docs/families.md.
   c.model.name = "ae"
   c.model.encoder = "mlp"
   c.model.hidden = (512, 256)  # Encoder widths; the decoder mirrors them.
@@ -81,6 +82,7 @@ def base() -> ml_collections.ConfigDict:
   c.model.conv_impl = "space_to_depth"
   c.model.code_activation = "none"  # 'ae' only: 'sigmoid' squashes the code into (0, 1).
   c.model.num_samples = 1  # 'vae' with loss 'iwae': posterior samples k per training example.
+  c.model.num_pseudo = 500  # 'vamp': K, the learned pseudo-inputs of the VampPrior's mixture.
   c.model.codebook_size = 512  # 'vqvae': codes in the codebook.
   c.model.code_dim = 8  # 'vqvae': the code is latents / code_dim vectors of this size.
 

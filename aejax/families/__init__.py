@@ -14,6 +14,7 @@ import ml_collections
 from aejax import hparams
 from aejax.families import ae
 from aejax.families import rae
+from aejax.families import vamp
 from aejax.families import vae
 from aejax.families import vqvae
 from aejax.families import wae
@@ -59,7 +60,8 @@ class Family(Protocol):
     """Why this family cannot train `config` (one line naming the field), or None."""
 
 
-FAMILIES: dict[str, Family] = {"ae": ae, "vae": vae, "vqvae": vqvae, "wae": wae, "rae": rae}
+FAMILIES: dict[str, Family] = {"ae": ae, "vae": vae, "vqvae": vqvae, "wae": wae, "rae": rae,
+                              "vamp": vamp}
 
 
 def of(config: ml_collections.ConfigDict) -> Family:
