@@ -9,7 +9,11 @@ here a fixed 300.
   python -m aejax.main --config=experiments/vamp.py --workdir=/tmp/vamp
 
 The paper's value: test NLL 85.57 nats ('VAE + VampPrior', statically binarised MNIST).
-MEASURED
+Measured (CPU, 2 cores, shared with other jobs at a load of about 15), 3 epochs with the test
+NLL from k = 500 samples (--config.num_epochs=3 --config.eval_every_epochs=3
+--config.eval_num_samples=500 --config.eval_batch_size=1000): test NLL 149.27, ELBO -159.71
+(reconstruction 60.24, KL 99.47: the KL weight had reached only 0.025 of its 100-epoch warm-up);
+8 min of training, 28 min for the k = 500 evaluation, 36 min wall. The 300 epochs: not run yet.
 """
 
 from aejax import configs
