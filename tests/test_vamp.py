@@ -299,5 +299,6 @@ def test_analyze_restore_and_compare(runs, data_dir, tmp_path):
 def test_a_vectorised_group_of_2_seeds_equals_the_runs_alone(mnist):
   cfgs = [_config(seed) for seed in (0, 1)]
   for c in cfgs:
-    c.eval_batch_size = 256  # The helper's 256 test images.
+    # The helper's 640 train images in 10 steps, its 256 test images in one batch.
+    c.batch_size, c.eval_batch_size, c.eval_num_samples = 64, 256, 4
   _assert_group_is_runs_alone(cfgs, mnist)
