@@ -23,6 +23,8 @@ from aejax.data import data_flags  # --data_dir, --manual_dir, --download.
 from aejax.data import dataset
 from aejax.analysis import anomaly
 from aejax.analysis import figures
+from aejax.analysis import kl_parts
+from aejax import families
 from aejax import likelihood
 from aejax import losses
 from aejax import preprocess
@@ -50,6 +52,8 @@ flags.mark_flags_as_required(["workdir"])
 cli.require_local_paths("workdir")
 
 CORRUPT_FRACTION = 0.1  # Pixels set to 0/1 in the anomalies of the corrupted-vs-clean AUROC.
+# analyze's names of the KL parts (losses.kl_parts) in metrics.json.
+KL_PARTS = {"mi": "index_code_mi", "tc": "total_correlation", "dwkl": "dimensionwise_kl"}
 NLL_BATCH = 100  # Test images per NLL step; with up to 100 samples each, ~30 MB of logits.
 
 
@@ -156,6 +160,9 @@ def _analyze(workdir: str, *, step: int | None, k: int, data_dir: str | None,
     vae = vae_scores(run, x_test[:nll_count], keys["nll"], k)
     m["elbo"] = float(np.mean(vae["elbo"]))
     m["nll"] = float(np.mean(vae["nll"]))
+  if families.kl_parts(config):  # On the same images; its own key, apart from the three above.
+    parts = kl_parts.estimate(run, x_test[:nll_count], jax.random.fold_in(jax.random.key(seed), 1))
+    m.update({KL_PARTS[k]: v for k, v in parts.items()})
   logging.info("Reconstruction and likelihood done: %s", m)
 
   # PCA at the model's code size, fitted on the same preprocessing of the whole train split.
@@ -200,7 +207,8 @@ def _analyze(workdir: str, *, step: int | None, k: int, data_dir: str | None,
                    "probe_train_examples": len(subset),
                    "knn_neighbors": neighbors, "pca_components": components, "seed": seed,
                    "devices": jax.device_count()},
-      "protocols": protocols(mode, nll_count, k, components, len(subset), neighbors),
+      "protocols": protocols(mode, nll_count, k, components, len(subset), neighbors,
+                             families.kl_parts(config)),
       "figures": sorted(made),
   }
   if held_out is not None:
@@ -217,7 +225,7 @@ def _analyze(workdir: str, *, step: int | None, k: int, data_dir: str | None,
 
 
 def protocols(mode: str, nll_count: int | None, k: int, components: int, probe_examples: int,
-              neighbors: int) -> dict[str, str]:
+              neighbors: int, with_kl_parts: bool = False) -> dict[str, str]:
   """How each number of metrics.json was measured, in words (copied into report.md)."""
   text = {
       "inputs": f"test and train images preprocessed as in training (binarize={mode!r}; "
@@ -231,6 +239,14 @@ def protocols(mode: str, nll_count: int | None, k: int, components: int, probe_e
         f"nats per image of the first {nll_count} test images, from the same k = {k} samples "
         f"z_k ~ q(z|x) with w_k = p(x|z_k) p(z_k) / q(z_k|x): nll = -log (1/k) sum_k w_k, "
         f"elbo = (1/k) sum_k log w_k")
+  if with_kl_parts:
+    text["kl_parts"] = (
+        f"the KL parts of Chen et al. (2018) of the aggregate posterior q(z) = (1/N) sum_n "
+        f"q(z|x_n) of the same N = {nll_count} test images, exact over them (no minibatch "
+        f"weighting): one sample z_n ~ q(z|x_n) each, log q(z_n) = logsumexp_m log q(z_n|x_m) "
+        f"- log N and each marginal log q(z_nd) likewise; index_code_mi = mean log q(z_n|x_n) "
+        f"- log q(z_n), total_correlation = mean log q(z_n) - sum_d log q(z_nd), "
+        f"dimensionwise_kl = mean sum_d log q(z_nd) - log p(z_n) (nats)")
   text["pca"] = (f"exact PCA fitted on the train split, {components} components (the code "
                  f"size), squared error of the test projections")
   text["probes"] = (f"logistic regression on standardised codes (posterior means for VAEs) of "
@@ -285,6 +301,9 @@ METRIC_TEXT = {
     "bce": "reconstruction Bernoulli cross-entropy per image (nats)",
     "elbo": "test ELBO per image (nats)",
     "nll": "importance-sampled negative log-likelihood per image (nats)",
+    "index_code_mi": "index-code mutual information I(x; z) of the aggregate posterior (nats)",
+    "total_correlation": "total correlation KL(q(z) || prod_d q(z_d)) (nats)",
+    "dimensionwise_kl": "dimension-wise KL sum_d KL(q(z_d) || p(z_d)) (nats)",
     "pca_sq_err_per_image": "PCA baseline (same code size): squared error per image",
     "pca_sq_err_per_pixel": "PCA baseline: squared error per pixel",
     "linear_probe_accuracy": "linear probe (logistic regression on codes): test accuracy",

@@ -99,6 +99,9 @@ def base() -> ml_collections.ConfigDict:
   c.objective.code_l2 = 0.0  # 'rae': weight of ||z||^2 / 2.
   c.objective.decoder_reg = 0.0  # 'rae': weight of the decoder regulariser rae_reg names.
   c.objective.rae_reg = "l2"  # 'rae': 'l2' (decoder weight decay) | 'gp' (||dD(z)/dz||_F^2).
+  c.objective.tc_alpha = 1.0  # 'beta_tcvae': weight of the index-code mutual information.
+  c.objective.tc_beta = 1.0  # 'beta_tcvae': weight of the total correlation.
+  c.objective.tc_gamma = 1.0  # 'beta_tcvae': weight of the dimension-wise KL.
 
   c.opt = ml_collections.ConfigDict()
   c.opt.name = "adam"  # 'adam' | 'adamw' | 'sgd'
