@@ -41,8 +41,8 @@ _STEP = flags.DEFINE_integer("step", None, "Checkpoint step to analyse (default:
 _K = flags.DEFINE_integer("k", 5000, "Posterior samples per test image for the importance-"
                           "sampled NLL (VAE family).")
 _NLL_IMAGES = flags.DEFINE_integer(
-    "nll_images", 0, "Test images (the first ones) the ELBO and NLL are estimated on; 0: the "
-    "whole test split.")
+    "nll_images", 0, "Test images (the first ones) the ELBO, NLL and KL parts are estimated on; "
+    "0: the whole test split.")
 _PROBE_EXAMPLES = flags.DEFINE_integer(
     "probe_examples", 0, "Train images (a random subset) the linear probe and k-NN fit on; "
     "0: the whole train split.")

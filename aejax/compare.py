@@ -41,7 +41,8 @@ _METRIC = flags.DEFINE_list(
 _OUT = flags.DEFINE_string("out", None, "Folder to write compare.csv and curves.png to.")
 
 # The deterministic families are judged by reconstruction, the VAE by its bound.
-MAIN_METRIC = {"ae": "sq_err", "wae": "sq_err", "rae": "sq_err", "vae": "elbo"}
+MAIN_METRIC = {"ae": "sq_err", "wae": "sq_err", "rae": "sq_err", "vae": "elbo",
+               "beta_tcvae": "elbo"}
 # Which way is better, by words in the metric's name; others (kl, grad_norm) have no best.
 HIGHER_IS_BETTER = ("elbo", "acc", "auroc")
 LOWER_IS_BETTER = ("sq_err", "bce", "loss", "rec", "nll", "err")
