@@ -160,7 +160,7 @@ def _analyze(workdir: str, *, step: int | None, k: int, data_dir: str | None,
     vae = vae_scores(run, x_test[:nll_count], keys["nll"], k)
     m["elbo"] = float(np.mean(vae["elbo"]))
     m["nll"] = float(np.mean(vae["nll"]))
-  if families.kl_parts(config):  # On the same images; its own key, apart from the three above.
+  if families.has_kl_parts(config):  # On the same images; its own key, apart from the three above.
     parts = kl_parts.estimate(run, x_test[:nll_count], jax.random.fold_in(jax.random.key(seed), 1))
     m.update({KL_PARTS[k]: v for k, v in parts.items()})
   logging.info("Reconstruction and likelihood done: %s", m)
@@ -208,7 +208,7 @@ def _analyze(workdir: str, *, step: int | None, k: int, data_dir: str | None,
                    "knn_neighbors": neighbors, "pca_components": components, "seed": seed,
                    "devices": jax.device_count()},
       "protocols": protocols(mode, nll_count, k, components, len(subset), neighbors,
-                             families.kl_parts(config)),
+                             families.has_kl_parts(config)),
       "figures": sorted(made),
   }
   if held_out is not None:

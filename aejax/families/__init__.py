@@ -39,7 +39,7 @@ class Family(Protocol):
 
     DIAGONAL_GAUSSIAN_POSTERIOR = True
 
-  and aejax.analyze reports the KL parts of its aggregate posterior (kl_parts)."""
+  and aejax.analyze reports the KL parts of its aggregate posterior (has_kl_parts)."""
 
   LOSSES: tuple[str, ...]  # The config.loss values it trains with; validation refuses others.
   # It has a likelihood: evaluation (config.eval_num_samples) and aejax.analyze estimate its NLL
@@ -79,7 +79,7 @@ def ex_post_components(config: ml_collections.ConfigDict) -> int:
   return getattr(of(config), "EX_POST_COMPONENTS", 0)
 
 
-def kl_parts(config: ml_collections.ConfigDict) -> bool:
+def has_kl_parts(config: ml_collections.ConfigDict) -> bool:
   """Whether aejax.analyze reports the KL parts (losses.kl_parts) of the family's posterior."""
   return getattr(of(config), "DIAGONAL_GAUSSIAN_POSTERIOR", False)
 
