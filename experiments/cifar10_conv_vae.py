@@ -6,7 +6,7 @@ channels: 32 -> 16 -> 8 -> 4) -> 128-d Gaussian posterior -> mirror transposed c
 The inputs are the colour levels in [0, 1], not binarised; the decoder stays Bernoulli on each
 channel's level (cross-entropy against it), as the Gaussian and logistic decoders are not in yet,
 so its ELBO is no likelihood of the 8-bit images and samples are blurry pixel means. The 50,000
-training images (150 MB as uint8) fit on the devices (input_mode='device'). Run here on TFDS mock
+training images (154 MB as uint8) fit on the devices (input_mode='device'). Run here on TFDS mock
 data only (tests/test_datasets_mock.py: random images of the dataset's real shape and splits;
 this host has no internet and only MNIST prepared): no result on the real data is claimed.
 """
