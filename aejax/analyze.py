@@ -21,6 +21,7 @@ import numpy as np
 from aejax import cli
 from aejax.data import data_flags  # --data_dir, --manual_dir, --download.
 from aejax.data import dataset
+from aejax.data import views
 from aejax.analysis import anomaly
 from aejax.analysis import figures
 from aejax.analysis import kl_parts
@@ -135,10 +136,14 @@ def _analyze(workdir: str, *, step: int | None, k: int, data_dir: str | None,
   storage.remove_killed_temps(out_dir)
 
   builder_dir = dataset.prepare(config.dataset, data_dir, manual_dir, download)
+  view = views.from_config(config)  # The images as the run saw them (config.input.crop/resize).
   # A run saved before the split fields existed trained on 'train' and evaluated on 'test'.
-  train_images, train_labels = dataset.load_split(builder_dir,
-                                                  config.input.get("train_split", "train"))
-  test_images, test_labels = dataset.load_split(builder_dir, config.input.get("test_split", "test"))
+  train_images, train_labels = dataset.load_split(
+      builder_dir, config.input.get("train_split", "train"), view)
+  test_images, test_labels = dataset.load_split(
+      builder_dir, config.input.get("test_split", "test"), view)
+  # A dataset without class labels (CelebA, a folder of your own): no probes, no held-out AUROC.
+  labelled = test_labels is not None
   if probe_examples and probe_examples < len(train_images):
     subset = np.random.default_rng(seed).permutation(len(train_images))[:probe_examples]
   else:
@@ -174,17 +179,19 @@ def _analyze(workdir: str, *, step: int | None, k: int, data_dir: str | None,
 
   codes_train = run.encode(x_train[subset])
   codes_test = run.encode(x_test)
-  m["linear_probe_accuracy"] = probes.linear_probe_accuracy(
-      codes_train, train_labels[subset], codes_test, test_labels)
-  m["knn_accuracy"] = probes.knn_accuracy(codes_train, train_labels[subset], codes_test,
-                                          test_labels, neighbors)
+  if labelled:
+    m["linear_probe_accuracy"] = probes.linear_probe_accuracy(
+        codes_train, train_labels[subset], codes_test, test_labels)
+    m["knn_accuracy"] = probes.knn_accuracy(codes_train, train_labels[subset], codes_test,
+                                            test_labels, neighbors)
 
   corrupted = probes.salt_and_pepper(x_test, CORRUPT_FRACTION, seed)
   m["auroc_corrupted"] = probes.auroc(rec["sq_err"],
                                       reconstruction_scores(run, corrupted)["sq_err"])
   # Held-out classes: a run trained on some labels (config.input.train_labels) against the rest.
   normal_labels, held_out = config.input.get("train_labels"), None
-  if normal_labels is not None and not np.isin(test_labels, normal_labels).all():
+  if (labelled and normal_labels is not None
+      and not np.isin(test_labels, normal_labels).all()):
     scores = {"sq_err": rec["sq_err"], "bce": rec["bce"]}
     if run.has_likelihood:
       scores.update(neg_elbo=-vae["elbo"], nll=vae["nll"])
@@ -208,6 +215,7 @@ def _analyze(workdir: str, *, step: int | None, k: int, data_dir: str | None,
                    "knn_neighbors": neighbors, "pca_components": components, "seed": seed,
                    "devices": jax.device_count()},
       "protocols": protocols(mode, nll_count, k, components, len(subset), neighbors,
+                             None if labelled else config.dataset,
                              families.has_kl_parts(config)),
       "figures": sorted(made),
   }
@@ -225,8 +233,11 @@ def _analyze(workdir: str, *, step: int | None, k: int, data_dir: str | None,
 
 
 def protocols(mode: str, nll_count: int | None, k: int, components: int, probe_examples: int,
-              neighbors: int, with_kl_parts: bool = False) -> dict[str, str]:
-  """How each number of metrics.json was measured, in words (copied into report.md)."""
+              neighbors: int, unlabelled: str | None = None,
+              with_kl_parts: bool = False) -> dict[str, str]:
+  """How each number of metrics.json was measured, in words (copied into report.md);
+  `unlabelled`: the name of a dataset without class labels, whose label-based numbers are left
+  out; `with_kl_parts`: the KL parts of a VAE-family run's aggregate posterior are measured."""
   text = {
       "inputs": f"test and train images preprocessed as in training (binarize={mode!r}; "
                 f"'dynamic' is one fixed Bernoulli sample)",
@@ -249,9 +260,15 @@ def protocols(mode: str, nll_count: int | None, k: int, components: int, probe_e
         f"dimensionwise_kl = mean sum_d log q(z_nd) - log p(z_n) (nats)")
   text["pca"] = (f"exact PCA fitted on the train split, {components} components (the code "
                  f"size), squared error of the test projections")
-  text["probes"] = (f"logistic regression on standardised codes (posterior means for VAEs) of "
-                    f"{probe_examples} train images, accuracy on the test split; k-NN with "
-                    f"{neighbors} neighbours, Euclidean")
+  if unlabelled:
+    text["probes"] = (f"left out: {unlabelled} has no class label feature, so there is nothing "
+                      f"for the linear probe and k-NN to predict")
+    text["held_out"] = (f"left out: {unlabelled} has no class label feature, so no class can be "
+                        f"held out; auroc_corrupted needs no labels and is measured")
+  else:
+    text["probes"] = (f"logistic regression on standardised codes (posterior means for VAEs) "
+                      f"of {probe_examples} train images, accuracy on the test split; k-NN with "
+                      f"{neighbors} neighbours, Euclidean")
   text["corrupted"] = (f"auroc_corrupted, corrupted vs clean test images: each against a copy with "
                        f"{CORRUPT_FRACTION:.0%} of its pixels set to 0 or 1 (salt and pepper), "
                        f"scored by reconstruction squared error; a run trained on some labels "

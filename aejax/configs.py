@@ -52,6 +52,11 @@ def base() -> ml_collections.ConfigDict:
   # 'train[90%:]' hold out a tenth of the training split for validation.
   c.input.train_split = "train"
   c.input.test_split = "test"
+  # What the model sees of each image (docs/datasets.md): a centre crop, then a resize (PIL
+  # bilinear, antialiased), e.g. CelebA's --config.input.crop=140 --config.input.resize=64. One
+  # size is a square, "(H, W)" a rectangle; unset or 0: off.
+  c.input.crop = ml_collections.FieldReference(None, field_type=tuple)
+  c.input.resize = ml_collections.FieldReference(None, field_type=tuple)
   # 'none': grey levels in [0, 1]; 'dynamic': a fresh Bernoulli sample of every pixel at every
   # step (IWAE paper; the test split uses one fixed sample); 'threshold': pixel > 0.5.
   c.input.binarize = "none"
