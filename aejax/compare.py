@@ -42,7 +42,7 @@ _OUT = flags.DEFINE_string("out", None, "Folder to write compare.csv and curves.
 
 # The deterministic families are judged by reconstruction, the VAE by its bound.
 MAIN_METRIC = {"ae": "sq_err", "wae": "sq_err", "rae": "sq_err", "vae": "elbo",
-               "vamp": "elbo"}
+               "beta_tcvae": "elbo", "vamp": "elbo"}
 # Which way is better, by words in the metric's name; others (kl, grad_norm) have no best.
 HIGHER_IS_BETTER = ("elbo", "acc", "auroc")
 LOWER_IS_BETTER = ("sq_err", "bce", "loss", "rec", "nll", "err")

@@ -52,6 +52,11 @@ def base() -> ml_collections.ConfigDict:
   # 'train[90%:]' hold out a tenth of the training split for validation.
   c.input.train_split = "train"
   c.input.test_split = "test"
+  # What the model sees of each image (docs/datasets.md): a centre crop, then a resize (PIL
+  # bilinear, antialiased), e.g. CelebA's --config.input.crop=140 --config.input.resize=64. One
+  # size is a square, "(H, W)" a rectangle; unset or 0: off.
+  c.input.crop = ml_collections.FieldReference(None, field_type=tuple)
+  c.input.resize = ml_collections.FieldReference(None, field_type=tuple)
   # 'none': grey levels in [0, 1]; 'dynamic': a fresh Bernoulli sample of every pixel at every
   # step (IWAE paper; the test split uses one fixed sample); 'threshold': pixel > 0.5.
   c.input.binarize = "none"
@@ -101,6 +106,9 @@ def base() -> ml_collections.ConfigDict:
   c.objective.code_l2 = 0.0  # 'rae': weight of ||z||^2 / 2.
   c.objective.decoder_reg = 0.0  # 'rae': weight of the decoder regulariser rae_reg names.
   c.objective.rae_reg = "l2"  # 'rae': 'l2' (decoder weight decay) | 'gp' (||dD(z)/dz||_F^2).
+  c.objective.tc_alpha = 1.0  # 'beta_tcvae': weight of the index-code mutual information.
+  c.objective.tc_beta = 1.0  # 'beta_tcvae': weight of the total correlation.
+  c.objective.tc_gamma = 1.0  # 'beta_tcvae': weight of the dimension-wise KL.
 
   c.opt = ml_collections.ConfigDict()
   c.opt.name = "adam"  # 'adam' | 'adamw' | 'sgd'

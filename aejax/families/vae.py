@@ -19,6 +19,7 @@ LOSSES = ("elbo", "iwae")
 LIKELIHOOD = True
 POOLED = ()
 OWN_FIELDS = {"model.num_samples": 1}
+DIAGONAL_GAUSSIAN_POSTERIOR = True  # aejax.analyze reports its KL parts.
 
 
 class VAE(nn.Module):
