@@ -129,6 +129,8 @@ def _validate_family(config: ml_collections.ConfigDict) -> None:
     if owner == name:
       continue
     for path, off in other.OWN_FIELDS.items():
+      if path in family.OWN_FIELDS:  # A field both read (the IWAE's k).
+        continue
       value = _value(config, path)
       _check(value == off, f"config.{path}={value!r} applies to model {owner!r}, not {name!r}; "
              f"set it to {off!r}")

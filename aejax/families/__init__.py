@@ -13,6 +13,7 @@ import ml_collections
 
 from aejax import hparams
 from aejax.families import ae
+from aejax.families import hvae
 from aejax.families import rae
 from aejax.families import vae
 from aejax.families import vqvae
@@ -59,7 +60,8 @@ class Family(Protocol):
     """Why this family cannot train `config` (one line naming the field), or None."""
 
 
-FAMILIES: dict[str, Family] = {"ae": ae, "vae": vae, "vqvae": vqvae, "wae": wae, "rae": rae}
+FAMILIES: dict[str, Family] = {"ae": ae, "vae": vae, "vqvae": vqvae, "wae": wae, "rae": rae,
+                               "hvae": hvae}
 
 
 def of(config: ml_collections.ConfigDict) -> Family:
