@@ -25,18 +25,20 @@ from aejax import validation
 from aejax.analysis import restored
 from aejax.configs import load_experiment
 from aejax.errors import UserError
-from conftest import REPO, assert_same_training, run_aejax, saved_state
+from conftest import REPO, run_aejax, saved_state
 from test_vectorize import _assert_group_is_runs_alone, _two_runs
 
 # One short run: a tenth of each split, one epoch of 300 steps of 20, k = 5, test NLL k = 50.
-# At 1e-2: Adam moves a decoder bias by about the rate per step, and the background pixels'
-# logits must fall from 0 to below -3 within these 300 steps.
+# 128 units before the pixels: at the file's rate of 1e-3 Adam moves each weight by about the
+# rate per step, and the background pixels' logits must fall from 0 within these 300 steps
+# (with 32 units the test NLL stays above the constant model's). A faster rate would do it too,
+# but then float rounding of the all-reduce grows over the steps past the 4-device check's
+# tolerance.
 SPLITS = ("train[:10%]", "test[:10%]")
 EXPERIMENT = "experiments/burda2015_iwae_2layer_k50.py"
-RUN = {"model.hidden": (32,), "model.latents": 8, "model.hidden2": (16,),
+RUN = {"model.hidden": (128,), "model.latents": 8, "model.hidden2": (16,),
        "model.latents2": 4, "model.num_samples": 5, "opt.stages": 1, "num_epochs": 1,
-       "learning_rate": 1e-2, "eval_num_samples": 50, "input.train_split": SPLITS[0],
-       "input.test_split": SPLITS[1]}
+       "eval_num_samples": 50, "input.train_split": SPLITS[0], "input.test_split": SPLITS[1]}
 K_ANALYZE = 50
 
 
@@ -250,7 +252,12 @@ def test_learns_and_a_4_device_mesh_trains_as_one_device(runs, data_dir):
   baseline = _constant_nll(data_dir)
   # By far more than the test split's one binarisation could move the mean (well under a nat).
   assert test["nll"] < baseline - 10, (test, baseline)
-  assert_same_training(saved_state(runs[4])[0]["params"], saved_state(runs[1])[0]["params"])
+  # assert_same_training's count of weights beyond rtol 1e-5 does not fit the two 784 x 128
+  # layers: thousands of their near-zero weights differ there by rounding (measured: 5% of the
+  # encoder's first layer). Every weight agrees to 3e-5 instead (measured at most 1.2e-5), a
+  # thirtieth of one Adam step at the rate of 1e-3.
+  jax.tree.map(lambda a, d: np.testing.assert_allclose(a, d, rtol=0, atol=3e-5),
+               saved_state(runs[4])[0]["params"], saved_state(runs[1])[0]["params"])
   np.testing.assert_allclose(_test_line(runs[4])["nll"], test["nll"], rtol=1e-4)
 
 
@@ -277,8 +284,12 @@ def test_compare_tabulates_the_runs(runs, tmp_path):
   proc = run_aejax(runs[1], runs[4], f"--out={tmp_path}", module="aejax.compare", timeout=120)
   assert proc.returncode == 0, proc.stderr[-3000:]
   header, *rows = [line for line in proc.stdout.splitlines() if line.startswith("| ")]
-  assert "test elbo" in header and len(rows) == 2, proc.stdout
-  assert all(f"| {_test_line(runs[1])['elbo']:.2f} |" in row for row in rows), proc.stdout
+  # The two runs share one config: one variant of n = 2, the mean of their test elbos.
+  assert "test elbo" in header and len(rows) == 1, proc.stdout
+  cells = [c.strip() for c in rows[0].strip("|").split("|")]
+  assert cells[:2] == ["all runs", "2"], proc.stdout
+  mean = np.mean([_test_line(runs[d])["elbo"] for d in (1, 4)])
+  assert abs(float(cells[2].split(" ± ")[0]) - mean) < 0.051, (cells, mean)
 
 
 def test_a_group_of_two_seeds_of_the_two_layer_iwae_equals_the_runs_alone(mnist):
