@@ -72,12 +72,15 @@ def base() -> ml_collections.ConfigDict:
 
   c.model = ml_collections.ConfigDict()
   # 'ae' (deterministic code) | 'vae' (Gaussian posterior, N(0, I) prior) | 'vqvae' | 'wae'
-  # (MMD to an N(0, I) prior) | 'rae' (regularised decoder) | 'vamp' (VAE with a VampPrior);
+  # (MMD to an N(0, I) prior) | 'rae' (regularised decoder) | 'beta_tcvae' | 'vamp' (VAE with a
+  # VampPrior) | 'hvae' (two stochastic layers);
   # docs/families.md.
   c.model.name = "ae"
   c.model.encoder = "mlp"
   c.model.hidden = (512, 256)  # Encoder widths; the decoder mirrors them.
   c.model.latents = 32
+  c.model.hidden2 = ()  # 'hvae': widths of q(z2|z1)'s MLP from z1; p(z1|z2)'s mirrors them.
+  c.model.latents2 = 0  # 'hvae': size of the top stochastic layer z2 (model.latents: z1's).
   c.model.activation = "relu"
   c.model.channels = (32, 64)  # encoder='conv': conv widths, each halving H, W; decoder mirrors.
   # encoder='conv': how each stride-2 4x4 (transposed) conv is computed, on the same parameters:
@@ -86,7 +89,7 @@ def base() -> ml_collections.ConfigDict:
   # (batch 1024) the strided form's examples/s on an H100 (README, Speed).
   c.model.conv_impl = "space_to_depth"
   c.model.code_activation = "none"  # 'ae' only: 'sigmoid' squashes the code into (0, 1).
-  c.model.num_samples = 1  # 'vae' with loss 'iwae': posterior samples k per training example.
+  c.model.num_samples = 1  # 'vae', 'vamp', 'hvae' with loss 'iwae': posterior samples k per image.
   c.model.num_pseudo = 500  # 'vamp': K, the learned pseudo-inputs of the VampPrior's mixture.
   c.model.codebook_size = 512  # 'vqvae': codes in the codebook.
   c.model.code_dim = 8  # 'vqvae': the code is latents / code_dim vectors of this size.
@@ -173,6 +176,15 @@ def burda2015(num_samples: int) -> ml_collections.ConfigDict:
   c.opt.eps = 1e-4
   c.opt.schedule = "stages"
   c.num_epochs = schedule_epochs(c.opt)
+  return c
+
+
+def burda2015_two_layers(num_samples: int) -> ml_collections.ConfigDict:
+  """burda2015 with their two stochastic layers ('hvae'): 784-200-200-100 (z1) -100-100-50 (z2)
+  tanh inference networks, the generative ones mirrored."""
+  c = burda2015(num_samples)
+  c.model.name = "hvae"
+  c.model.latents, c.model.hidden2, c.model.latents2 = 100, (100, 100), 50
   return c
 
 

@@ -14,6 +14,7 @@ import ml_collections
 from aejax import hparams
 from aejax.families import ae
 from aejax.families import beta_tcvae
+from aejax.families import hvae
 from aejax.families import rae
 from aejax.families import vamp
 from aejax.families import vae
@@ -68,7 +69,7 @@ class Family(Protocol):
 
 
 FAMILIES: dict[str, Family] = {"ae": ae, "vae": vae, "vqvae": vqvae, "wae": wae, "rae": rae,
-                               "beta_tcvae": beta_tcvae, "vamp": vamp}
+                               "beta_tcvae": beta_tcvae, "vamp": vamp, "hvae": hvae}
 
 
 def of(config: ml_collections.ConfigDict) -> Family:
