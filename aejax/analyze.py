@@ -21,8 +21,11 @@ import numpy as np
 from aejax import cli
 from aejax.data import data_flags  # --data_dir, --manual_dir, --download.
 from aejax.data import dataset
+from aejax.data import views
 from aejax.analysis import anomaly
 from aejax.analysis import figures
+from aejax.analysis import kl_parts
+from aejax import families
 from aejax import likelihood
 from aejax import losses
 from aejax import preprocess
@@ -39,8 +42,8 @@ _STEP = flags.DEFINE_integer("step", None, "Checkpoint step to analyse (default:
 _K = flags.DEFINE_integer("k", 5000, "Posterior samples per test image for the importance-"
                           "sampled NLL (VAE family).")
 _NLL_IMAGES = flags.DEFINE_integer(
-    "nll_images", 0, "Test images (the first ones) the ELBO and NLL are estimated on; 0: the "
-    "whole test split.")
+    "nll_images", 0, "Test images (the first ones) the ELBO, NLL and KL parts are estimated on; "
+    "0: the whole test split.")
 _PROBE_EXAMPLES = flags.DEFINE_integer(
     "probe_examples", 0, "Train images (a random subset) the linear probe and k-NN fit on; "
     "0: the whole train split.")
@@ -50,6 +53,8 @@ flags.mark_flags_as_required(["workdir"])
 cli.require_local_paths("workdir")
 
 CORRUPT_FRACTION = 0.1  # Pixels set to 0/1 in the anomalies of the corrupted-vs-clean AUROC.
+# analyze's names of the KL parts (losses.kl_parts) in metrics.json.
+KL_PARTS = {"mi": "index_code_mi", "tc": "total_correlation", "dwkl": "dimensionwise_kl"}
 NLL_BATCH = 100  # Test images per NLL step; with up to 100 samples each, ~30 MB of logits.
 
 
@@ -131,10 +136,14 @@ def _analyze(workdir: str, *, step: int | None, k: int, data_dir: str | None,
   storage.remove_killed_temps(out_dir)
 
   builder_dir = dataset.prepare(config.dataset, data_dir, manual_dir, download)
+  view = views.from_config(config)  # The images as the run saw them (config.input.crop/resize).
   # A run saved before the split fields existed trained on 'train' and evaluated on 'test'.
-  train_images, train_labels = dataset.load_split(builder_dir,
-                                                  config.input.get("train_split", "train"))
-  test_images, test_labels = dataset.load_split(builder_dir, config.input.get("test_split", "test"))
+  train_images, train_labels = dataset.load_split(
+      builder_dir, config.input.get("train_split", "train"), view)
+  test_images, test_labels = dataset.load_split(
+      builder_dir, config.input.get("test_split", "test"), view)
+  # A dataset without class labels (CelebA, a folder of your own): no probes, no held-out AUROC.
+  labelled = test_labels is not None
   if probe_examples and probe_examples < len(train_images):
     subset = np.random.default_rng(seed).permutation(len(train_images))[:probe_examples]
   else:
@@ -156,6 +165,9 @@ def _analyze(workdir: str, *, step: int | None, k: int, data_dir: str | None,
     vae = vae_scores(run, x_test[:nll_count], keys["nll"], k)
     m["elbo"] = float(np.mean(vae["elbo"]))
     m["nll"] = float(np.mean(vae["nll"]))
+  if families.has_kl_parts(config):  # On the same images; its own key, apart from the three above.
+    parts = kl_parts.estimate(run, x_test[:nll_count], jax.random.fold_in(jax.random.key(seed), 1))
+    m.update({KL_PARTS[k]: v for k, v in parts.items()})
   logging.info("Reconstruction and likelihood done: %s", m)
 
   # PCA at the model's code size, fitted on the same preprocessing of the whole train split.
@@ -167,17 +179,19 @@ def _analyze(workdir: str, *, step: int | None, k: int, data_dir: str | None,
 
   codes_train = run.encode(x_train[subset])
   codes_test = run.encode(x_test)
-  m["linear_probe_accuracy"] = probes.linear_probe_accuracy(
-      codes_train, train_labels[subset], codes_test, test_labels)
-  m["knn_accuracy"] = probes.knn_accuracy(codes_train, train_labels[subset], codes_test,
-                                          test_labels, neighbors)
+  if labelled:
+    m["linear_probe_accuracy"] = probes.linear_probe_accuracy(
+        codes_train, train_labels[subset], codes_test, test_labels)
+    m["knn_accuracy"] = probes.knn_accuracy(codes_train, train_labels[subset], codes_test,
+                                            test_labels, neighbors)
 
   corrupted = probes.salt_and_pepper(x_test, CORRUPT_FRACTION, seed)
   m["auroc_corrupted"] = probes.auroc(rec["sq_err"],
                                       reconstruction_scores(run, corrupted)["sq_err"])
   # Held-out classes: a run trained on some labels (config.input.train_labels) against the rest.
   normal_labels, held_out = config.input.get("train_labels"), None
-  if normal_labels is not None and not np.isin(test_labels, normal_labels).all():
+  if (labelled and normal_labels is not None
+      and not np.isin(test_labels, normal_labels).all()):
     scores = {"sq_err": rec["sq_err"], "bce": rec["bce"]}
     if run.has_likelihood:
       scores.update(neg_elbo=-vae["elbo"], nll=vae["nll"])
@@ -200,7 +214,9 @@ def _analyze(workdir: str, *, step: int | None, k: int, data_dir: str | None,
                    "probe_train_examples": len(subset),
                    "knn_neighbors": neighbors, "pca_components": components, "seed": seed,
                    "devices": jax.device_count()},
-      "protocols": protocols(mode, nll_count, k, components, len(subset), neighbors),
+      "protocols": protocols(mode, nll_count, k, components, len(subset), neighbors,
+                             None if labelled else config.dataset,
+                             families.has_kl_parts(config)),
       "figures": sorted(made),
   }
   if held_out is not None:
@@ -217,8 +233,11 @@ def _analyze(workdir: str, *, step: int | None, k: int, data_dir: str | None,
 
 
 def protocols(mode: str, nll_count: int | None, k: int, components: int, probe_examples: int,
-              neighbors: int) -> dict[str, str]:
-  """How each number of metrics.json was measured, in words (copied into report.md)."""
+              neighbors: int, unlabelled: str | None = None,
+              with_kl_parts: bool = False) -> dict[str, str]:
+  """How each number of metrics.json was measured, in words (copied into report.md);
+  `unlabelled`: the name of a dataset without class labels, whose label-based numbers are left
+  out; `with_kl_parts`: the KL parts of a VAE-family run's aggregate posterior are measured."""
   text = {
       "inputs": f"test and train images preprocessed as in training (binarize={mode!r}; "
                 f"'dynamic' is one fixed Bernoulli sample)",
@@ -231,11 +250,25 @@ def protocols(mode: str, nll_count: int | None, k: int, components: int, probe_e
         f"nats per image of the first {nll_count} test images, from the same k = {k} samples "
         f"z_k ~ q(z|x) with w_k = p(x|z_k) p(z_k) / q(z_k|x): nll = -log (1/k) sum_k w_k, "
         f"elbo = (1/k) sum_k log w_k")
+  if with_kl_parts:
+    text["kl_parts"] = (
+        f"the KL parts of Chen et al. (2018) of the aggregate posterior q(z) = (1/N) sum_n "
+        f"q(z|x_n) of the same N = {nll_count} test images, exact over them (no minibatch "
+        f"weighting): one sample z_n ~ q(z|x_n) each, log q(z_n) = logsumexp_m log q(z_n|x_m) "
+        f"- log N and each marginal log q(z_nd) likewise; index_code_mi = mean log q(z_n|x_n) "
+        f"- log q(z_n), total_correlation = mean log q(z_n) - sum_d log q(z_nd), "
+        f"dimensionwise_kl = mean sum_d log q(z_nd) - log p(z_n) (nats)")
   text["pca"] = (f"exact PCA fitted on the train split, {components} components (the code "
                  f"size), squared error of the test projections")
-  text["probes"] = (f"logistic regression on standardised codes (posterior means for VAEs) of "
-                    f"{probe_examples} train images, accuracy on the test split; k-NN with "
-                    f"{neighbors} neighbours, Euclidean")
+  if unlabelled:
+    text["probes"] = (f"left out: {unlabelled} has no class label feature, so there is nothing "
+                      f"for the linear probe and k-NN to predict")
+    text["held_out"] = (f"left out: {unlabelled} has no class label feature, so no class can be "
+                        f"held out; auroc_corrupted needs no labels and is measured")
+  else:
+    text["probes"] = (f"logistic regression on standardised codes (posterior means for VAEs) "
+                      f"of {probe_examples} train images, accuracy on the test split; k-NN with "
+                      f"{neighbors} neighbours, Euclidean")
   text["corrupted"] = (f"auroc_corrupted, corrupted vs clean test images: each against a copy with "
                        f"{CORRUPT_FRACTION:.0%} of its pixels set to 0 or 1 (salt and pepper), "
                        f"scored by reconstruction squared error; a run trained on some labels "
@@ -285,6 +318,9 @@ METRIC_TEXT = {
     "bce": "reconstruction Bernoulli cross-entropy per image (nats)",
     "elbo": "test ELBO per image (nats)",
     "nll": "importance-sampled negative log-likelihood per image (nats)",
+    "index_code_mi": "index-code mutual information I(x; z) of the aggregate posterior (nats)",
+    "total_correlation": "total correlation KL(q(z) || prod_d q(z_d)) (nats)",
+    "dimensionwise_kl": "dimension-wise KL sum_d KL(q(z_d) || p(z_d)) (nats)",
     "pca_sq_err_per_image": "PCA baseline (same code size): squared error per image",
     "pca_sq_err_per_pixel": "PCA baseline: squared error per pixel",
     "linear_probe_accuracy": "linear probe (logistic regression on codes): test accuracy",

@@ -146,7 +146,8 @@ def bench_group(config, images: np.ndarray, *, replicas: list[int], model, image
   rows = []
   for g in replicas:
     layout = group.layout(g, vectorized=True)
-    run = layout.stack([group.run_inputs(config, config.seed + i) for i in range(g)])
+    run = layout.stack([group.run_inputs(config, config.seed + i, len(images))
+                         for i in range(g)])
     state = group.initial_state(layout, run, image_shape=image_shape, model=model,
                                 tx=make_tx(hparams.of(config)))
     seconds, compile_s = time_device_epochs(
@@ -171,7 +172,7 @@ def bench_one(config, images: np.ndarray, source, *, modes, steps: int, stream_e
   mesh = layout.mesh
   model = families.create_model(config.model, image_shape, config.dtype)
   make_tx = optimizers.for_runs(config, spe)  # spe: schedules count in steps.
-  run = layout.stack([group.run_inputs(config)])
+  run = layout.stack([group.run_inputs(config, num_train=num_train)])
   keys = run["keys"]
   fresh_state = lambda: group.initial_state(layout, run, image_shape=image_shape, model=model,
                                             tx=make_tx(hparams.of(config)))

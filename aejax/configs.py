@@ -52,6 +52,11 @@ def base() -> ml_collections.ConfigDict:
   # 'train[90%:]' hold out a tenth of the training split for validation.
   c.input.train_split = "train"
   c.input.test_split = "test"
+  # What the model sees of each image (docs/datasets.md): a centre crop, then a resize (PIL
+  # bilinear, antialiased), e.g. CelebA's --config.input.crop=140 --config.input.resize=64. One
+  # size is a square, "(H, W)" a rectangle; unset or 0: off.
+  c.input.crop = ml_collections.FieldReference(None, field_type=tuple)
+  c.input.resize = ml_collections.FieldReference(None, field_type=tuple)
   # 'none': grey levels in [0, 1]; 'dynamic': a fresh Bernoulli sample of every pixel at every
   # step (IWAE paper; the test split uses one fixed sample); 'threshold': pixel > 0.5.
   c.input.binarize = "none"
@@ -67,11 +72,15 @@ def base() -> ml_collections.ConfigDict:
 
   c.model = ml_collections.ConfigDict()
   # 'ae' (deterministic code) | 'vae' (Gaussian posterior, N(0, I) prior) | 'vqvae' | 'wae'
-  # (MMD to an N(0, I) prior) | 'rae' (regularised decoder); docs/families.md.
+  # (MMD to an N(0, I) prior) | 'rae' (regularised decoder) | 'beta_tcvae' | 'vamp' (VAE with a
+  # VampPrior) | 'hvae' (two stochastic layers);
+  # docs/families.md.
   c.model.name = "ae"
   c.model.encoder = "mlp"
   c.model.hidden = (512, 256)  # Encoder widths; the decoder mirrors them.
   c.model.latents = 32
+  c.model.hidden2 = ()  # 'hvae': widths of q(z2|z1)'s MLP from z1; p(z1|z2)'s mirrors them.
+  c.model.latents2 = 0  # 'hvae': size of the top stochastic layer z2 (model.latents: z1's).
   c.model.activation = "relu"
   c.model.channels = (32, 64)  # encoder='conv': conv widths, each halving H, W; decoder mirrors.
   # encoder='conv': how each stride-2 4x4 (transposed) conv is computed, on the same parameters:
@@ -80,10 +89,12 @@ def base() -> ml_collections.ConfigDict:
   # (batch 1024) the strided form's examples/s on an H100 (README, Speed).
   c.model.conv_impl = "space_to_depth"
   c.model.code_activation = "none"  # 'ae' only: 'sigmoid' squashes the code into (0, 1).
-  # 'vae' with loss 'iwae' | 'miwae' | 'piwae' | 'ciwae': posterior samples K of each bound, and
-  # ('miwae', 'piwae') the bounds M averaged: M x K samples per training example.
+  # 'vae', 'vamp', 'hvae' with loss 'iwae' | 'miwae' | 'piwae' | 'ciwae' (those listing it):
+  # posterior samples K of each bound, and ('miwae', 'piwae') the bounds M averaged: M x K
+  # samples per training example.
   c.model.num_samples = 1
   c.model.num_bounds = 1
+  c.model.num_pseudo = 500  # 'vamp': K, the learned pseudo-inputs of the VampPrior's mixture.
   c.model.codebook_size = 512  # 'vqvae': codes in the codebook.
   c.model.code_dim = 8  # 'vqvae': the code is latents / code_dim vectors of this size.
 
@@ -104,6 +115,9 @@ def base() -> ml_collections.ConfigDict:
   c.objective.code_l2 = 0.0  # 'rae': weight of ||z||^2 / 2.
   c.objective.decoder_reg = 0.0  # 'rae': weight of the decoder regulariser rae_reg names.
   c.objective.rae_reg = "l2"  # 'rae': 'l2' (decoder weight decay) | 'gp' (||dD(z)/dz||_F^2).
+  c.objective.tc_alpha = 1.0  # 'beta_tcvae': weight of the index-code mutual information.
+  c.objective.tc_beta = 1.0  # 'beta_tcvae': weight of the total correlation.
+  c.objective.tc_gamma = 1.0  # 'beta_tcvae': weight of the dimension-wise KL.
 
   c.opt = ml_collections.ConfigDict()
   c.opt.name = "adam"  # 'adam' | 'adamw' | 'sgd'
@@ -168,6 +182,15 @@ def burda2015(num_samples: int) -> ml_collections.ConfigDict:
   c.opt.eps = 1e-4
   c.opt.schedule = "stages"
   c.num_epochs = schedule_epochs(c.opt)
+  return c
+
+
+def burda2015_two_layers(num_samples: int) -> ml_collections.ConfigDict:
+  """burda2015 with their two stochastic layers ('hvae'): 784-200-200-100 (z1) -100-100-50 (z2)
+  tanh inference networks, the generative ones mirrored."""
+  c = burda2015(num_samples)
+  c.model.name = "hvae"
+  c.model.latents, c.model.hidden2, c.model.latents2 = 100, (100, 100), 50
   return c
 
 

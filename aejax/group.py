@@ -30,10 +30,15 @@ def split_keys(seed: int) -> dict[str, jax.Array]:
   return dict(zip(KEY_NAMES, jax.random.split(jax.random.key(seed), len(KEY_NAMES))))
 
 
-def run_inputs(config: ml_collections.ConfigDict, seed: int | None = None) -> dict[str, Any]:
+def run_inputs(config: ml_collections.ConfigDict, seed: int | None = None,
+               num_train: int | None = None) -> dict[str, Any]:
   """What a train or eval call takes as its `run` argument: the run's keys and its
-  hyperparameters (hparams.FIELDS as arrays)."""
-  return {"keys": split_keys(config.seed if seed is None else seed), "hp": hparams.of(config)}
+  hyperparameters (hparams.FIELDS as arrays), with the training split's size `num_train` under
+  hparams.NUM_TRAIN where known (beta_tcvae's aggregate posterior is over that split)."""
+  hp = hparams.of(config)
+  if num_train is not None:
+    hp[hparams.NUM_TRAIN] = jnp.asarray(num_train, jnp.float32)
+  return {"keys": split_keys(config.seed if seed is None else seed), "hp": hp}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,7 +17,14 @@ import ml_collections
 FIELDS = ("learning_rate", "objective.beta", "objective.kl_warmup_steps", "input.noise_level",
           "objective.l1_code", "objective.sparsity_weight", "objective.commitment",
           "opt.weight_decay", "objective.mmd_weight", "objective.code_l2",
-          "objective.decoder_reg", "objective.ciwae_beta")
+          "objective.decoder_reg", "objective.tc_alpha", "objective.tc_beta",
+          "objective.tc_gamma", "objective.ciwae_beta")
+# Not a config field: the training split's size, which the trainer adds to a run's `hp`
+# (group.run_inputs) for objectives that estimate a statistic of the whole split from a batch
+# (beta_tcvae). The loaded split knows it (a fraction, config.input.train_labels); a field the
+# user sets could disagree, and one filled in at load time would make config.json differ from
+# the command's config, which a resume refuses.
+NUM_TRAIN = "data.num_train"
 
 Hparams = dict[str, jax.Array]
 

@@ -205,3 +205,47 @@ def jacobian_sq_norm(f, z_BxZ: jax.Array) -> jax.Array:
   gradient penalty). The exact Jacobian, by Z forward-mode products: cheap for codes of tens."""
   jac_sq = lambda z_Z: jnp.sum(jnp.square(jax.jacfwd(f)(z_Z).astype(jnp.float32)))
   return jax.vmap(jac_sq)(z_BxZ)
+
+
+def kl_parts(z_BxZ: jax.Array, mean_BxZ: jax.Array, logvar_BxZ: jax.Array, mean_MxZ: jax.Array,
+             logvar_MxZ: jax.Array, dataset_size: jax.Array | float | None) -> dict[str, jax.Array]:
+  """The three parts of the KL term of the ELBO (Chen et al., 2018), per example: [B] each.
+
+  For a sample z_i ~ q(z|x_i) of example i,
+    mi   = log q(z_i|x_i) - log q(z_i)                 (index-code mutual information)
+    tc   = log q(z_i) - sum_d log q(z_id)              (total correlation)
+    dwkl = sum_d log q(z_id) - log p(z_i)              (dimension-wise KL to N(0, I))
+  so that their batch means estimate I(x; z), KL(q(z) || prod_d q(z_d)) and
+  sum_d KL(q(z_d) || p(z_d)) of the aggregate posterior q(z) = 1/N sum_n q(z|x_n).
+
+  q(z_i) and each marginal q(z_id) come from the M posteriors (mean_MxZ, logvar_MxZ) by
+    log q(z_i) ~= logsumexp_j log q(z_i|x_j) - log c   (and per dimension likewise),
+  with c = N * M (`dataset_size` N): the paper's minibatch weighted sampling, the M posteriors a
+  minibatch of the N training images; or, with `dataset_size` None, c = M: the M posteriors are
+  the whole set and q(z) is its exact aggregate posterior (what analysis measures).
+  """
+  # log q(z_id | x_j) for every example i, reference j and dimension d: [B, M, Z].
+  log_q_BxMxZ = -0.5 * (jnp.log(2 * jnp.pi) + logvar_MxZ[None]
+                        + jnp.square(z_BxZ[:, None] - mean_MxZ[None]) * jnp.exp(-logvar_MxZ[None]))
+  m = mean_MxZ.shape[0]
+  log_c = jnp.log(m * jnp.asarray(1.0 if dataset_size is None else dataset_size, jnp.float32))
+  log_qz_B = jax.nn.logsumexp(log_q_BxMxZ.sum(axis=-1), axis=1) - log_c
+  log_prod_qz_B = jnp.sum(jax.nn.logsumexp(log_q_BxMxZ, axis=1) - log_c, axis=-1)
+  log_qzx_B = log_normal_diag(z_BxZ, mean_BxZ, logvar_BxZ)
+  log_pz_B = log_normal_diag(z_BxZ, jnp.zeros_like(z_BxZ), jnp.zeros_like(z_BxZ))
+  return {"mi": log_qzx_B - log_qz_B, "tc": log_qz_B - log_prod_qz_B,
+          "dwkl": log_prod_qz_B - log_pz_B}
+
+
+def batch_kl_parts(z_BxZ: jax.Array, mean_BxZ: jax.Array, logvar_BxZ: jax.Array,
+                   dataset_size: jax.Array | float, axis_name: str | None = None
+                   ) -> dict[str, jax.Array]:
+  """kl_parts of a training batch by minibatch weighted sampling, the batch's own posteriors the
+  M references. Under pmap (`axis_name`) the references are the whole batch's (all-gathered),
+  so the mean over devices is the global batch's estimate and the gradient reaches each
+  posterior through every device's terms."""
+  mean_MxZ, logvar_MxZ = mean_BxZ, logvar_BxZ
+  if axis_name:
+    mean_MxZ = jax.lax.all_gather(mean_BxZ, axis_name, tiled=True)
+    logvar_MxZ = jax.lax.all_gather(logvar_BxZ, axis_name, tiled=True)
+  return kl_parts(z_BxZ, mean_BxZ, logvar_BxZ, mean_MxZ, logvar_MxZ, dataset_size)

@@ -135,7 +135,7 @@ def init_group(configs: list[ml_collections.ConfigDict], data: Data,
   num_params = sum(x.size for x in jax.tree.leaves(like.params))
   logging.info("Model %s with %s parameters%s", config.model.name, f"{num_params:,}",
                layout.describe())
-  run = layout.stack([group.run_inputs(c) for c in configs])
+  run = layout.stack([group.run_inputs(c, num_train=data.num_train) for c in configs])
   return Group(configs, layout, model, make_tx, run, like)
 
 

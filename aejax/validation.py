@@ -129,7 +129,7 @@ def _validate_family(config: ml_collections.ConfigDict) -> None:
     if owner == name:
       continue
     for path, off in other.OWN_FIELDS.items():
-      if path in family.OWN_FIELDS:  # A field both read (a family built on another's terms).
+      if path in family.OWN_FIELDS:  # Owned by both (a variant of the other family).
         continue
       value = _value(config, path)
       _check(value == off, f"config.{path}={value!r} applies to model {owner!r}, not {name!r}; "

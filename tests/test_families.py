@@ -26,6 +26,8 @@ def _tiny(name: str, loss: str | None = None):
   config = configs.base()
   config.model.name, config.model.hidden, config.model.latents = name, (16,), 8
   config.model.code_dim, config.model.codebook_size = 4, 5
+  if name == "hvae":  # Its second stochastic layer has no default.
+    config.model.hidden2, config.model.latents2 = (8,), 4
   config.loss = loss or families.FAMILIES[name].LOSSES[0]
   return config
 

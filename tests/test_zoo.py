@@ -12,10 +12,13 @@ from aejax import train
 from aejax.configs import load_experiment
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# mlp_ae.py and vae.py already train end to end through the CLI in test_main.py.
-COVERED_ELSEWHERE = ("mlp_ae.py", "vae.py")
+# mlp_ae.py and vae.py already train end to end through the CLI in test_main.py, beta_tcvae.py
+# in test_beta_tcvae.py; the files of other datasets train on TFDS mock copies of them in
+# test_datasets_mock.py.
+COVERED_ELSEWHERE = ("mlp_ae.py", "vae.py", "beta_tcvae.py")
 EXPERIMENTS = sorted(p for p in glob.glob(os.path.join(REPO, "experiments", "*.py"))
-                     if os.path.basename(p) not in COVERED_ELSEWHERE)
+                     if os.path.basename(p) not in COVERED_ELSEWHERE
+                     and load_experiment(p).dataset == "mnist")
 
 
 def shrink(config):

@@ -38,8 +38,16 @@ def test_conv_encoder_decoder_in_every_family(family, code_shape):
 def test_conv_rejects_images_it_cannot_halve():
   config = configs.base()
   config.model.encoder, config.model.channels = "conv", (4, 8, 16)  # 28 is not divisible by 8.
-  with pytest.raises(UserError, match="channels"):
+  with pytest.raises(UserError, match="channels") as e:
     validation.validate_image_shape(config, (28, 28, 1))
+  # 28 = 4 * 7 takes two halvings; the nearest multiples of 2^3 are 24 and 32.
+  assert "at most 2 conv widths" in str(e.value) and "24 or 32" in str(e.value), e.value
+  config.model.channels = (4, 8)
+  validation.validate_image_shape(config, (28, 28, 1))
+  # CelebA's 218x178: 218 = 2 * 109 allows one halving; multiples of 4 around each side.
+  with pytest.raises(UserError, match="at most 1 conv width for") as e:
+    validation.validate_image_shape(config, (218, 178, 3))
+  assert "height of 216 or 220 and a width of 176 or 180" in str(e.value), e.value
 
 
 def test_sigmoid_code_lies_in_the_unit_interval():

@@ -27,13 +27,15 @@ def _save(fig: Figure, path: str) -> str:
 
 
 def mosaic(images_NxHxWxC: np.ndarray, rows: int, cols: int) -> np.ndarray:
-  """Tiles N <= rows * cols images into one [rows * H, cols * W] array (blank cells are 0)."""
+  """Tiles N <= rows * cols images into one [rows * H, cols * W] array, [.., 3] for RGB images
+  (blank cells are 0); images of another channel count show their first channel."""
   n, h, w = images_NxHxWxC.shape[:3]
-  grid = np.zeros((rows * h, cols * w), np.float32)
+  images = images_NxHxWxC if images_NxHxWxC.shape[3] == 3 else images_NxHxWxC[..., :1]
+  grid = np.zeros((rows * h, cols * w, images.shape[3]), np.float32)
   for i in range(min(n, rows * cols)):
     r, c = divmod(i, cols)
-    grid[r * h:(r + 1) * h, c * w:(c + 1) * w] = images_NxHxWxC[i, ..., 0]
-  return grid
+    grid[r * h:(r + 1) * h, c * w:(c + 1) * w] = images[i]
+  return grid if images.shape[3] == 3 else grid[..., 0]
 
 
 def _image(fig: Figure, grid: np.ndarray, title: str) -> None:
@@ -48,7 +50,7 @@ def reconstructions(path: str, images: np.ndarray, recons: np.ndarray, cols: int
   h, w = images.shape[1:3]
   rows = [mosaic(images[i * cols:(i + 1) * cols], 1, cols) for i in range(2)]
   recs = [mosaic(recons[i * cols:(i + 1) * cols], 1, cols) for i in range(2)]
-  grid = np.concatenate([rows[0], recs[0], np.ones((h // 4, cols * w)), rows[1], recs[1]])
+  grid = np.concatenate([rows[0], recs[0], np.ones((h // 4, *rows[0].shape[1:])), rows[1], recs[1]])
   fig = Figure(figsize=SIZES["reconstructions"])
   _image(fig, grid, "test images (rows 1, 3) and their reconstructions (rows 2, 4)")
   return _save(fig, path)
@@ -67,16 +69,21 @@ def interpolation(path: str, images: np.ndarray) -> str:
   return _save(fig, path)
 
 
-def codes_2d(path: str, points_Nx2: np.ndarray, labels_N: np.ndarray, how: str) -> str:
-  """Test codes in 2-D coloured by label; `how` says which projection (shown in the title)."""
+def codes_2d(path: str, points_Nx2: np.ndarray, labels_N: np.ndarray | None, how: str) -> str:
+  """Test codes in 2-D coloured by label (one colour when there are none); `how` says which
+  projection (shown in the title)."""
   fig = Figure(figsize=SIZES["codes_2d"])
   ax = fig.add_subplot()
   cmap = matplotlib.colormaps["tab10"]
-  for label in np.unique(labels_N):
-    sel = labels_N == label
-    ax.scatter(points_Nx2[sel, 0], points_Nx2[sel, 1], s=2, color=cmap(int(label) % 10),
-               label=str(label), alpha=0.6, rasterized=True)
-  ax.legend(title="label", markerscale=5, loc="upper right", fontsize="small")
+  if labels_N is None:
+    ax.scatter(points_Nx2[:, 0], points_Nx2[:, 1], s=2, color=cmap(0), alpha=0.6,
+               rasterized=True)
+  else:
+    for label in np.unique(labels_N):
+      sel = labels_N == label
+      ax.scatter(points_Nx2[sel, 0], points_Nx2[sel, 1], s=2, color=cmap(int(label) % 10),
+                 label=str(label), alpha=0.6, rasterized=True)
+    ax.legend(title="label", markerscale=5, loc="upper right", fontsize="small")
   ax.set_title(f"test codes ({how})")
   fig.tight_layout()
   return _save(fig, path)

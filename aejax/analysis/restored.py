@@ -1,7 +1,7 @@
 """Restore a trained run for analysis: `aejax.restore(workdir)` -> a model that works on numpy.
 
     run = aejax.restore("/tmp/vae")             # latest checkpoint; step=N for another
-    z = run.encode(images)                       # uint8 [N, 28, 28, 1] or floats in [0, 1]
+    z = run.encode(images)                       # uint8 [N, H, W, C] or floats in [0, 1]
     x_hat = run.reconstruct(images)              # pixel means in [0, 1]
     x_new = run.sample(64, seed=0)               # families with a prior (a model with `sample`)
 
@@ -22,12 +22,14 @@ from aejax import families
 from aejax import optimizers
 from aejax import parallel
 from aejax.data import dataset
+from aejax.data import views
 from aejax.run import rundir
 from aejax import state as state_lib
 from aejax.errors import UserError
 
-# The image shape of each TFDS dataset aejax trains on (the config names only the dataset).
-IMAGE_SHAPES = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1), "kmnist": (28, 28, 1)}
+# The stored image shape of catalog datasets whose shape TFDS fixes, for restoring a run on a host
+# with no prepared copy of its dataset at hand; any other dataset's comes from its prepared copy.
+STORED_SHAPES = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1), "kmnist": (28, 28, 1)}
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
@@ -118,9 +120,10 @@ def restore(workdir: str, step: int | None = None, image_shape: tuple[int, ...] 
             data_dir: str | None = None) -> Restored:
   """The run in `workdir` at checkpoint `step` (default: the latest).
 
-  The image shape of a dataset missing from IMAGE_SHAPES (another TFDS dataset, your own images)
-  is read from its prepared copy in `data_dir` (default: $TFDS_DATA_DIR or
-  ~/tensorflow_datasets), or given as `image_shape`.
+  The model's image shape is the stored shape of the run's dataset, read from its prepared copy
+  in `data_dir` (default: $TFDS_DATA_DIR or ~/tensorflow_datasets; for MNIST-like datasets with
+  none there, STORED_SHAPES), through the run's config.input.crop/resize; or given as
+  `image_shape`.
   """
   config = load_config(workdir)
   steps = rundir.checkpoint_steps(workdir)
@@ -133,8 +136,13 @@ def restore(workdir: str, step: int | None = None, image_shape: tuple[int, ...] 
     raise UserError(f"--step={step} has no checkpoint in {workdir}; the existing steps are: "
                     f"{_steps_text(steps)}")
   if image_shape is None:
-    image_shape = IMAGE_SHAPES.get(config.dataset) or dataset.prepared_image_shape(
-        config.dataset, data_dir or dataset.default_data_dir())
+    data_dir = data_dir or dataset.default_data_dir()
+    stored = (dataset.prepared_image_shape(config.dataset, data_dir)
+              or STORED_SHAPES.get(config.dataset))
+    if stored is None:
+      raise UserError(f"the image shape of dataset {config.dataset!r} comes from its prepared "
+                      f"copy, and {data_dir} holds none; pass the --data_dir it was trained from")
+    image_shape = views.from_config(config).shape(stored)
 
   model = families.create_model(config.model, image_shape, config.dtype)
   # Only the optimizer state's structure matters here; any steps_per_epoch gives it.

@@ -1,4 +1,4 @@
-"""MNIST (or another TFDS image dataset) from TFDS: prepare once, then read as uint8 arrays.
+"""A TFDS image dataset (MNIST, CIFAR-10, CelebA, ...; docs/datasets.md) from TFDS: prepare once, then read as uint8 arrays.
 
 Preparing uses TFDS's own builder, which imports TensorFlow; reading uses only the prepared
 ArrayRecord files (`tfds.builder_from_directory(...).as_data_source`), so the training path never
@@ -18,6 +18,7 @@ import zipfile
 from absl import logging
 import numpy as np
 
+from aejax.data import views
 from aejax.errors import UserError
 from aejax.run import storage
 
@@ -141,13 +142,31 @@ def prepare(name: str, data_dir: str | None = None, manual_dir: str | None = Non
   return builder.data_dir
 
 
-def prepared_image_shape(name: str, data_dir: str) -> tuple[int, ...]:
-  """The image shape of the prepared dataset `name`, from its metadata (no TensorFlow)."""
+def prepared_image_shape(name: str, data_dir: str) -> tuple[int, ...] | None:
+  """The stored image shape of the prepared dataset `name` in `data_dir`, from its metadata (no
+  TensorFlow), or None when `data_dir` holds no prepared copy."""
   builder = _find_prepared(name, data_dir)
-  if builder is None:
-    raise UserError(f"the image shape of dataset {name!r} comes from its prepared copy, and "
-                    f"{data_dir} holds none; pass the --data_dir it was trained from")
-  return tuple(builder.info.features["image"].shape)
+  return None if builder is None else tuple(builder.info.features["image"].shape)
+
+
+def stored_image_shape(builder_dir: str) -> tuple[int, ...]:
+  """The shape (H, W, C) the prepared dataset stores its images in, from its metadata."""
+  import tensorflow_datasets as tfds
+
+  return tuple(tfds.builder_from_directory(builder_dir).info.features["image"].shape)
+
+
+def has_labels(builder_dir: str) -> bool:
+  """Whether the dataset has a class `label` feature (CelebA has attributes instead; a folder or
+  dataset of your own may have none)."""
+  import tensorflow_datasets as tfds
+
+  return "label" in tfds.builder_from_directory(builder_dir).info.features
+
+
+def split_bytes(builder_dir: str, split: str, image_shape: tuple[int, ...]) -> int:
+  """Bytes of `split` held as uint8 images of `image_shape` (the model's), from the metadata."""
+  return num_examples(builder_dir, split) * int(np.prod(image_shape))
 
 
 def num_examples(builder_dir: str, split: str, field: str = "split") -> int:
@@ -167,56 +186,70 @@ def num_examples(builder_dir: str, split: str, field: str = "split") -> int:
   return count
 
 
-def load_split(builder_dir: str, split: str) -> tuple[np.ndarray, np.ndarray]:
-  """All of `split` as (images uint8 [N, H, W, C], labels int32 [N]) host arrays.
+def load_split(builder_dir: str, split: str, view: views.View = views.View(),
+               chunk: int = 10_000) -> tuple[np.ndarray, np.ndarray | None]:
+  """All of `split` as (images uint8 [N, H, W, C], labels int32 [N]) host arrays, the images as
+  `view` makes them (config.input.crop/resize); labels are None for a dataset without a `label`
+  feature.
 
   TFDS decodes every image in Python (MNIST's 60,000 PNGs: about 6 s on one CPU core, paid by
   every process of every run), so the decoded arrays are kept beside the prepared files and later
-  calls read them back (well under a second).
+  calls read them back (well under a second). Images are decoded and viewed `chunk` at a time, so
+  a split of large images is never held whole at its stored size.
   """
   import tensorflow_datasets as tfds
 
   builder = tfds.builder_from_directory(builder_dir)
   # A data dir in a bucket (gs://...) is read through TFDS each time: no local copy to keep.
-  cache = None if "://" in os.fspath(builder_dir) else _decoded_cache_path(builder, split)
+  cache = None if "://" in os.fspath(builder_dir) else _decoded_cache_path(builder, split, view)
   if cache:
     storage.remove_killed_temps(os.path.dirname(cache))
     try:
       with np.load(cache) as arrays:
         images_NxHxWxC, labels_N = arrays["images"], arrays["labels"]
-      if problem := _mismatch(builder, split, images_NxHxWxC, labels_N):
+      if problem := _mismatch(builder, split, view, images_NxHxWxC, labels_N):
         raise ValueError(problem)
-      return images_NxHxWxC, labels_N
+      return images_NxHxWxC, (labels_N if "label" in builder.info.features else None)
     except FileNotFoundError:
       pass
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:  # Damaged: decode afresh.
       logging.warning("Ignoring the unreadable decoded copy %s (%s); decoding %s again", cache,
                       e, split)
   source = builder.as_data_source(split=split)
-  examples = source.__getitems__(range(len(source)))
-  images_NxHxWxC = np.stack([ex["image"] for ex in examples])
-  labels_N = np.asarray([ex["label"] for ex in examples], dtype=np.int32)
+  labelled = "label" in builder.info.features
+  images, labels = [], []
+  for start in range(0, len(source), chunk):
+    examples = source.__getitems__(range(start, min(start + chunk, len(source))))
+    images.append(view(np.stack([ex["image"] for ex in examples])))
+    labels += [ex["label"] for ex in examples] if labelled else []
+  images_NxHxWxC = np.concatenate(images) if len(images) > 1 else images[0]
+  # No label feature: an empty labels array in the decoded copy, None to the caller.
+  labels_N = np.asarray(labels, dtype=np.int32)
   if cache:
     _write_decoded_cache(cache, images_NxHxWxC, labels_N)
-  return images_NxHxWxC, labels_N
+  return images_NxHxWxC, (labels_N if labelled else None)
 
 
-def _mismatch(builder, split: str, images: np.ndarray, labels: np.ndarray) -> str | None:
+def _mismatch(builder, split: str, view: views.View, images: np.ndarray,
+              labels: np.ndarray) -> str | None:
   """What about a decoded copy does not fit the split's metadata (count, shape, dtypes), if any."""
   count = builder.info.splits[split].num_examples
-  shape = (count, *builder.info.features["image"].shape)
+  shape = (count, *view.shape(tuple(builder.info.features["image"].shape)))
   if images.shape != shape or images.dtype != np.uint8:
     return f"images {images.dtype}{list(images.shape)}, the split has uint8{list(shape)}"
-  if labels.shape != (count,) or labels.dtype != np.int32:
-    return f"labels {labels.dtype}{list(labels.shape)}, the split has int32[{count}]"
+  num_labels = count if "label" in builder.info.features else 0
+  if labels.shape != (num_labels,) or labels.dtype != np.int32:
+    return f"labels {labels.dtype}{list(labels.shape)}, the split has int32[{num_labels}]"
   return None
 
 
-def _decoded_cache_path(builder, split: str) -> str:
-  """`<builder dir>/decoded_uint8/<split>-<key>.npz`, the key a hash of DECODED_FORMAT and the
-  split's prepared files (name, size, mtime), so a split prepared afresh, or a copy written by
-  another layout of this code, is never read."""
+def _decoded_cache_path(builder, split: str, view: views.View) -> str:
+  """`<builder dir>/decoded_uint8/<split>-<key>.npz`, the key a hash of DECODED_FORMAT, the view
+  (when on) and the split's prepared files (name, size, mtime), so a split prepared afresh, viewed
+  otherwise, or a copy written by another layout of this code, is never read."""
   files = [DECODED_FORMAT, split]  # A slice reads the same files as its split.
+  if view:
+    files.append(repr(view))
   for path in map(os.fspath, builder.info.splits[split].filepaths):
     st = os.stat(path)
     files.append((os.path.basename(path), st.st_size, st.st_mtime_ns))
@@ -243,11 +276,12 @@ def _write_decoded_cache(path: str, images: np.ndarray, labels: np.ndarray) -> N
       os.remove(tmp)
 
 
-def num_classes(builder_dir: str) -> int:
-  """Classes of the dataset's 'label' feature, from its metadata."""
+def num_classes(builder_dir: str) -> int | None:
+  """Classes of the dataset's 'label' feature, from its metadata; None when it has none."""
   import tensorflow_datasets as tfds
 
-  return tfds.builder_from_directory(builder_dir).info.features["label"].num_classes
+  features = tfds.builder_from_directory(builder_dir).info.features
+  return features["label"].num_classes if "label" in features else None
 
 
 def load_labels(builder_dir: str, split: str, chunk: int = 10_000) -> np.ndarray:

@@ -24,20 +24,42 @@ import jax.numpy as jnp
 import numpy as np
 
 from aejax import epochs
+from aejax.data import views
 from aejax.errors import UserError
 
 INPUT_MODES = ("device", "stream")
 
 
-def open_source(builder_dir: str, split: str):
-  """The random-access ArrayRecord source of a prepared TFDS split (no TensorFlow)."""
+def open_source(builder_dir: str, split: str, view: views.View = views.View()):
+  """The random-access ArrayRecord source of a prepared TFDS split (no TensorFlow), its images
+  as `view` makes them (config.input.crop/resize)."""
   import tensorflow_datasets as tfds
 
-  return tfds.builder_from_directory(builder_dir).as_data_source(split=split)
+  source = tfds.builder_from_directory(builder_dir).as_data_source(split=split)
+  return ViewedSource(source, view) if view else source
+
+
+class ViewedSource:
+  """A source whose examples' images go through a view (views.View), in grain's workers: the
+  same function, image by image, as the device path's `dataset.load_split` applies."""
+
+  def __init__(self, source, view: views.View):
+    self.source, self.view = source, view
+    self.dataset_info = source.dataset_info
+
+  def __len__(self) -> int:
+    return len(self.source)
+
+  def __getitems__(self, indices) -> list[dict[str, Any]]:
+    examples = self.source.__getitems__(indices)
+    images = self.view(np.stack([ex["image"] for ex in examples]))
+    return [{**ex, "image": image} for ex, image in zip(examples, images)]
 
 
 def image_shape(source) -> tuple[int, ...]:
-  return tuple(source.dataset_info.features["image"].shape)
+  """The shape of the images the source yields (after its view, if any)."""
+  shape = tuple(source.dataset_info.features["image"].shape)
+  return source.view.shape(shape) if isinstance(source, ViewedSource) else shape
 
 
 class ReadImages:

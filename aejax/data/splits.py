@@ -4,6 +4,7 @@ batches, on the devices. The trainer's second phase (aejax/train.py).
 """
 
 import dataclasses
+import os
 from typing import Any
 
 from absl import logging
@@ -15,6 +16,8 @@ from aejax import parallel
 from aejax import validation
 from aejax.data import dataset
 from aejax.data import input_pipeline
+from aejax.data import views
+from aejax.errors import UserError
 
 
 @dataclasses.dataclass
@@ -43,30 +46,74 @@ def prepare_data(config: ml_collections.ConfigDict, data_dir: str | None,
   return builder_dir
 
 
+# Device mode keeps the whole train split on every device; it may take at most this share of the
+# smallest device's memory, the rest being the model's, the optimizer's and XLA's.
+DEVICE_MEMORY_SHARE = 0.5
+# Bytes of device memory to assume instead of asking the devices (where they do not say, or to
+# try the refusal on a CPU): e.g. AEJAX_DEVICE_MEMORY_BYTES=16e9.
+DEVICE_MEMORY_ENV = "AEJAX_DEVICE_MEMORY_BYTES"
+
+
+def device_memory_bytes() -> tuple[int, str]:
+  """(bytes, where the number comes from) of the smallest local device's memory: $DEVICE_MEMORY_ENV
+  when set, else the devices' own `bytes_limit` (GPUs, TPUs), else the host's physical memory
+  (a CPU device's arrays live there; JAX reports no limit for it)."""
+  if text := os.environ.get(DEVICE_MEMORY_ENV):
+    try:
+      value = int(float(text))
+    except ValueError:
+      value = 0
+    if value <= 0:
+      raise UserError(f"{DEVICE_MEMORY_ENV}={text!r} is no positive number of bytes; e.g. 16e9")
+    return value, f"${DEVICE_MEMORY_ENV}"
+  limits = [(device.memory_stats() or {}).get("bytes_limit") for device in jax.local_devices()]
+  if all(limits):
+    return min(limits), f"the smallest {jax.local_devices()[0].platform} device"
+  return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "host memory (CPU devices)"
+
+
+def check_fits_devices(config: ml_collections.ConfigDict, num_bytes: int) -> None:
+  """Device mode: the train split's `num_bytes` must fit DEVICE_MEMORY_SHARE of device memory."""
+  memory, source = device_memory_bytes()
+  if num_bytes > DEVICE_MEMORY_SHARE * memory:
+    raise UserError(
+        f"config.input.train_split={config.input.train_split!r} of {config.dataset} takes "
+        f"{num_bytes / 1e9:.2f} GB, more than {DEVICE_MEMORY_SHARE:.0%} of the {memory / 1e9:.2f} "
+        f"GB of device memory ({source}) that input_mode='device' may fill; pass "
+        f"--config.input_mode=stream to read it from disk batch by batch")
+
+
 def load_data(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, data_dir: str | None,
               manual_dir: str | None, download: bool) -> Data:
   """Device mode puts the split on the devices once; stream mode reads it per batch.
 
-  config.input.train_labels restricts the split to train_index, the same examples in the same
-  order in both input modes; the test metrics use those labels too.
+  Both see the images through config.input.crop/resize (views.py). config.input.train_labels
+  restricts the split to train_index, the same examples in the same order in both input modes;
+  the test metrics use those labels too. The image shape, the model's fit to it and (device
+  mode) the split's size are checked from the metadata before any image is decoded.
   """
   builder_dir = prepare_data(config, data_dir, manual_dir, download)
   train_split, test_split = config.input.train_split, config.input.test_split
   num_train = dataset.num_examples(builder_dir, train_split, "config.input.train_split")
   dataset.num_examples(builder_dir, test_split, "config.input.test_split")
+  view = views.from_config(config)
+  image_shape = view.shape(dataset.stored_image_shape(builder_dir))
+  validation.validate_image_shape(config, image_shape)
   train_labels = config.input.train_labels
   train_index = train_images = train_source = None
   if train_labels is not None:
+    if dataset.num_classes(builder_dir) is None:
+      raise UserError(f"config.input.train_labels={tuple(train_labels)!r} needs class labels, "
+                      f"and {config.dataset} has no label feature; leave train_labels unset")
     validation.validate_train_labels(config, dataset.num_classes(builder_dir))
   if config.input_mode == "stream":
-    train_source = input_pipeline.open_source(builder_dir, train_split)
-    image_shape = input_pipeline.image_shape(train_source)
+    train_source = input_pipeline.open_source(builder_dir, train_split, view)
     if train_labels is not None:
       train_index = dataset.label_indices(dataset.load_labels(builder_dir, train_split),
                                           train_labels)
   else:  # Every process holds the whole (small) split.
-    train_images, labels_N = dataset.load_split(builder_dir, train_split)
-    image_shape = train_images.shape[1:]
+    check_fits_devices(config, dataset.split_bytes(builder_dir, train_split, image_shape))
+    train_images, labels_N = dataset.load_split(builder_dir, train_split, view)
     if train_labels is not None:
       train_index = dataset.label_indices(labels_N, train_labels)
       train_images = train_images[train_index]
@@ -74,9 +121,9 @@ def load_data(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, data_d
     validation.validate_train_labels(config, dataset.num_classes(builder_dir), len(train_index))
     num_train = len(train_index)
   validation.validate_data(config, num_train)
-  validation.validate_image_shape(config, image_shape)
-  test_images, test_labels = dataset.load_split(builder_dir, test_split)
-  test_images = test_images[dataset.label_indices(test_labels, train_labels)]
+  test_images, test_labels = dataset.load_split(builder_dir, test_split, view)
+  if train_labels is not None:
+    test_images = test_images[dataset.label_indices(test_labels, train_labels)]
   steps_per_epoch = num_train // config.batch_size  # The remainder waits a permutation.
   logging.info("Data: %d train and %d test images (splits %s, %s) of shape %s (labels: %s); %d "
                "steps per epoch", num_train, len(test_images), train_split, test_split, image_shape,

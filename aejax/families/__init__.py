@@ -13,7 +13,10 @@ import ml_collections
 
 from aejax import hparams
 from aejax.families import ae
+from aejax.families import beta_tcvae
+from aejax.families import hvae
 from aejax.families import rae
+from aejax.families import vamp
 from aejax.families import vae
 from aejax.families import vqvae
 from aejax.families import wae
@@ -32,7 +35,13 @@ class Family(Protocol):
 
     EX_POST_COMPONENTS: int
 
-  the components of the Gaussian mixture fitted to the train codes (ex_post_components)."""
+  the components of the Gaussian mixture fitted to the train codes (ex_post_components). A
+  family whose posterior q(z|x) is a diagonal Gaussian (its model's encode gives mean and
+  log-variance) and whose prior is N(0, I) defines
+
+    DIAGONAL_GAUSSIAN_POSTERIOR = True
+
+  and aejax.analyze reports the KL parts of its aggregate posterior (has_kl_parts)."""
 
   LOSSES: tuple[str, ...]  # The config.loss values it trains with; validation refuses others.
   # It has a likelihood: evaluation (config.eval_num_samples) and aejax.analyze estimate its NLL
@@ -59,7 +68,8 @@ class Family(Protocol):
     """Why this family cannot train `config` (one line naming the field), or None."""
 
 
-FAMILIES: dict[str, Family] = {"ae": ae, "vae": vae, "vqvae": vqvae, "wae": wae, "rae": rae}
+FAMILIES: dict[str, Family] = {"ae": ae, "vae": vae, "vqvae": vqvae, "wae": wae, "rae": rae,
+                               "beta_tcvae": beta_tcvae, "vamp": vamp, "hvae": hvae}
 
 
 def of(config: ml_collections.ConfigDict) -> Family:
@@ -69,6 +79,11 @@ def of(config: ml_collections.ConfigDict) -> Family:
 def ex_post_components(config: ml_collections.ConfigDict) -> int:
   """Components of the mixture aejax.analyze fits to the train codes to sample from; 0: none."""
   return getattr(of(config), "EX_POST_COMPONENTS", 0)
+
+
+def has_kl_parts(config: ml_collections.ConfigDict) -> bool:
+  """Whether aejax.analyze reports the KL parts (losses.kl_parts) of the family's posterior."""
+  return getattr(of(config), "DIAGONAL_GAUSSIAN_POSTERIOR", False)
 
 
 def create_model(cfg: ml_collections.ConfigDict, image_shape: tuple[int, int, int],

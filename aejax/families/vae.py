@@ -22,6 +22,7 @@ LOSSES = ("elbo", *BOUNDS)
 LIKELIHOOD = True
 POOLED = ()
 OWN_FIELDS = {"model.num_samples": 1, "model.num_bounds": 1, "objective.ciwae_beta": 0.0}
+DIAGONAL_GAUSSIAN_POSTERIOR = True  # aejax.analyze reports its KL parts.
 
 
 class VAE(nn.Module):

@@ -138,11 +138,22 @@ class ConvDecoder(nn.Module):
 
 
 def check_image_shape(channels: Sequence[int], image_shape: tuple[int, ...]) -> str | None:
-  """Why the conv pair cannot round-trip `image_shape`, or None if it can."""
-  scale = 2 ** len(channels)
+  """Why the conv pair cannot round-trip `image_shape`, or None if it can: each of the
+  len(channels) convs halves H and W exactly, so both must be multiples of 2^len(channels)."""
   if not channels:
     return "config.model.channels is empty; give at least one conv width, e.g. (32, 64)"
-  if image_shape[0] % scale or image_shape[1] % scale:
-    return (f"images of {image_shape[0]}x{image_shape[1]} are not divisible by 2^"
-            f"{len(channels)}={scale} (one halving per conv); use fewer config.model.channels")
-  return None
+  height, width = image_shape[:2]
+  scale = 2 ** len(channels)
+  if height % scale == 0 and width % scale == 0:
+    return None
+  # The most halvings these images allow: the power of two that divides both sides.
+  fit = min((height & -height).bit_length(), (width & -width).bit_length()) - 1
+  near = lambda n: sorted({max(scale, n // scale * scale), -(-n // scale) * scale})
+  sizes = lambda n: " or ".join(map(str, near(n)))
+  fewer = (f"use at most {fit} conv width{'s' if fit != 1 else ''} for {height}x{width}" if fit
+           else f"use config.model.encoder='mlp' for {height}x{width}")
+  return (f"config.model.channels={tuple(channels)} halves the images {len(channels)} time"
+          f"{'s' if len(channels) != 1 else ''}, so their height and width must be multiples of "
+          f"{scale}, and {height}x{width} is not; {fewer}, or "
+          f"--config.input.resize (or crop) to a height of {sizes(height)} and a width of "
+          f"{sizes(width)}")

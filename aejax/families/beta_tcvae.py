@@ -1,0 +1,61 @@
+"""beta-TCVAE (Chen et al., 2018): the VAE's model (families/vae.py) trained with its ELBO's KL
+term split into index-code mutual information, total correlation and dimension-wise KL,
+weighted alpha, beta, gamma (alpha = beta = gamma = 1 is the ELBO), each estimated from the
+training batch by minibatch weighted sampling (losses.kl_parts)."""
+
+from typing import Any
+
+import jax
+import ml_collections
+
+from aejax import hparams
+from aejax import losses
+from aejax.families import forward
+from aejax.families import vae
+
+LOSSES = ("elbo",)
+LIKELIHOOD = True
+POOLED = ()
+OWN_FIELDS = {"objective.tc_alpha": 1.0, "objective.tc_beta": 1.0, "objective.tc_gamma": 1.0}
+DIAGONAL_GAUSSIAN_POSTERIOR = True  # aejax.analyze reports its KL parts.
+
+create = vae.create
+
+
+def per_example(model: Any, params: Any, x_in: jax.Array, x: jax.Array, keys_B: jax.Array,
+                config: ml_collections.ConfigDict, step: jax.Array | None, hp: hparams.Hparams,
+                axis_name: str | None) -> forward.Metrics:
+  """Training: reconstruction + alpha mi + beta tc + gamma dwkl, the parts estimated against the
+  whole (global) batch's posteriors with N = the training split's size (hp[NUM_TRAIN], from the
+  trainer: the aggregate posterior is over that split). `axis_name`: the pmap axis the batch's
+  posteriors are gathered over.
+
+  Evaluation (step None) gives the VAE's metrics: the parts are statistics of a batch, while
+  evaluation sums per-image terms over padded batches, so the test loss is the negative ELBO
+  (rec + kl, analytic KL) with the test nll where config.eval_num_samples is set;
+  aejax.analyze measures the parts of the test split's aggregate posterior."""
+  if step is None:
+    return vae.per_example(model, params, x_in, x, keys_B, config, step, hp, axis_name)
+  outputs = forward.outputs(model, params, x_in, keys_B)
+  metrics = losses.elbo_objective(outputs, x)
+  parts = losses.batch_kl_parts(outputs["z"], outputs["mean"], outputs["logvar"],
+                                hp[hparams.NUM_TRAIN], axis_name)
+  metrics.update(parts)
+  metrics["loss"] = (metrics["rec"] + hp["objective.tc_alpha"] * parts["mi"]
+                     + hp["objective.tc_beta"] * parts["tc"]
+                     + hp["objective.tc_gamma"] * parts["dwkl"])
+  return metrics
+
+
+def check(config: ml_collections.ConfigDict) -> str | None:
+  o = config.objective
+  for name in ("tc_alpha", "tc_beta", "tc_gamma"):
+    if o[name] < 0:
+      return f"config.objective.{name}={o[name]} must be >= 0"
+  if o.beta != 1 or o.kl_warmup_steps:
+    return ("'beta_tcvae' weighs the KL's parts by config.objective.tc_alpha, tc_beta and "
+            "tc_gamma; leave config.objective.beta=1 and kl_warmup_steps=0")
+  if config.batch_size < 2:
+    return ("config.batch_size must be >= 2 for 'beta_tcvae': the aggregate posterior is "
+            "estimated from the batch")
+  return None
