@@ -179,8 +179,8 @@ def test_the_nll_estimate_matches_quadrature_of_the_double_integral():
      "(the z1 <-> z2 MLPs), e.g. --config.model.hidden2=\"(100, 100)\""),
     ({"objective.beta": 2.0}, "'hvae' trains a bound on log p(x), with no KL weight; leave "
      "config.objective.beta=1 and kl_warmup_steps=0"),
-    ({"model.num_samples": 5}, "config.model.num_samples=5 is the IWAE's k: use > 1 only with "
-     "config.loss='iwae'"),
+    ({"model.num_samples": 5}, "config.model.num_samples=5 is the K of a multi-sample bound: "
+     "use > 1 only with a bound, not config.loss='elbo'"),
     ({"model.name": "vae"}, "config.model.hidden2=(4,) applies to model 'hvae', not 'vae'; set "
      "it to ()"),
 ])

@@ -172,7 +172,8 @@ def test_prior_draws_have_the_mixtures_mean_and_variance(tiny):
     ("vae", "elbo", "model.num_pseudo", 10,
      "config.model.num_pseudo=10 applies to model 'vamp', not 'vae'; set it to 500"),
     ("vamp", "elbo", "model.num_samples", 5,
-     "config.model.num_samples=5 is the IWAE's k: use > 1 only with config.loss='iwae'"),
+     "config.model.num_samples=5 is the K of a multi-sample bound: use > 1 only with "
+     "a bound, not config.loss='elbo'"),
     ("vamp", "iwae", "objective.beta", 0.5,
      "the IWAE bound has no KL weight; leave config.objective.beta=1 and kl_warmup_steps=0"),
     ("vamp", "elbo", "objective.mmd_weight", 1.0,

@@ -203,7 +203,7 @@ def check(config: ml_collections.ConfigDict) -> str | None:
   o, k, m, loss = config.objective, config.model.num_samples, config.model.num_bounds, config.loss
   if k > 1 and loss not in BOUNDS:
     return (f"config.model.num_samples={k} is the K of a multi-sample bound: use > 1 only with "
-            f"config.loss in {BOUNDS}")
+            f"a bound, not config.loss={loss!r}")
   if m > 1 and loss not in ("miwae", "piwae"):
     return (f"config.model.num_bounds={m} is the M of MIWAE and PIWAE: use > 1 only with "
             f"config.loss='miwae' or 'piwae'")
