@@ -128,12 +128,7 @@ def per_example(model: Any, params: Any, x_in: jax.Array, x: jax.Array, keys_B: 
   log_w_B = likelihood.importance_log_weights(model, params, x_in, x, keys_B, 1, 1)[0]
   metrics = {"loss": -log_w_B, "elbo": log_w_B}
   if step is None and config.eval_num_samples:
-    # The draws of the VAE's test NLL (vae.per_example): keys folded off the example's own.
-    log_w_KxB = likelihood.importance_log_weights(model, params, x_in, x,
-                                                  sampling.fold_in(keys_B, 1),
-                                                  config.eval_num_samples,
-                                                  config.eval_sample_chunk)
-    metrics["nll"] = -losses.iwae_bound(log_w_KxB)
+    metrics["nll"] = vae.test_nll(model, params, x_in, x, keys_B, config)
   return metrics
 
 

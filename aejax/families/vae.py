@@ -190,12 +190,18 @@ def per_example(model: Any, params: Any, x_in: jax.Array, x: jax.Array, keys_B: 
       metrics["loss"] = metrics["rec"] + w * metrics["kl"]
       metrics["kl_weight"] = jnp.broadcast_to(w, metrics["loss"].shape)
   if step is None and config.eval_num_samples:
-    log_w_KxB = likelihood.importance_log_weights(model, params, x_in, x,
-                                                  sampling.fold_in(keys_B, 1),
-                                                  config.eval_num_samples,
-                                                  config.eval_sample_chunk)
-    metrics["nll"] = -losses.iwae_bound(log_w_KxB)
+    metrics["nll"] = test_nll(model, params, x_in, x, keys_B, config)
   return metrics
+
+
+def test_nll(model: Any, params: Any, x_in: jax.Array, x: jax.Array, keys_B: jax.Array,
+             config: ml_collections.ConfigDict) -> jax.Array:
+  """The test NLL of every family with a likelihood, [B]: the IWAE bound of
+  config.eval_num_samples draws of the one estimator, from keys folded off the example's own."""
+  log_w_KxB = likelihood.importance_log_weights(model, params, x_in, x,
+                                                sampling.fold_in(keys_B, 1),
+                                                config.eval_num_samples, config.eval_sample_chunk)
+  return -losses.iwae_bound(log_w_KxB)
 
 
 def check(config: ml_collections.ConfigDict) -> str | None:

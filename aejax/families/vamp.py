@@ -10,9 +10,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from aejax import hparams
-from aejax import likelihood
 from aejax import losses
-from aejax import sampling
 from aejax.families import forward
 from aejax.families import vae
 from aejax.models import factory
@@ -91,12 +89,7 @@ def per_example(model: Any, params: Any, x_in: jax.Array, x: jax.Array, keys_B: 
     metrics["loss"] = rec + w * kl
     metrics["kl_weight"] = jnp.broadcast_to(w, rec.shape)
   if step is None and config.eval_num_samples:
-    # The VAE's test NLL: the same estimator on the same keys.
-    log_w_KxB = likelihood.importance_log_weights(model, params, x_in, x,
-                                                  sampling.fold_in(keys_B, 1),
-                                                  config.eval_num_samples,
-                                                  config.eval_sample_chunk)
-    metrics["nll"] = -losses.iwae_bound(log_w_KxB)
+    metrics["nll"] = vae.test_nll(model, params, x_in, x, keys_B, config)
   return metrics
 
 
