@@ -126,6 +126,18 @@ def assert_same_training(actual, desired) -> None:
 # --- The Slurm tests: against a real Slurm (CI starts one with tools/slurm_local.sh). Without one
 # they skip with one line saying how to start it, except in CI (CI=true), where they fail.
 
+def start_on_4_devices(call: str) -> subprocess.Popen:
+  """Starts `call` (Python, e.g. "import test_x; test_x._train(...)") in a process of its own
+  with 4 CPU devices, run from tests/ with the repository importable; its output is piped. A
+  module starts its 4-device run this way first, so that it trains while the module's own
+  process works (the 1-device run, the value tests)."""
+  env = {**os.environ, "JAX_PLATFORMS": "cpu",
+         "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+  env["PYTHONPATH"] = os.pathsep.join([REPO, env.get("PYTHONPATH", "")])
+  return subprocess.Popen([sys.executable, "-c", call], cwd=os.path.join(REPO, "tests"),
+                          env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
 SLURM_START = 'eval "$(tools/slurm_local.sh start)" (as root), then run pytest in that shell'
 
 

@@ -5,8 +5,6 @@ compare work), plus a vectorised group of two seeds against the runs alone."""
 
 import json
 import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -25,7 +23,7 @@ from aejax import validation
 from aejax.analysis import restored
 from aejax.configs import load_experiment
 from aejax.errors import UserError
-from conftest import REPO, run_aejax, saved_state
+from conftest import REPO, run_aejax, saved_state, start_on_4_devices
 from test_vectorize import _assert_group_is_runs_alone, _two_runs
 
 # One short run: a tenth of each split, one epoch of 300 steps of 20, k = 5, test NLL k = 50.
@@ -43,12 +41,7 @@ K_ANALYZE = 50
 
 
 def _set(config, fields):
-  for path, value in fields.items():
-    *parents, leaf = path.split(".")
-    section = config
-    for p in parents:
-      section = section[p]
-    section[leaf] = value
+  config.update_from_flattened_dict(fields)
   return config
 
 
@@ -206,14 +199,8 @@ def _run_on_4_devices(data_dir, tmp_path_factory):
   """(root, process): the 4-device run, started as the module starts so that it trains while
   this process checks the objective and trains the 1-device run."""
   root = tmp_path_factory.mktemp("hvae")
-  env = {**os.environ, "JAX_PLATFORMS": "cpu",
-         "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
-  env["PYTHONPATH"] = os.pathsep.join([REPO, env.get("PYTHONPATH", "")])
-  proc = subprocess.Popen(
-      [sys.executable, "-c",
-       f"import test_hvae; test_hvae._train({str(root / 'on4')!r}, {data_dir!r})"],
-      cwd=os.path.join(REPO, "tests"), env=env, stdout=subprocess.PIPE,
-      stderr=subprocess.STDOUT, text=True)
+  proc = start_on_4_devices(
+      f"import test_hvae; test_hvae._train({str(root / 'on4')!r}, {data_dir!r})")
   yield root, proc
   proc.kill()  # Only if a test failed before waiting for it.
   proc.communicate()

@@ -5,8 +5,6 @@ vectorised group of 2 seeds train as the runs alone do)."""
 
 import json
 import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -24,7 +22,7 @@ from aejax import validation
 from aejax.analysis import restored
 from aejax.configs import load_experiment
 from aejax.errors import UserError
-from conftest import REPO, run_aejax, saved_state
+from conftest import REPO, run_aejax, saved_state, start_on_4_devices
 from test_vectorize import _assert_group_is_runs_alone
 from test_zoo import constant_model_scores
 
@@ -199,12 +197,7 @@ def test_validation_lets_vamp_train_the_iwae_bound_with_k_samples_and_a_warm_up(
 def _config(seed=0):
   config = load_experiment(os.path.join(REPO, "experiments", "vamp.py"))
   config.seed = seed
-  for k, v in TINY.items():
-    *parents, leaf = k.split(".")
-    section = config
-    for p in parents:
-      section = section[p]
-    section[leaf] = v
+  config.update_from_flattened_dict(TINY)
   return config
 
 
@@ -220,13 +213,8 @@ def runs(data_dir, tmp_path_factory):
   training meanwhile."""
   root = tmp_path_factory.mktemp("vamp")
   workdirs = {d: str(root / f"vamp-{d}") for d in (1, 4)}
-  env = {**os.environ, "JAX_PLATFORMS": "cpu",
-         "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
-  env["PYTHONPATH"] = os.pathsep.join([REPO, env.get("PYTHONPATH", "")])
-  proc = subprocess.Popen(
-      [sys.executable, "-c", f"import test_vamp; test_vamp._train({workdirs[4]!r}, {data_dir!r})"],
-      cwd=os.path.join(REPO, "tests"), env=env, stdout=subprocess.PIPE,
-      stderr=subprocess.STDOUT, text=True)
+  proc = start_on_4_devices(
+      f"import test_vamp; test_vamp._train({workdirs[4]!r}, {data_dir!r})")
   try:
     _train(workdirs[1], data_dir)
     out, _ = proc.communicate(timeout=600)

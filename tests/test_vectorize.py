@@ -139,12 +139,7 @@ def _tiny(family="ae", **fields):
     config.model.codebook_size, config.model.code_dim = 16, 2
   config.model.hidden, config.model.latents = (16,), 4
   config.batch_size, config.eval_batch_size, config.num_epochs = 64, 128, 2
-  for path, value in fields.items():
-    *parents, leaf = path.split(".")
-    section = config
-    for p in parents:
-      section = section[p]
-    section[leaf] = value
+  config.update_from_flattened_dict(fields)
   return config
 
 

@@ -4,8 +4,6 @@ learn, a 4-device mesh trains as one device does, analyze / restore / compare wo
 
 import json
 import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -21,7 +19,8 @@ from aejax import sampling
 from aejax import validation
 from aejax.analysis import restored
 from aejax.errors import UserError
-from conftest import REPO, assert_same_training, run_aejax, saved_state
+from conftest import (REPO, assert_same_training, run_aejax, saved_state,
+                      start_on_4_devices)
 from test_losses import _mmd_double_loop
 
 # Tiny, on a tenth of each split: one epoch of 300 small steps (Adam learns by its step count).
@@ -120,11 +119,6 @@ def test_validation_refuses_with_one_line(name, field, value, message):
   assert str(e.value) == message
 
 
-def _cpu_env(devices: int) -> dict[str, str]:
-  return {**os.environ, "JAX_PLATFORMS": "cpu",
-          "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
-
-
 def _train(workdirs: dict[str, str], data_dir: str) -> None:
   """Trains RUNS[name] into workdirs[name] for each name, on this process's devices."""
   from aejax import train
@@ -132,12 +126,7 @@ def _train(workdirs: dict[str, str], data_dir: str) -> None:
   for name, workdir in workdirs.items():
     path, fields = RUNS[name]
     config = load_experiment(os.path.join(REPO, path))
-    for k, v in fields.items():
-      *parents, leaf = k.split(".")
-      section = config
-      for p in parents:
-        section = section[p]
-      section[leaf] = v
+    config.update_from_flattened_dict(fields)
     train.train_and_evaluate(config, workdir, data_dir=data_dir)
 
 
@@ -147,12 +136,7 @@ def _runs_on_4_devices(data_dir, tmp_path_factory):
   so that they train while this process checks the objectives and trains the 1-device runs."""
   root = tmp_path_factory.mktemp("wae_rae")
   on_4 = {name: str(root / f"{name}-4") for name in RUNS}
-  env = _cpu_env(4)
-  env["PYTHONPATH"] = os.pathsep.join([REPO, env.get("PYTHONPATH", "")])
-  proc = subprocess.Popen(
-      [sys.executable, "-c", f"import test_wae_rae; test_wae_rae._train({on_4!r}, {data_dir!r})"],
-      cwd=os.path.join(REPO, "tests"), env=env, stdout=subprocess.PIPE,
-      stderr=subprocess.STDOUT, text=True)
+  proc = start_on_4_devices(f"import test_wae_rae; test_wae_rae._train({on_4!r}, {data_dir!r})")
   yield root, proc
   proc.kill()  # Only if a test failed before waiting for it.
   proc.communicate()
