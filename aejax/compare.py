@@ -60,7 +60,7 @@ class Run:
 
   @classmethod
   def read(cls, path: str) -> "Run":
-    config = rundir.flatten(rundir.read_config(path))
+    config = rundir.with_added_fields(rundir.flatten(rundir.read_config(path)))
     records = rundir.read_metrics(path)
     try:
       analysis = rundir.read_analysis(path)

@@ -42,6 +42,24 @@ def test_a_field_added_after_a_run_was_saved_is_drift_only_away_from_its_default
       "input.train_split: '<absent>' -> 'train[:90%]'"]
 
 
+def test_compare_reads_a_run_saved_before_a_field_existed_as_trained_at_its_default(tmp_path):
+  """Mutation: compare reading the saved config as it is makes the two runs two variants (the
+  field None against its default)."""
+  from aejax import compare
+
+  old, new = str(tmp_path / "old"), str(tmp_path / "new")
+  for workdir in (old, new):
+    os.makedirs(workdir)
+    rundir.write_config(workdir, configs.base())
+  saved = json.loads(open(rundir.config_path(old)).read())
+  del saved["model"]["num_pseudo"]  # A run saved before the field existed.
+  with open(rundir.config_path(old), "w") as f:
+    json.dump(saved, f)
+  runs = [compare.Run.read(old), compare.Run.read(new)]
+  assert runs[0].config["model.num_pseudo"] == configs.base().model.num_pseudo
+  assert compare.variant_fields(runs) == []
+
+
 def test_the_resume_drops_a_cut_off_last_line_and_the_lines_after_its_checkpoint(tmp_path):
   """Mutation: drop_metrics_after rewriting only when a complete line goes (not for a cut-off
   one) leaves the cut-off line, which the next append would extend into a bad line."""

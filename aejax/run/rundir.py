@@ -205,6 +205,13 @@ def config_path(workdir: str) -> str:
   return os.path.join(workdir, CONFIG)
 
 
+def with_added_fields(saved_flat: dict) -> dict:
+  """A saved config (flat) with every field added to aejax after the run was saved, at its
+  default: what the run trained with, since a new field's default leaves the old behaviour."""
+  defaults = flatten(json.loads(configs.base().to_json_best_effort()))
+  return {**{k: v for k, v in defaults.items() if k not in saved_flat}, **saved_flat}
+
+
 def config_drift(saved: dict, config: ml_collections.ConfigDict) -> list[str]:
   """'field: saved -> now' for every non-resumable field that differs."""
   old, new = flatten(saved), flatten(json.loads(config.to_json_best_effort()))
@@ -212,8 +219,7 @@ def config_drift(saved: dict, config: ml_collections.ConfigDict) -> list[str]:
   if new.get("opt.schedule") == "cosine":  # Its decay spans num_epochs: more epochs, other rates.
     resumable = tuple(f for f in RESUMABLE if f != "num_epochs")
   # A field added to aejax after the run was saved, at its default, is what the run trained with.
-  added = {k: v for k, v in flatten(json.loads(configs.base().to_json_best_effort())).items()
-           if k not in old}
+  added = {k: v for k, v in with_added_fields(old).items() if k not in old}
   changed = []
   for key in sorted(set(old) | set(new)):
     if key in resumable or key.split(".")[0] in resumable or old.get(key) == new.get(key):
