@@ -135,6 +135,25 @@ def test_the_one_class_tables_are_what_compare_prints_from_their_records():
     assert len(rows) == 11 and all(r in page for r in rows), proc.stdout
 
 
+def test_the_equal_budget_table_is_what_compare_prints_from_its_records():
+  """Each README row's test NLL, ELBO and wall time are one row of aejax.compare on the records
+  in bench/results/cpu/equal_budget/ (mutation: a README number changed fails it)."""
+  proc = run_aejax("bench/results/cpu/equal_budget", "--metric=nll,elbo", module="aejax.compare",
+                   timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  table = [r.strip("|").split("|") for r in proc.stdout.splitlines() if r.startswith("| ")]
+  header = [c.strip() for c in table[0]]
+  cols = [header.index(c) for c in ("test nll ↓", "test elbo ↑", "wall time")]
+  printed = sorted(tuple(row[c].strip() for c in cols) for row in table[1:])  # Past the header.
+  readme = open(DOCS[0]).read()
+  section = readme[readme.index("## The likelihood models at one budget"):]
+  section = section[:section.index("\n## ", 1)]
+  rows = [r.strip("|").split("|") for r in section.splitlines() if r.startswith("| ")][1:]
+  shown = sorted((re.sub(r"\*|\s*\(.*\)", "", r[1]).strip(), r[2].strip(), r[4].strip())
+                 for r in rows)
+  assert len(shown) == 9 and shown == printed, (shown, printed)
+
+
 def _readme_command(module: str, workdir: str, containing: str = "") -> list[str]:
   """The README's first `python -m <module>` command holding `containing`, its /tmp/vae workdir
   replaced."""
