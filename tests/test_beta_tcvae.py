@@ -174,7 +174,7 @@ def test_pmap_over_4_devices_matches_one_device():
   assert proc.returncode == 0, proc.stderr[-3000:]
 
 
-def test_mnist_learns_and_analyze_reports_the_parts(data_dir, tmp_path):
+def test_mnist_learns_and_analyze_restore_and_compare_work(data_dir, tmp_path):
   workdir = str(tmp_path / "tcvae")
   proc = run_aejax("--config=experiments/beta_tcvae.py", f"--workdir={workdir}",
                    f"--data_dir={data_dir}", "--nodownload", "--config.num_epochs=1", "--config.batch_size=20",
@@ -208,3 +208,17 @@ def test_mnist_learns_and_analyze_reports_the_parts(data_dir, tmp_path):
   parts = m["index_code_mi"] + m["total_correlation"] + m["dimensionwise_kl"]
   np.testing.assert_allclose(parts, test["kl"], rtol=0.03)
   assert 0 < m["index_code_mi"] <= np.log(n) + 1e-3, m
+
+  # aejax.restore gives the run's posterior and prior samples; aejax.compare tabulates it by its
+  # family's main metric, the test ELBO.
+  from aejax.analysis import restored
+
+  run = restored.restore(workdir, data_dir=data_dir)
+  mean, logvar = run.posterior(t[:4].astype(np.float32))
+  assert mean.shape == logvar.shape == (4, 10) and np.all(np.isfinite(mean))
+  assert run.sample(3).shape == (3, 28, 28, 1)
+  proc = run_aejax(workdir, f"--out={tmp_path / 'compare'}", module="aejax.compare", timeout=120)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  header, *rows = [line for line in proc.stdout.splitlines() if line.startswith("| ")]
+  assert "test elbo" in header and len(rows) == 1, proc.stdout
+  assert rows[0].startswith(f"| all runs | 1 | {test['elbo']:.1f} |"), rows
