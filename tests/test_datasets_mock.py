@@ -1,4 +1,4 @@
-"""TFDS image datasets other than MNIST, on mock copies (tests/mock_datasets.py: random examples of
+"""TFDS image datasets other than MNIST, on mock copies (tools/mock_datasets.py: random examples of
 each dataset's real features, under its catalog name, version and split names): Fashion-MNIST
 (28x28 grey), CIFAR-10 (32x32 RGB) and CelebA (218x178 RGB, no class label, centre-cropped and
 resized) each train in both input modes on the same pixels, resume, and are analysed; the view
@@ -42,7 +42,7 @@ DATASETS = {
 @pytest.fixture(scope="module")
 def mock_dir(tmp_path_factory) -> str:
   data_dir = str(tmp_path_factory.mktemp("mock_tfds"))
-  proc = subprocess.run([sys.executable, os.path.join(REPO, "tests", "mock_datasets.py"),
+  proc = subprocess.run([sys.executable, os.path.join(REPO, "tools", "mock_datasets.py"),
                          data_dir, str(EXAMPLES)], cwd=REPO, capture_output=True, text=True,
                         timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]

@@ -1,4 +1,4 @@
-"""`python tests/mock_datasets.py <data_dir> <examples per split>`: prepared TFDS mock copies of
+"""`python tools/mock_datasets.py <data_dir> <examples per split>`: prepared TFDS mock copies of
 fashion_mnist, cifar10 and celeb_a in <data_dir>, read by aejax as the real ones would be.
 
 `tfds.testing.mock_data` patches the builders of the process it runs in (their `as_data_source`
