@@ -16,6 +16,7 @@ from absl import app
 from absl import flags
 from absl import logging
 import jax
+import ml_collections
 import numpy as np
 
 from aejax import cli
@@ -25,6 +26,7 @@ from aejax.data import views
 from aejax.analysis import anomaly
 from aejax.analysis import figures
 from aejax.analysis import kl_parts
+from aejax import decoder_dists
 from aejax import families
 from aejax import likelihood
 from aejax import losses
@@ -61,19 +63,25 @@ NLL_BATCH = 100  # Test images per NLL step; with up to 100 samples each, ~30 MB
 # --- Scores on the test split ------------------------------------------------------------------
 
 def reconstruction_scores(run: restored_lib.Restored, x: np.ndarray) -> dict[str, np.ndarray]:
-  """Per-image squared error and BCE of the reconstruction of each image's code (model.code: a
-  VAE decodes its posterior mean)."""
-  model = run.model
+  """Per-image squared error of the reconstruction of each image's code (model.code: a VAE
+  decodes its posterior mean) and its -log p(x|z) under the decoder's distribution: 'bce' for
+  the Bernoulli, else 'rec_nll' (rec_nll_key)."""
+  model, dist = run.model, decoder_dists.of(run.config.model)
 
   @jax.jit
   def scores(params, x_B):
-    logits = model.apply({"params": params}, model.apply({"params": params}, x_B,
-                                                         method=model.code),
-                         method=model.decode)
-    return {"sq_err": losses.squared_error(jax.nn.sigmoid(logits), x_B),
-            "bce": losses.bernoulli_nll(logits, x_B)}
+    out = model.apply({"params": params}, model.apply({"params": params}, x_B,
+                                                      method=model.code),
+                      method=model.decode)
+    return {"sq_err": losses.squared_error(dist.mean(out), x_B),
+            rec_nll_key(run.config): -dist.log_prob(out, x_B)}
 
   return run.map_batches(functools.partial(scores, run.params), x)
+
+
+def rec_nll_key(config: ml_collections.ConfigDict) -> str:
+  """The name of the reconstruction's -log p(x|z): the Bernoulli's is the cross-entropy."""
+  return "bce" if config.model.decoder_dist == "bernoulli" else "rec_nll"
 
 
 def vae_scores(run: restored_lib.Restored, x: np.ndarray, rng: jax.Array,
@@ -159,12 +167,14 @@ def _analyze(workdir: str, *, step: int | None, k: int, data_dir: str | None,
   rec = reconstruction_scores(run, x_test)
   m["sq_err_per_image"] = float(np.mean(rec["sq_err"]))
   m["sq_err_per_pixel"] = m["sq_err_per_image"] / num_pixels
-  m["bce"] = float(np.mean(rec["bce"]))
+  rec_key = rec_nll_key(config)
+  m[rec_key] = float(np.mean(rec[rec_key]))
   if run.has_likelihood:
     nll_count = min(nll_images or len(x_test), len(x_test))
     vae = vae_scores(run, x_test[:nll_count], keys["nll"], k)
     m["elbo"] = float(np.mean(vae["elbo"]))
     m["nll"] = float(np.mean(vae["nll"]))
+    m["nll_bits_per_dim"] = float(losses.bits_per_dim(m["nll"], num_pixels))
   if families.has_kl_parts(config):  # On the same images; its own key, apart from the three above.
     parts = kl_parts.estimate(run, x_test[:nll_count], jax.random.fold_in(jax.random.key(seed), 1))
     m.update({KL_PARTS[k]: v for k, v in parts.items()})
@@ -192,7 +202,7 @@ def _analyze(workdir: str, *, step: int | None, k: int, data_dir: str | None,
   normal_labels, held_out = config.input.get("train_labels"), None
   if (labelled and normal_labels is not None
       and not np.isin(test_labels, normal_labels).all()):
-    scores = {"sq_err": rec["sq_err"], "bce": rec["bce"]}
+    scores = {"sq_err": rec["sq_err"], rec_key: rec[rec_key]}
     if run.has_likelihood:
       scores.update(neg_elbo=-vae["elbo"], nll=vae["nll"])
     aurocs, per_label, left_out = anomaly.held_out_aurocs(scores, test_labels, normal_labels)
@@ -241,13 +251,15 @@ def protocols(mode: str, nll_count: int | None, k: int, components: int, probe_e
   text = {
       "inputs": f"test and train images preprocessed as in training (binarize={mode!r}; "
                 f"'dynamic' is one fixed Bernoulli sample)",
-      "reconstruction": "squared error and Bernoulli cross-entropy summed over the pixels of "
-                        "each test image, averaged over the test split; VAE-family models "
-                        "decode the posterior mean",
+      "reconstruction": "squared error (of the decoder distribution's mean) and -log p(x|z) "
+                        "(bce: the Bernoulli's cross-entropy; rec_nll: another decoder "
+                        "distribution's) summed over the pixels of each test image, averaged "
+                        "over the test split; VAE-family models decode the posterior mean",
   }
   if nll_count is not None:
     text["likelihood"] = (
-        f"nats per image of the first {nll_count} test images, from the same k = {k} samples "
+        f"nats per image (and bits per dimension: / (pixels x channels x ln 2)) of the first "
+        f"{nll_count} test images, from the same k = {k} samples "
         f"z_k ~ q(z|x) with w_k = p(x|z_k) p(z_k) / q(z_k|x): nll = -log (1/k) sum_k w_k, "
         f"elbo = (1/k) sum_k log w_k")
   if with_kl_parts:
@@ -316,8 +328,10 @@ METRIC_TEXT = {
     "sq_err_per_image": "reconstruction squared error per test image",
     "sq_err_per_pixel": "reconstruction squared error per pixel",
     "bce": "reconstruction Bernoulli cross-entropy per image (nats)",
+    "rec_nll": "reconstruction -log p(x|z) per image under the decoder's distribution (nats)",
     "elbo": "test ELBO per image (nats)",
     "nll": "importance-sampled negative log-likelihood per image (nats)",
+    "nll_bits_per_dim": "the same NLL in bits per dimension: nll / (pixels x channels x ln 2)",
     "index_code_mi": "index-code mutual information I(x; z) of the aggregate posterior (nats)",
     "total_correlation": "total correlation KL(q(z) || prod_d q(z_d)) (nats)",
     "dimensionwise_kl": "dimension-wise KL sum_d KL(q(z_d) || p(z_d)) (nats)",

@@ -89,6 +89,12 @@ def base() -> ml_collections.ConfigDict:
   # (batch 1024) the strided form's examples/s on an H100 (README, Speed).
   c.model.conv_impl = "space_to_depth"
   c.model.code_activation = "none"  # 'ae' only: 'sigmoid' squashes the code into (0, 1).
+  # The decoder's distribution p(x|z) (aejax.decoder_dists), for families with a likelihood:
+  # 'bernoulli' (binary pixels) | 'gaussian' | 'logistic' (discretised to 256 levels, for 8-bit
+  # images). The AE families' reconstruction is config.loss and keeps 'bernoulli'.
+  c.model.decoder_dist = "bernoulli"
+  c.model.decoder_std = 0.0  # 'gaussian': a fixed standard deviation; 0 learns one per pixel.
+  c.model.decoder_components = 1  # 'logistic': > 1 is a mixture of that many logistics.
   # 'vae', 'vamp', 'hvae' with loss 'iwae' | 'miwae' | 'piwae' | 'ciwae' (those listing it):
   # posterior samples K of each bound, and ('miwae', 'piwae') the bounds M averaged: M x K
   # samples per training example.

@@ -9,6 +9,7 @@ entry in the table of aejax.families (its losses, likelihood, own fields and che
 import ml_collections
 
 from aejax.data import input_pipeline
+from aejax import decoder_dists
 from aejax import families
 from aejax import loops
 from aejax import parallel
@@ -88,9 +89,26 @@ def validate_config(config: ml_collections.ConfigDict, device_count: int) -> Non
   _check(len(config.model.channels) > 0 and all(
       isinstance(c, int) and c >= 1 for c in config.model.channels),
          f"config.model.channels={tuple(config.model.channels)} must be positive conv widths")
+  _validate_decoder(config)
   _validate_schedule(config)
   _validate_objective(config)
   _validate_family(config)
+
+
+def _validate_decoder(config: ml_collections.ConfigDict) -> None:
+  m = config.model
+  _one_of(m.decoder_dist, decoder_dists.DISTS, "model.decoder_dist")
+  _at_least(config, "model.decoder_std", 0)
+  _check(not m.decoder_std or m.decoder_dist == "gaussian",
+         f"config.model.decoder_std={m.decoder_std} is the fixed std of "
+         f"config.model.decoder_dist='gaussian'; set it to 0.0 for {m.decoder_dist!r}")
+  _at_least(config, "model.decoder_components", 1)
+  _check(m.decoder_components == 1 or m.decoder_dist == "logistic",
+         f"config.model.decoder_components={m.decoder_components} is the mixture size of "
+         f"config.model.decoder_dist='logistic'; set it to 1 for {m.decoder_dist!r}")
+  _check(m.decoder_dist == "bernoulli" or families.FAMILIES[m.name].LIKELIHOOD,
+         f"config.model.decoder_dist={m.decoder_dist!r} is the likelihood of a VAE family; model "
+         f"{m.name!r} trains on config.loss ('mse' or 'bce'): leave decoder_dist='bernoulli'")
 
 
 def _validate_schedule(config: ml_collections.ConfigDict) -> None:

@@ -232,6 +232,10 @@ BAD_INPUTS = [
     (["--workdir=FILE"], "is a file; pass a directory"),
     (["--data_dir=EMPTY", "--nodownload"], "is not prepared in"),
     (["--config.input.train_split=train[5:5]"], "holds no examples of mnist"),
+    (["--config.input.test_split=tset"], "config.input.test_split='tset' is no split of mnist"),
+    (["--config=experiments/vae.py", "--config.model.decoder_dist=gausian"],
+     "unknown config.model.decoder_dist='gausian'; use one of ('bernoulli', 'gaussian', "
+     "'logistic')"),
     (["--data_dir=EMPTY", "--manual_dir=/nonexistent"], "--manual_dir=/nonexistent is not a "
      "directory"),
     (["--workdir="], "--workdir is empty"),

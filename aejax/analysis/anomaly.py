@@ -14,6 +14,7 @@ from aejax.analysis import probes
 SCORE_TEXT = {
     "sq_err": "reconstruction squared error",
     "bce": "reconstruction Bernoulli cross-entropy",
+    "rec_nll": "reconstruction -log p(x|z) under the decoder's distribution",
     "neg_elbo": "-ELBO",
     "nll": "importance-sampled NLL",
 }

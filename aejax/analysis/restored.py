@@ -18,6 +18,7 @@ import ml_collections
 import numpy as np
 
 from aejax.run import checkpoint
+from aejax import decoder_dists
 from aejax import families
 from aejax import optimizers
 from aejax import parallel
@@ -36,7 +37,16 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
   if not rundir.is_run(workdir):
     raise UserError(f"--workdir={workdir} has no config.json, so it holds no aejax run; pass "
                     f"the workdir a `python -m aejax.main` run wrote; the existing steps are: none")
-  return ml_collections.ConfigDict(rundir.read_config(workdir))
+  saved = rundir.read_config(workdir)
+  # A field added to aejax after the run was saved is read at its default, what the run
+  # trained with (rundir.with_added_fields), so the model is rebuilt as it was.
+  for path, value in rundir.with_added_fields(rundir.flatten(saved)).items():
+    *parents, name = path.split(".")
+    node = saved
+    for parent in parents:
+      node = node.setdefault(parent, {})
+    node.setdefault(name, value)
+  return ml_collections.ConfigDict(saved)
 
 
 def _steps_text(steps: list[int]) -> str:
@@ -62,8 +72,8 @@ class Restored:
     # Parameters are arguments, not constants baked into the compiled functions.
     encode = jax.jit(lambda p, x: model.apply({"params": p}, x, method=model.encode))
     code = jax.jit(lambda p, x: model.apply({"params": p}, x, method=model.code))
-    decode = jax.jit(lambda p, z: jax.nn.sigmoid(model.apply({"params": p}, z,
-                                                             method=model.decode)))
+    dist = decoder_dists.of(config.model)
+    decode = jax.jit(lambda p, z: dist.mean(model.apply({"params": p}, z, method=model.decode)))
     self._encode = functools.partial(encode, params)
     self._code = functools.partial(code, params)
     self._decode = functools.partial(decode, params)
@@ -100,7 +110,8 @@ class Restored:
     return self.map_batches(self._code, self._images(images))
 
   def decode(self, z_NxZ: np.ndarray) -> np.ndarray:
-    """Pixel means in [0, 1], [N, *image_shape] (the sigmoid of the decoder's logits)."""
+    """Pixel means in [0, 1], [N, *image_shape]: the mean of the decoder's distribution
+    (decoder_dists.DecoderDist.mean)."""
     return self.map_batches(self._decode, np.asarray(z_NxZ, np.float32))
 
   def reconstruct(self, images: np.ndarray) -> np.ndarray:

@@ -37,7 +37,7 @@ def per_example(model: Any, params: Any, x_in: jax.Array, x: jax.Array, keys_B: 
   if step is None:
     return vae.per_example(model, params, x_in, x, keys_B, config, step, hp, axis_name)
   outputs = forward.outputs(model, params, x_in, keys_B)
-  metrics = losses.elbo_objective(outputs, x)
+  metrics = vae.elbo(model, outputs, x)
   parts = losses.batch_kl_parts(outputs["z"], outputs["mean"], outputs["logvar"],
                                 hp[hparams.NUM_TRAIN], axis_name)
   metrics.update(parts)

@@ -10,7 +10,7 @@ this is the paper's VAE objective at k = 1) or the IWAE bound ('iwae', model.num
 and the test NLL, are the one estimator of aejax.likelihood over this model's log weights.
 
 The codes the analysis sees are z1's: `code` is the mean of q(z1|x), `decode` maps z1 to the
-logits of p(x|z1), and `sample` draws z1 from its prior ancestrally (z2 ~ N(0, I), then
+parameters of p(x|z1), and `sample` draws z1 from its prior ancestrally (z2 ~ N(0, I), then
 z1 ~ p(z1|z2)), as the paper's code draws its samples; decoding gives the pixel means. So
 reconstructions, interpolations and samples decode the same layer.
 """
@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from aejax import decoder_dists
 from aejax import hparams
 from aejax import likelihood
 from aejax import losses
@@ -77,7 +78,7 @@ class HVAE(vae.VAE):
     q_mean_KxBxY, q_logvar_KxBxY = (v.reshape(k, b, -1) for v in (q_mean_NxY, q_logvar_NxY))
     z2_KxBxY = q_mean_KxBxY + jnp.exp(0.5 * q_logvar_KxBxY) * eps2_KxBxY
     p_mean_NxZ, p_logvar_NxZ = self._gaussian(self.decoder2, z2_KxBxY.reshape(k * b, -1))
-    logits = self.decode(z1_KxBxZ.reshape(k * b, -1)).astype(jnp.float32)
+    logits = self.decode(z1_KxBxZ.reshape(k * b, -1))
     return {"z1": z1_KxBxZ, "z2": z2_KxBxY, "q_mean2": q_mean_KxBxY, "q_logvar2": q_logvar_KxBxY,
             "p_mean1": p_mean_NxZ.reshape(k, b, -1), "p_logvar1": p_logvar_NxZ.reshape(k, b, -1),
             "logits": logits.reshape(k, b, *logits.shape[1:])}
@@ -88,7 +89,7 @@ class HVAE(vae.VAE):
     mean_BxZ, logvar_BxZ = posterior
     s = self._samples(posterior, eps_KxBxE)
     z1_KxBxZ, z2_KxBxY = s["z1"], s["z2"]
-    log_p_KxB = (losses.log_likelihood(s["logits"], x_Bx)
+    log_p_KxB = (self.decoder_dist.log_prob(s["logits"], x_Bx)
                  + losses.log_normal_diag(z1_KxBxZ, s["p_mean1"], s["p_logvar1"])
                  + self.log_prior(z2_KxBxY))
     log_q_KxB = (losses.log_normal_diag(z1_KxBxZ, mean_BxZ[None], logvar_BxZ[None])
@@ -115,7 +116,7 @@ def create(cfg: ml_collections.ConfigDict, image_shape: tuple[int, int, int],
   return HVAE(encoder=encoder, decoder=decoder, latents=cfg.latents,
               encoder2=MLPEncoder(hidden2, 2 * cfg.latents2, act, dtype=compute),
               decoder2=MLPEncoder(hidden2[::-1], 2 * cfg.latents, act, dtype=compute),
-              latents2=cfg.latents2)
+              latents2=cfg.latents2, decoder_dist=decoder_dists.of(cfg))
 
 
 def per_example(model: Any, params: Any, x_in: jax.Array, x: jax.Array, keys_B: jax.Array,
@@ -128,7 +129,7 @@ def per_example(model: Any, params: Any, x_in: jax.Array, x: jax.Array, keys_B: 
   log_w_B = likelihood.importance_log_weights(model, params, x_in, x, keys_B, 1, 1)[0]
   metrics = {"loss": -log_w_B, "elbo": log_w_B}
   if step is None and config.eval_num_samples:
-    metrics["nll"] = vae.test_nll(model, params, x_in, x, keys_B, config)
+    metrics.update(vae.test_nll(model, params, x_in, x, keys_B, config))
   return metrics
 
 

@@ -1,4 +1,5 @@
-"""The VAE: diagonal Gaussian posterior q(z|x), N(0, I) prior, Bernoulli decoder; trained with
+"""The VAE: diagonal Gaussian posterior q(z|x), N(0, I) prior, a decoder distribution p(x|z) of
+aejax.decoder_dists (Bernoulli, Gaussian or discretised logistic); trained with
 the (beta-weighted) ELBO or a multi-sample bound (IWAE, MIWAE, PIWAE, CIWAE: `bound_metrics`),
 its NLL estimated by aejax.likelihood."""
 
@@ -9,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from aejax import decoder_dists
 from aejax import hparams
 from aejax import likelihood
 from aejax import losses
@@ -29,6 +31,7 @@ class VAE(nn.Module):
   encoder: nn.Module  # Must output 2 * latents features: the mean and the log-variance.
   decoder: nn.Module
   latents: int
+  decoder_dist: decoder_dists.DecoderDist  # p(x|z): what the decoder's outputs parameterise.
 
   def encode(self, x_BxHxWxC: jax.Array) -> tuple[jax.Array, jax.Array]:
     h_Bx2Z = self.encoder(x_BxHxWxC)
@@ -75,8 +78,8 @@ class VAE(nn.Module):
     mean_BxZ, logvar_BxZ = posterior
     z_KxBxZ = mean_BxZ[None] + jnp.exp(0.5 * logvar_BxZ)[None] * eps_KxBxE
     k, b = z_KxBxZ.shape[:2]
-    logits = self.decode(z_KxBxZ.reshape(k * b, -1)).astype(jnp.float32)
-    log_px_KxB = losses.log_likelihood(logits.reshape(k, *x_Bx.shape), x_Bx)
+    out = self.decode(z_KxBxZ.reshape(k * b, -1))
+    log_px_KxB = self.decoder_dist.log_prob(out.reshape(k, b, *out.shape[1:]), x_Bx)
     log_qz_KxB = losses.log_normal_diag(z_KxBxZ, mean_BxZ[None], logvar_BxZ[None])
     return log_px_KxB + self.log_prior(z_KxBxZ) - log_qz_KxB
 
@@ -94,7 +97,8 @@ class VAE(nn.Module):
 def create(cfg: ml_collections.ConfigDict, image_shape: tuple[int, int, int],
            dtype: str) -> nn.Module:
   encoder, decoder = factory.encoder_decoder(cfg, 2 * cfg.latents, image_shape, dtype)
-  return VAE(encoder=encoder, decoder=decoder, latents=cfg.latents)
+  return VAE(encoder=encoder, decoder=decoder, latents=cfg.latents,
+             decoder_dist=decoder_dists.of(cfg))
 
 
 def kl_weight(step: jax.Array | None, hp: hparams.Hparams) -> jax.Array:
@@ -184,24 +188,32 @@ def per_example(model: Any, params: Any, x_in: jax.Array, x: jax.Array, keys_B: 
   if config.loss in BOUNDS:
     metrics = bound_metrics(model, params, x_in, x, keys_B, config, hp, step is not None)
   else:
-    metrics = losses.elbo_objective(forward.outputs(model, params, x_in, keys_B), x)
+    metrics = elbo(model, forward.outputs(model, params, x_in, keys_B), x)
     if hparams.structure(config)["kl_weighted"]:
       w = kl_weight(step, hp)
       metrics["loss"] = metrics["rec"] + w * metrics["kl"]
       metrics["kl_weight"] = jnp.broadcast_to(w, metrics["loss"].shape)
   if step is None and config.eval_num_samples:
-    metrics["nll"] = test_nll(model, params, x_in, x, keys_B, config)
+    metrics.update(test_nll(model, params, x_in, x, keys_B, config))
   return metrics
 
 
+def elbo(model: Any, outputs: dict[str, jax.Array], x: jax.Array) -> forward.Metrics:
+  """The single-sample negative ELBO's terms with the analytic KL (losses.elbo_objective) of the
+  model's outputs, scored against x by its decoder distribution."""
+  return losses.elbo_objective(outputs, -model.decoder_dist.log_prob(outputs["logits"], x))
+
+
 def test_nll(model: Any, params: Any, x_in: jax.Array, x: jax.Array, keys_B: jax.Array,
-             config: ml_collections.ConfigDict) -> jax.Array:
-  """The test NLL of every family with a likelihood, [B]: the IWAE bound of
-  config.eval_num_samples draws of the one estimator, from keys folded off the example's own."""
+             config: ml_collections.ConfigDict) -> forward.Metrics:
+  """The test NLL of every family with a likelihood, [B], in nats ('nll') and in bits per
+  dimension ('nll_bits_per_dim'): the IWAE bound of config.eval_num_samples draws of the one
+  estimator, from keys folded off the example's own."""
   log_w_KxB = likelihood.importance_log_weights(model, params, x_in, x,
                                                 sampling.fold_in(keys_B, 1),
                                                 config.eval_num_samples, config.eval_sample_chunk)
-  return -losses.iwae_bound(log_w_KxB)
+  nll_B = -losses.iwae_bound(log_w_KxB)
+  return {"nll": nll_B, "nll_bits_per_dim": losses.bits_per_dim(nll_B, x[0].size)}
 
 
 def check(config: ml_collections.ConfigDict) -> str | None:

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from aejax import decoder_dists
 from aejax import hparams
 from aejax import losses
 from aejax.families import forward
@@ -70,7 +71,8 @@ def create(cfg: ml_collections.ConfigDict, image_shape: tuple[int, int, int],
            dtype: str) -> VampVAE:
   encoder, decoder = factory.encoder_decoder(cfg, 2 * cfg.latents, image_shape, dtype)
   return VampVAE(encoder=encoder, decoder=decoder, latents=cfg.latents,
-                 num_pseudo=cfg.num_pseudo, image_shape=tuple(image_shape))
+                 num_pseudo=cfg.num_pseudo, image_shape=tuple(image_shape),
+                 decoder_dist=decoder_dists.of(cfg))
 
 
 def per_example(model: Any, params: Any, x_in: jax.Array, x: jax.Array, keys_B: jax.Array,
@@ -81,7 +83,7 @@ def per_example(model: Any, params: Any, x_in: jax.Array, x: jax.Array, keys_B: 
   if config.loss != "elbo":
     return vae.per_example(model, params, x_in, x, keys_B, config, step, hp, axis_name)
   out = forward.outputs(model, params, x_in, keys_B)
-  rec = losses.bernoulli_nll(out["logits"], x)
+  rec = -model.decoder_dist.log_prob(out["logits"], x)
   kl = losses.log_normal_diag(out["z"], out["mean"], out["logvar"]) - out["log_prior"]
   metrics = {"loss": rec + kl, "rec": rec, "kl": kl, "elbo": -(rec + kl)}
   if hparams.structure(config)["kl_weighted"]:
@@ -89,7 +91,7 @@ def per_example(model: Any, params: Any, x_in: jax.Array, x: jax.Array, keys_B: 
     metrics["loss"] = rec + w * kl
     metrics["kl_weight"] = jnp.broadcast_to(w, rec.shape)
   if step is None and config.eval_num_samples:
-    metrics["nll"] = vae.test_nll(model, params, x_in, x, keys_B, config)
+    metrics.update(vae.test_nll(model, params, x_in, x, keys_B, config))
   return metrics
 
 

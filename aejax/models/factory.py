@@ -8,6 +8,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import ml_collections
 
+from aejax import decoder_dists
 from aejax.models.conv import ConvDecoder, ConvEncoder
 from aejax.models.mlp import MLPDecoder, MLPEncoder
 
@@ -20,13 +21,16 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}  # Compute dtypes (c
 
 def encoder_decoder(cfg: ml_collections.ConfigDict, out_features: int,
                     image_shape: tuple[int, int, int], dtype: str) -> tuple[nn.Module, nn.Module]:
-  """config.model's encoder (images -> `out_features`) and its mirror (codes -> logits)."""
+  """config.model's encoder (images -> `out_features`) and its mirror (codes -> the parameters
+  of the decoder's distribution: decoder_dists.DecoderDist.outputs_per_channel per channel)."""
   act, dtype = ACTIVATIONS[cfg.activation], DTYPES[dtype]
+  height, width, channels = image_shape
+  out_shape = (height, width, channels * decoder_dists.of(cfg).outputs_per_channel)
   if cfg.encoder == "mlp":
     hidden = tuple(cfg.hidden)
     return (MLPEncoder(hidden, out_features, act, dtype=dtype),
-            MLPDecoder(hidden[::-1], tuple(image_shape), act, dtype=dtype))
+            MLPDecoder(hidden[::-1], out_shape, act, dtype=dtype))
   channels = tuple(cfg.channels)
   return (ConvEncoder(channels, out_features, act, dtype=dtype, conv_impl=cfg.conv_impl),
-          ConvDecoder(channels[::-1], tuple(image_shape), act, dtype=dtype,
+          ConvDecoder(channels[::-1], out_shape, act, dtype=dtype,
                       conv_impl=cfg.conv_impl))
