@@ -36,6 +36,7 @@ from aejax import configs
 from aejax import group
 from aejax.data import data_flags  # --data_dir, --manual_dir, --download.
 from aejax.data import dataset
+from aejax.data import views
 from aejax.data import input_pipeline
 from aejax import families
 from aejax import loops
@@ -292,10 +293,11 @@ def run():
     raise UserError("--steps and --stream_epochs must be >= 1")
   base_config = load_experiment(_EXPERIMENT.value)
   builder_dir = dataset.prepare(base_config.dataset, **data_flags.values())
-  images, _ = dataset.load_split(builder_dir, base_config.input.train_split)
+  view = views.from_config(base_config)  # The experiment's crop and resize, as training's.
+  images, _ = dataset.load_split(builder_dir, base_config.input.train_split, view)
   if _NUM_TRAIN.value:
     images = images[:_NUM_TRAIN.value]
-  source = (input_pipeline.open_source(builder_dir, base_config.input.train_split)
+  source = (input_pipeline.open_source(builder_dir, base_config.input.train_split, view)
             if "stream" in modes else None)
   if not _JSON.value:
     print(f"{_EXPERIMENT.value} on {jax.device_count()} x {jax.devices()[0].device_kind}, "
