@@ -38,8 +38,12 @@ class DecoderDist:
   components: int = 1  # 'logistic': a mixture of this many.
 
   @property
+  def _is_mixture(self) -> bool:
+    return self.name == "logistic" and self.components > 1
+
+  @property
   def outputs_per_channel(self) -> int:
-    if self.name == "logistic" and self.components > 1:
+    if self._is_mixture:
       return 3 * self.components  # Weights' logits, locations, log-scales.
     return 2 if self.name == "logistic" or (self.name == "gaussian" and not self.std) else 1
 
@@ -62,24 +66,24 @@ class DecoderDist:
     """log p(x|z) of each image, summed over its pixels in float32: [N]. Leading axes of the
     outputs beyond x's (e.g. K samples of each image) are broadcast: [K, N]."""
     out_NxHxWxP = out_NxHxWxP.astype(jnp.float32)
-    if self.name == "logistic" and self.components > 1:
+    if self._is_mixture:
       log_w, loc, log_scale = self._mixture(out_NxHxWxP)
       x = jnp.broadcast_to(x_NxHxWxC[..., None, :], loc.shape)
       log_p = jax.nn.logsumexp(log_w + losses.discretized_logistic_log_prob(x, loc, log_scale),
                                axis=-2)
-      return jnp.sum(log_p.reshape(*log_p.shape[:-3], -1), axis=-1)
-    loc, log_scale = self._split(out_NxHxWxP)
-    x = jnp.broadcast_to(x_NxHxWxC, loc.shape)
-    if self.name == "bernoulli":
-      log_p = losses.bernoulli_log_prob(loc, x)
-    elif self.name == "gaussian":
-      if log_scale is None:
-        log_scale = jnp.full_like(loc, jnp.log(self.std))
-      log_p = losses.gaussian_log_prob(x, loc, log_scale)
-    elif self.name == "logistic":
-      log_p = losses.discretized_logistic_log_prob(x, loc, log_scale)
     else:
-      raise ValueError(f"unknown decoder distribution {self.name!r}; use one of {DISTS}")
+      loc, log_scale = self._split(out_NxHxWxP)
+      x = jnp.broadcast_to(x_NxHxWxC, loc.shape)
+      if self.name == "bernoulli":
+        log_p = losses.bernoulli_log_prob(loc, x)
+      elif self.name == "gaussian":
+        if log_scale is None:
+          log_scale = jnp.full_like(loc, jnp.log(self.std))
+        log_p = losses.gaussian_log_prob(x, loc, log_scale)
+      elif self.name == "logistic":
+        log_p = losses.discretized_logistic_log_prob(x, loc, log_scale)
+      else:
+        raise ValueError(f"unknown decoder distribution {self.name!r}; use one of {DISTS}")
     # Summed as [..., H x W x C], the layout losses sums every per-image term in.
     return jnp.sum(log_p.reshape(*log_p.shape[:-3], -1), axis=-1)
 
@@ -88,7 +92,7 @@ class DecoderDist:
     the Gaussian's, and the logistic's location (its mean inside the grid), clipped to [0, 1];
     a mixture's weighted mean of them."""
     out_NxHxWxP = out_NxHxWxP.astype(jnp.float32)
-    if self.name == "logistic" and self.components > 1:
+    if self._is_mixture:
       log_w, loc, _ = self._mixture(out_NxHxWxP)
       return jnp.sum(jnp.exp(log_w) * jnp.clip(loc, 0.0, 1.0), axis=-2)
     loc, _ = self._split(out_NxHxWxP)
