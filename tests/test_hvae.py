@@ -56,7 +56,8 @@ def _tiny(latents=3, latents2=2, loss="elbo", **fields):
 def _init(config, image_shape, seed=1):
   model = families.create_model(config.model, image_shape)
   x = jnp.zeros((1, *image_shape))
-  return model, model.init(jax.random.key(seed), x, jax.random.key(0))["params"]
+  # Jitted: eager init dispatches the networks op by op, which costs seconds more to compile.
+  return model, jax.jit(model.init)(jax.random.key(seed), x, jax.random.key(0))["params"]
 
 
 # --- An independent numpy model: the networks as explicit tanh MLPs in float64, the densities
@@ -153,8 +154,9 @@ def test_the_nll_estimate_matches_quadrature_of_the_double_integral():
   x = jnp.asarray(x_BxD.reshape(16, *shape), jnp.float32)
   keys_B = sampling.example_keys(jax.random.key(7), 0, 16)
   m = _per_example(model, params, x, keys_B, config, step=None)
-  log_w_KxB = np.asarray(likelihood.importance_log_weights(
-      model, params, x, x, sampling.fold_in(keys_B, 1), k, k), np.float64)
+  log_weights = jax.jit(lambda p, x, keys: likelihood.importance_log_weights(
+      model, p, x, x, keys, k, k))  # Jitted: eager dispatch compiles op by op.
+  log_w_KxB = np.asarray(log_weights(params, x, sampling.fold_in(keys_B, 1)), np.float64)
   w_KxB = np.exp(log_w_KxB - log_w_KxB.max(0))
   se_B = np.std(w_KxB, 0) / np.mean(w_KxB, 0) / np.sqrt(k)  # Delta method: se of log mean w.
   assert np.all(se_B < 0.03), se_B
