@@ -21,7 +21,7 @@ from aejax import losses
 from aejax import objectives
 from aejax import validation
 from aejax.errors import UserError
-from conftest import REPO, run_aejax
+from conftest import REPO, quick_compile, run_aejax
 
 SPLITS = ("train[:10%]", "test[:10%]")
 
@@ -168,7 +168,7 @@ def _pmap_matches_one_device():
 
 def test_pmap_over_4_devices_matches_one_device():
   env = {**os.environ, "JAX_PLATFORMS": "cpu",
-         "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+         **quick_compile({"XLA_FLAGS": "--xla_force_host_platform_device_count=4"})}
   env["PYTHONPATH"] = os.pathsep.join([REPO, os.path.join(REPO, "tests"),
                                        env.get("PYTHONPATH", "")])
   proc = subprocess.run([sys.executable, "-c", "import test_beta_tcvae as t; "
@@ -182,7 +182,7 @@ def test_mnist_learns_and_analyze_restore_and_compare_work(data_dir, tmp_path):
   proc = run_aejax("--config=experiments/beta_tcvae.py", f"--workdir={workdir}",
                    f"--data_dir={data_dir}", "--nodownload", "--config.num_epochs=1", "--config.batch_size=20",
                    f"--config.input.train_split={SPLITS[0]}",
-                   f"--config.input.test_split={SPLITS[1]}", timeout=300)
+                   f"--config.input.test_split={SPLITS[1]}", timeout=300, env=quick_compile())
   assert proc.returncode == 0, proc.stderr[-3000:]
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
     lines = [json.loads(line) for line in f]
@@ -200,7 +200,8 @@ def test_mnist_learns_and_analyze_restore_and_compare_work(data_dir, tmp_path):
   assert -test["elbo"] < 0.85 * constant, (test, constant)
 
   proc = run_aejax(f"--workdir={workdir}", f"--data_dir={data_dir}", "--nodownload", "--k=2",
-                   "--probe_examples=200", module="aejax.analyze", timeout=300)
+                   "--probe_examples=200", module="aejax.analyze", timeout=300,
+                   env=quick_compile())
   assert proc.returncode == 0, proc.stderr[-3000:]
   result = json.load(open(os.path.join(workdir, "analysis", "metrics.json")))
   m, n = result["metrics"], result["test_images"]

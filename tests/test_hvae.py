@@ -23,7 +23,7 @@ from aejax import validation
 from aejax.analysis import restored
 from aejax.configs import load_experiment
 from aejax.errors import UserError
-from conftest import REPO, run_aejax, saved_state, start_on_4_devices
+from conftest import REPO, quick_compile, run_aejax, saved_state, start_on_4_devices
 from test_vectorize import _assert_group_is_runs_alone, _two_runs
 
 # One short run: a tenth of each split, one epoch of 300 steps of 20, k = 5, test NLL k = 50.
@@ -254,7 +254,7 @@ def test_analyze_and_restore(runs, data_dir):
   workdir = runs[1]
   # As a command: aejax.analyze's flags would clash in-process with aejax.main's.
   proc = run_aejax(f"--workdir={workdir}", f"--data_dir={data_dir}", "--probe_examples=200",
-                   f"--k={K_ANALYZE}", module="aejax.analyze", timeout=300)
+                   f"--k={K_ANALYZE}", module="aejax.analyze", timeout=300, env=quick_compile())
   assert proc.returncode == 0, proc.stderr[-3000:]
   result = json.load(open(os.path.join(workdir, "analysis", "metrics.json")))
   assert {"samples.png", "interpolation.png"} <= set(result["figures"])

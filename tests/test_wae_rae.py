@@ -19,7 +19,7 @@ from aejax import sampling
 from aejax import validation
 from aejax.analysis import restored
 from aejax.errors import UserError
-from conftest import (REPO, assert_same_training, run_aejax, saved_state,
+from conftest import (REPO, assert_same_training, quick_compile, run_aejax, saved_state,
                       start_on_4_devices)
 from test_losses import _mmd_double_loop
 
@@ -190,7 +190,7 @@ def test_analyze_and_restore(name, runs, data_dir):
   # As a command: aejax.analyze's flags would clash in-process with aejax.main's, which other
   # test modules import into the same pytest worker.
   proc = run_aejax(f"--workdir={workdir}", f"--data_dir={data_dir}", "--probe_examples=200",
-                   module="aejax.analyze", timeout=300)
+                   module="aejax.analyze", timeout=300, env=quick_compile())
   assert proc.returncode == 0, proc.stderr[-3000:]
   result = json.load(open(os.path.join(workdir, "analysis", "metrics.json")))
   # The WAE decodes prior draws; the RAE codes of a mixture fitted to its train codes.
