@@ -29,12 +29,14 @@ def pytest_addoption(parser):
                    help="TFDS data dir to prepare MNIST in and reuse (default: a temp dir)")
 
 
-# XLA's CPU backend with LLVM's optimisation off, for the commands and processes the family and
-# dataset tests start: their programs are small and run briefly, but every process compiles its
-# own, and compiling is most of their time. Measured (CPU, 2 cores, shared, load 4-5; two runs
+# XLA's CPU backend with LLVM's optimisation off, for the commands the family and dataset tests
+# start: their programs are small and run briefly, but every process compiles its own, and
+# compiling is most of their time. Measured (CPU, 2 cores, shared, load 4-5; two runs
 # each, alternating): test_datasets_mock.py, 13 commands, took 106 and 100 CPU seconds at the
 # default level, 92 and 76 at 0; the 300-step hvae run of test_hvae ends at the same test NLL
-# (167.12) either way. Numbers agree to float rounding: XLA's own passes run at any level.
+# (167.12) either way. Numbers agree to float rounding: XLA's own passes run at any level. Not
+# for the 4-device runs of start_on_4_devices, whose 300 steps it slows more than it saves: the
+# hvae one took 31 and 36 CPU seconds at the default level, 40 and 48 at 0.
 QUICK_COMPILE = "--xla_backend_optimization_level=0"
 
 
@@ -149,7 +151,7 @@ def start_on_4_devices(call: str) -> subprocess.Popen:
   module starts its 4-device run this way first, so that it trains while the module's own
   process works (the 1-device run, the value tests)."""
   env = {**os.environ, "JAX_PLATFORMS": "cpu",
-         **quick_compile({"XLA_FLAGS": "--xla_force_host_platform_device_count=4"})}
+         "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
   env["PYTHONPATH"] = os.pathsep.join([REPO, env.get("PYTHONPATH", "")])
   return subprocess.Popen([sys.executable, "-c", call], cwd=os.path.join(REPO, "tests"),
                           env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
