@@ -21,7 +21,7 @@ from aejax import losses
 from aejax import objectives
 from aejax import validation
 from aejax.errors import UserError
-from conftest import REPO, run_aejax
+from conftest import REPO, quick_compile, run_aejax
 
 SPLITS = ("train[:10%]", "test[:10%]")
 
@@ -52,7 +52,9 @@ def test_kl_parts_match_the_papers_formula_in_a_double_loop():
   logvar, logvar_ref = (rng.uniform(-1, 0.5, size=(k, z_dim)).astype(np.float32)
                         for k in (b, m))
   for n, c in ((1000.0, 1000.0), (None, 1.0)):  # None: the references are the whole set.
-    got = losses.kl_parts(*map(jnp.asarray, (z, mean, logvar, mean_ref, logvar_ref)), n)
+    # Jitted, here and below: eager dispatch compiles op by op, which costs more.
+    got = jax.jit(losses.kl_parts, static_argnums=5)(
+        *map(jnp.asarray, (z, mean, logvar, mean_ref, logvar_ref)), n)
     want = _paper_double_loop(*(a.astype(np.float64) for a in (z, mean, logvar, mean_ref,
                                                                logvar_ref)), c)
     for k in want:
@@ -74,7 +76,7 @@ def test_kl_parts_of_narrow_posteriors_at_separated_points(arrangement):
   eps = np.random.default_rng(1).normal(size=(n * reps, 2))
   z = np.repeat(centres, reps, axis=0) + s * eps
   logvar = np.full_like(centres, 2 * np.log(s))
-  got = losses.kl_parts(*(jnp.asarray(a, jnp.float32) for a in (
+  got = jax.jit(losses.kl_parts, static_argnums=5)(*(jnp.asarray(a, jnp.float32) for a in (
       z, np.repeat(centres, reps, axis=0), np.repeat(logvar, reps, axis=0), centres, logvar)),
       None)
   got = {k: float(np.mean(np.asarray(x, np.float64))) for k, x in got.items()}
@@ -99,11 +101,12 @@ def test_objective_is_reconstruction_plus_weighted_parts_and_evaluation_the_elbo
   config = _tiny(tc_alpha=0.5, tc_beta=6.0, tc_gamma=2.0)
   model = families.create_model(config.model, (28, 28, 1))
   x = jax.random.uniform(jax.random.key(0), (6, 28, 28, 1))
-  params = model.init(jax.random.key(1), x, jax.random.key(2))["params"]
+  # Jitted: eager dispatch compiles the networks op by op, seconds more on 2 cores.
+  params = jax.jit(model.init)(jax.random.key(1), x, jax.random.key(2))["params"]
   hp = {**hparams.of(config), hparams.NUM_TRAIN: jnp.float32(600.0)}
   fn = jax.jit(lambda p, k, step: objectives.per_example(model, p, x, x, k, config, step, hp))
   m = fn(params, jax.random.key(3), jnp.asarray(0))
-  outputs = model.apply({"params": params}, x, jax.random.key(3))
+  outputs = jax.jit(lambda p, k: model.apply({"params": p}, x, k))(params, jax.random.key(3))
   want = _paper_double_loop(*(np.asarray(outputs[k], np.float64) for k in (
       "z", "mean", "logvar", "mean", "logvar")), 600.0)
   for k in want:
@@ -153,7 +156,7 @@ def _pmap_matches_one_device():
     parts = losses.batch_kl_parts(z, mean, logvar, 100.0, axis_name)
     return jnp.mean(parts["mi"] + 6 * parts["tc"] + 2 * parts["dwkl"])
 
-  one = jax.value_and_grad(loss, argnums=(0, 1, 2))(z, mean, logvar)
+  one = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))(z, mean, logvar)
   split = lambda a: a.reshape(4, 2, 3)
   four = jax.pmap(jax.value_and_grad(lambda *a: loss(*a, axis_name="d"), argnums=(0, 1, 2)),
                   axis_name="d")(split(z), split(mean), split(logvar))
@@ -165,7 +168,7 @@ def _pmap_matches_one_device():
 
 def test_pmap_over_4_devices_matches_one_device():
   env = {**os.environ, "JAX_PLATFORMS": "cpu",
-         "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+         **quick_compile({"XLA_FLAGS": "--xla_force_host_platform_device_count=4"})}
   env["PYTHONPATH"] = os.pathsep.join([REPO, os.path.join(REPO, "tests"),
                                        env.get("PYTHONPATH", "")])
   proc = subprocess.run([sys.executable, "-c", "import test_beta_tcvae as t; "
@@ -179,7 +182,7 @@ def test_mnist_learns_and_analyze_restore_and_compare_work(data_dir, tmp_path):
   proc = run_aejax("--config=experiments/beta_tcvae.py", f"--workdir={workdir}",
                    f"--data_dir={data_dir}", "--nodownload", "--config.num_epochs=1", "--config.batch_size=20",
                    f"--config.input.train_split={SPLITS[0]}",
-                   f"--config.input.test_split={SPLITS[1]}", timeout=300)
+                   f"--config.input.test_split={SPLITS[1]}", timeout=300, env=quick_compile())
   assert proc.returncode == 0, proc.stderr[-3000:]
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
     lines = [json.loads(line) for line in f]
@@ -197,7 +200,8 @@ def test_mnist_learns_and_analyze_restore_and_compare_work(data_dir, tmp_path):
   assert -test["elbo"] < 0.85 * constant, (test, constant)
 
   proc = run_aejax(f"--workdir={workdir}", f"--data_dir={data_dir}", "--nodownload", "--k=2",
-                   "--probe_examples=200", module="aejax.analyze", timeout=300)
+                   "--probe_examples=200", module="aejax.analyze", timeout=300,
+                   env=quick_compile())
   assert proc.returncode == 0, proc.stderr[-3000:]
   result = json.load(open(os.path.join(workdir, "analysis", "metrics.json")))
   m, n = result["metrics"], result["test_images"]

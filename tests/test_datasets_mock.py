@@ -16,7 +16,7 @@ import pytest
 
 from aejax.data import views
 from aejax.errors import UserError
-from conftest import REPO, run_aejax, saved_state
+from conftest import REPO, quick_compile, run_aejax, saved_state
 
 EXAMPLES = 16  # Per split of each mock dataset: two steps of 8.
 TINY = ["--config.num_epochs=1", "--config.batch_size=8", "--config.eval_batch_size=8",
@@ -103,7 +103,8 @@ def test_device_memory_comes_from_the_environment_then_the_devices_then_the_host
 def _run(name: str, mock_dir: str, workdir: str, *extra: str, env=None):
   experiment, overrides = DATASETS[name][:2]
   return run_aejax(f"--config={experiment}", f"--workdir={workdir}", f"--data_dir={mock_dir}",
-                   "--nodownload", f"--config.dataset={name}", *overrides, *TINY, *extra, env=env)
+                   "--nodownload", f"--config.dataset={name}", *overrides, *TINY, *extra,
+                   env=quick_compile(env))
 
 
 def _records(workdir: str) -> list[dict]:
@@ -150,7 +151,7 @@ def test_trains_in_both_modes_resumes_and_is_analysed(name, mock_dir, tmp_path):
   assert int(saved_state(runs["stream"])[0]["step"]) == 2 * EXAMPLES // 8
 
   proc = run_aejax(f"--workdir={runs['device']}", f"--data_dir={mock_dir}", "--nodownload",
-                   "--k=2", "--nll_images=8", module="aejax.analyze")
+                   "--k=2", "--nll_images=8", module="aejax.analyze", env=quick_compile())
   assert proc.returncode == 0, proc.stderr[-3000:]
   result = json.load(open(os.path.join(runs["device"], "analysis", "metrics.json")))
   assert result["test_images"] == EXAMPLES and "auroc_corrupted" in result["metrics"]

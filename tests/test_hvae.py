@@ -23,7 +23,7 @@ from aejax import validation
 from aejax.analysis import restored
 from aejax.configs import load_experiment
 from aejax.errors import UserError
-from conftest import REPO, run_aejax, saved_state, start_on_4_devices
+from conftest import REPO, quick_compile, run_aejax, saved_state, start_on_4_devices
 from test_vectorize import _assert_group_is_runs_alone, _two_runs
 
 # One short run: a tenth of each split, one epoch of 300 steps of 20, k = 5, test NLL k = 50.
@@ -56,7 +56,8 @@ def _tiny(latents=3, latents2=2, loss="elbo", **fields):
 def _init(config, image_shape, seed=1):
   model = families.create_model(config.model, image_shape)
   x = jnp.zeros((1, *image_shape))
-  return model, model.init(jax.random.key(seed), x, jax.random.key(0))["params"]
+  # Jitted: eager init dispatches the networks op by op, which costs seconds more to compile.
+  return model, jax.jit(model.init)(jax.random.key(seed), x, jax.random.key(0))["params"]
 
 
 # --- An independent numpy model: the networks as explicit tanh MLPs in float64, the densities
@@ -153,8 +154,9 @@ def test_the_nll_estimate_matches_quadrature_of_the_double_integral():
   x = jnp.asarray(x_BxD.reshape(16, *shape), jnp.float32)
   keys_B = sampling.example_keys(jax.random.key(7), 0, 16)
   m = _per_example(model, params, x, keys_B, config, step=None)
-  log_w_KxB = np.asarray(likelihood.importance_log_weights(
-      model, params, x, x, sampling.fold_in(keys_B, 1), k, k), np.float64)
+  log_weights = jax.jit(lambda p, x, keys: likelihood.importance_log_weights(
+      model, p, x, x, keys, k, k))  # Jitted: eager dispatch compiles op by op.
+  log_w_KxB = np.asarray(log_weights(params, x, sampling.fold_in(keys_B, 1)), np.float64)
   w_KxB = np.exp(log_w_KxB - log_w_KxB.max(0))
   se_B = np.std(w_KxB, 0) / np.mean(w_KxB, 0) / np.sqrt(k)  # Delta method: se of log mean w.
   assert np.all(se_B < 0.03), se_B
@@ -252,7 +254,7 @@ def test_analyze_and_restore(runs, data_dir):
   workdir = runs[1]
   # As a command: aejax.analyze's flags would clash in-process with aejax.main's.
   proc = run_aejax(f"--workdir={workdir}", f"--data_dir={data_dir}", "--probe_examples=200",
-                   f"--k={K_ANALYZE}", module="aejax.analyze", timeout=300)
+                   f"--k={K_ANALYZE}", module="aejax.analyze", timeout=300, env=quick_compile())
   assert proc.returncode == 0, proc.stderr[-3000:]
   result = json.load(open(os.path.join(workdir, "analysis", "metrics.json")))
   assert {"samples.png", "interpolation.png"} <= set(result["figures"])

@@ -22,7 +22,7 @@ from aejax import validation
 from aejax.analysis import restored
 from aejax.configs import load_experiment
 from aejax.errors import UserError
-from conftest import REPO, run_aejax, saved_state, start_on_4_devices
+from conftest import REPO, quick_compile, run_aejax, saved_state, start_on_4_devices
 from test_vectorize import _assert_group_is_runs_alone
 from test_zoo import constant_model_scores
 
@@ -267,7 +267,8 @@ def test_analyze_restore_and_compare(runs, data_dir, tmp_path):
   workdir = runs[1]
   # As a command: aejax.analyze's flags would clash in-process with aejax.main's.
   proc = run_aejax(f"--workdir={workdir}", f"--data_dir={data_dir}", "--probe_examples=200",
-                   "--k=20", "--nll_images=200", module="aejax.analyze", timeout=300)
+                   "--k=20", "--nll_images=200", module="aejax.analyze", timeout=300,
+                   env=quick_compile())
   assert proc.returncode == 0, proc.stderr[-3000:]
   result = json.load(open(os.path.join(workdir, "analysis", "metrics.json")))
   assert "samples.png" in result["figures"]

@@ -19,7 +19,7 @@ from aejax import sampling
 from aejax import validation
 from aejax.analysis import restored
 from aejax.errors import UserError
-from conftest import (REPO, assert_same_training, run_aejax, saved_state,
+from conftest import (REPO, assert_same_training, quick_compile, run_aejax, saved_state,
                       start_on_4_devices)
 from test_losses import _mmd_double_loop
 
@@ -42,8 +42,13 @@ def _tiny(name: str, **objective):
 def _init(config, n=6):
   model = families.create_model(config.model, (28, 28, 1))
   x = jax.random.uniform(jax.random.key(0), (n, 28, 28, 1))
-  params = model.init(jax.random.key(1), x, jax.random.key(2))["params"]
+  params = jax.jit(model.init)(jax.random.key(1), x, jax.random.key(2))["params"]
   return model, params, x
+
+
+def _apply(model, method):
+  """model.apply(params, *args, method=method), jitted: eager dispatch compiles op by op."""
+  return jax.jit(lambda p, *args: model.apply({"params": p}, *args, method=method))
 
 
 def _objective(model, params, x, keys, config, step=0):
@@ -59,7 +64,7 @@ def test_wae_objective_is_reconstruction_plus_lambda_mmd_to_its_own_prior_draws(
   model, params, x = _init(config)
   keys_B = sampling.example_keys(jax.random.key(3), 0, len(x))
   m = _objective(model, params, x, keys_B, config)
-  z = model.apply({"params": params}, x, method="code")
+  z = _apply(model, "code")(params, x)
   prior = np.stack([np.asarray(jax.random.normal(k, (3,))) for k in keys_B])
   np.testing.assert_allclose(float(jnp.mean(m["mmd"])), _mmd_double_loop(z, prior), rtol=1e-5)
   np.testing.assert_allclose(np.asarray(m["loss"]), np.asarray(m["sq_err"] + 10.0 * m["mmd"]),
@@ -80,14 +85,14 @@ def test_rae_objective_terms_against_numpy_and_finite_differences():
     config.model.activation = "tanh"  # Smooth: no ReLU kink between the finite differences.
     model, params, x = _init(config, n=3)
     m = _objective(model, params, x, x_key, config)
-    z = np.asarray(model.apply({"params": params}, x, method="code"), np.float64)
+    z = np.asarray(_apply(model, "code")(params, x), np.float64)
     np.testing.assert_allclose(np.asarray(m["code_l2"]), 0.5 * np.sum(z ** 2, axis=1), rtol=1e-5)
     if reg == "l2":
       want = np.full(3, _leaves_sq(params["decoder"]) / 2)
     else:  # Central differences of the decoder's pixel means, one code coordinate at a time.
-      mean_image = lambda z_NxZ: np.asarray(jax.nn.sigmoid(model.apply(
-          {"params": params}, jnp.asarray(z_NxZ, jnp.float32), method="decode")),
-          np.float64).reshape(len(z_NxZ), -1)
+      decode = _apply(model, "decode")
+      mean_image = lambda z_NxZ: np.asarray(jax.nn.sigmoid(decode(
+          params, jnp.asarray(z_NxZ, jnp.float32))), np.float64).reshape(len(z_NxZ), -1)
       eps = 1e-3
       cols = [(mean_image(z + eps * e) - mean_image(z - eps * e)) / (2 * eps)
               for e in np.eye(3)]
@@ -185,7 +190,7 @@ def test_analyze_and_restore(name, runs, data_dir):
   # As a command: aejax.analyze's flags would clash in-process with aejax.main's, which other
   # test modules import into the same pytest worker.
   proc = run_aejax(f"--workdir={workdir}", f"--data_dir={data_dir}", "--probe_examples=200",
-                   module="aejax.analyze", timeout=300)
+                   module="aejax.analyze", timeout=300, env=quick_compile())
   assert proc.returncode == 0, proc.stderr[-3000:]
   result = json.load(open(os.path.join(workdir, "analysis", "metrics.json")))
   # The WAE decodes prior draws; the RAE codes of a mixture fitted to its train codes.
