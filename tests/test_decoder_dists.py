@@ -257,7 +257,8 @@ def test_a_logistic_vae_on_mnist_grey_levels_beats_the_best_constant_in_bits_per
                    f"--data_dir={data_dir}", "--config.model.decoder_dist=logistic",
                    "--config.learning_rate=0.003", "--config.input.binarize=none",
                    "--config.num_epochs=4", "--config.input.train_split=train[:12000]",
-                   "--config.input.test_split=test[:500]", "--config.eval_num_samples=20")
+                   "--config.input.test_split=test[:500]", "--config.eval_num_samples=20",
+                   "--config.eval_every_epochs=4")
   assert proc.returncode == 0, proc.stderr[-3000:]
   test = [r for r in rundir.read_metrics(workdir) if r["split"] == "test"][-1]
   np.testing.assert_allclose(test["nll_bits_per_dim"], test["nll"] / (784 * np.log(2)),
