@@ -43,8 +43,9 @@ def _frechet_by_symmetric_root(x, y):
   return diff @ diff + np.trace(s1) + np.trace(s2) - 2 * np.sum(np.sqrt(np.clip(inner, 0, None)))
 
 
+@pytest.mark.filterwarnings("error")
 def test_frechet_distance_of_singular_covariances_drops_the_imaginary_rounding():
-  """catches: covmean.real not taken (a complex result); the tolerance on the diagonal's
+  """catches: covmean.real not taken (numpy's ComplexWarning from float()); the tolerance on the diagonal's
   imaginary part tightened to 0 (an error raised)."""
   rng = np.random.default_rng(0)
   # 5 samples in 12 dimensions: rank-4 covariances; scipy's square root of their product comes

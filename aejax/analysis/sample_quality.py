@@ -35,6 +35,7 @@ float32 features centred on the real mean, which leaves the distances unchanged 
 import functools
 import warnings
 
+from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -88,6 +89,8 @@ def frechet_distance(real_NxD, fake_MxD, eps: float = FD_EPS) -> float:
   covmean_DxD = _sqrtm(sigma1_DxD @ sigma2_DxD)
   if not np.isfinite(covmean_DxD).all():
     # The product is singular (e.g. fewer samples than dimensions): pytorch-fid's offset.
+    logging.warning("The Fréchet distance's covariance product is singular: adding %g to the "
+                    "diagonal of both covariances (as pytorch-fid does)", eps)
     offset_DxD = np.eye(len(sigma1_DxD)) * eps
     covmean_DxD = _sqrtm((sigma1_DxD + offset_DxD) @ (sigma2_DxD + offset_DxD))
   if np.iscomplexobj(covmean_DxD):
