@@ -50,8 +50,9 @@ KID_MAX_SUBSET = 1000
 FD_EPS = 1e-6
 # Pairwise distances held at once: a [chunk, N] block of 2^24 float32 is 64 MiB.
 _BLOCK_ELEMENTS = 1 << 24
-# Matrix products in full float32: the default lets GPUs and TPUs multiply in bf16 or TF32, which
-# moves distances by about 1e-3 of the features' norms and so changes who is whose neighbour.
+# Matrix products in full float32: by default GPUs and TPUs may round the inputs to TF32 or bf16
+# (10 or 7 mantissa bits), an error in a.b of order 1e-3 |a||b|, which can change who is whose
+# k-th neighbour.
 _HIGHEST = jax.lax.Precision.HIGHEST
 
 
