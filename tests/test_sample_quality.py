@@ -177,6 +177,16 @@ def test_prdc_of_overlapping_gaussians_matches_brute_force():
   assert sq.prdc(x, y) == pytest.approx(want, abs=1e-12)
 
 
+def test_prdc_of_features_far_from_the_origin():
+  """Distances do not see a common offset; float32's |a|^2 - 2 a.b + |b|^2 would, at |a| ~ 3e3
+  (rounding of |a|^2 ~ 0.5, squared distances ~ 10).
+  catches: the features not centred on the real mean."""
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(50, 8))
+  y = 1.2 * rng.normal(size=(50, 8)) + 1.0
+  assert sq.prdc(x + 1000.0, y + 1000.0) == pytest.approx(_brute_prdc(x, y, 3, 5), abs=1e-12)
+
+
 def test_prdc_compares_ties_as_the_references_do():
   """On an integer lattice many distances tie a radius exactly (float32 holds them exactly).
   catches: `<` in place of `<=` for precision or for recall; `<=` in place of `<` for density or
