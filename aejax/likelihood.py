@@ -14,6 +14,7 @@ import jax.numpy as jnp
 
 from aejax import losses
 from aejax import sampling
+from aejax.errors import UserError
 
 
 def importance_log_weights(model: Any, params: Any, x_in: jax.Array, x: jax.Array,
@@ -27,6 +28,12 @@ def importance_log_weights(model: Any, params: Any, x_in: jax.Array, x: jax.Arra
   dropped), and it does not change the samples. `keys_B`: one key per example (or one key:
   sampling.as_example_keys).
   """
+  if not jnp.issubdtype(x.dtype, jnp.floating):
+    # Integer grey levels (0-255) as Bernoulli targets give NaN scores, not an error.
+    raise UserError(f"the likelihood takes the model's inputs, floats preprocessed as in "
+                    f"training, not {x.dtype} images; pass images scaled to [0, 1] and binarised "
+                    f"as the run was (config.input.binarize), or call Restored.nll(images, k), "
+                    f"which does both")
   variables = {"params": params}
   keys_B = sampling.as_example_keys(keys_B, x.shape[0])
   posterior = model.apply(variables, x_in, method="posterior")

@@ -5,6 +5,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from aejax import configs
 from aejax import likelihood
@@ -110,3 +111,22 @@ def test_importance_sampled_nll_of_a_2d_latent_vae_matches_quadrature(mnist):
       assert abs(nll_B[b] - exact) < 0.1, (b, nll_B[b], exact)
       checked += 1
   assert checked >= 1, ess_B
+
+
+def test_vae_scores_refuses_uint8_images_instead_of_returning_nan(mnist):
+  """uint8 grey levels in the Bernoulli's log-likelihood are NaN; the estimator names the fix.
+  catches: the dtype check dropped (the scores come back NaN, no error)."""
+  from aejax.errors import UserError
+
+  config = configs.base()
+  config.model.name, config.loss = "vae", "elbo"
+  config.model.hidden, config.model.latents = (16,), 2
+  model = families.create_model(config.model, (28, 28, 1))
+  params = model.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)),
+                      sampling.example_keys(jax.random.key(1), 0, 1))["params"]
+  images = jnp.asarray(mnist[2][:4])
+  keys_B = sampling.example_keys(jax.random.key(2), 0, 4)
+  with pytest.raises(UserError, match="uint8.*Restored.nll"):
+    likelihood.vae_scores(model, params, images, keys_B, k=3, chunk=3)
+  scores = likelihood.vae_scores(model, params, images / 255.0, keys_B, k=3, chunk=3)
+  assert np.all(np.isfinite(scores["nll"]))
