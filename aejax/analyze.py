@@ -10,7 +10,6 @@ import functools
 import json
 import logging as py_logging
 import os
-import time
 
 from absl import app
 from absl import flags
@@ -22,16 +21,12 @@ import numpy as np
 from aejax import cli
 from aejax.data import data_flags  # --data_dir, --manual_dir, --download.
 from aejax.data import dataset
-from aejax.data import views
 from aejax.analysis import anomaly
 from aejax.analysis import figures
 from aejax.analysis import kl_parts
 from aejax import decoder_dists
 from aejax import families
-from aejax import likelihood
 from aejax import losses
-from aejax import preprocess
-from aejax import sampling
 from aejax.analysis import probes
 from aejax.analysis import restored as restored_lib
 from aejax.run import lock
@@ -57,7 +52,6 @@ cli.require_local_paths("workdir")
 CORRUPT_FRACTION = 0.1  # Pixels set to 0/1 in the anomalies of the corrupted-vs-clean AUROC.
 # analyze's names of the KL parts (losses.kl_parts) in metrics.json.
 KL_PARTS = {"mi": "index_code_mi", "tc": "total_correlation", "dwkl": "dimensionwise_kl"}
-NLL_BATCH = 100  # Test images per NLL step; with up to 100 samples each, ~30 MB of logits.
 
 
 # --- Scores on the test split ------------------------------------------------------------------
@@ -82,30 +76,6 @@ def reconstruction_scores(run: restored_lib.Restored, x: np.ndarray) -> dict[str
 def rec_nll_key(config: ml_collections.ConfigDict) -> str:
   """The name of the reconstruction's -log p(x|z): the Bernoulli's is the cross-entropy."""
   return "bce" if config.model.decoder_dist == "bernoulli" else "rec_nll"
-
-
-def vae_scores(run: restored_lib.Restored, x: np.ndarray, rng: jax.Array,
-               k: int) -> dict[str, np.ndarray]:
-  """Per-image ELBO and importance-sampled NLL with k samples (likelihood.vae_scores)."""
-  fn = jax.jit(functools.partial(likelihood.vae_scores, run.model, k=k, chunk=min(k, 100)))
-  padded, _ = dataset.pad_to_multiple(x, NLL_BATCH)
-  outs, t0 = [], time.time()
-  for i in range(0, len(padded), NLL_BATCH):
-    # Example n's samples come from its own key, whatever batch it is in.
-    keys_B = sampling.example_keys(rng, i, NLL_BATCH)
-    outs.append(jax.device_get(fn(run.params, padded[i:i + NLL_BATCH], keys_B)))
-    if i == 0 or (i // NLL_BATCH + 1) % 20 == 0:
-      logging.info("NLL with k=%d: %d of %d test images (%.0fs)", k, min(i + NLL_BATCH, len(x)),
-                   len(x), time.time() - t0)
-  return {name: np.concatenate([o[name] for o in outs])[:len(x)] for name in outs[0]}
-
-
-def model_inputs(images_uint8: np.ndarray, rng: jax.Array, mode: str) -> np.ndarray:
-  """The training path's preprocessing (preprocess.py), applied once to a whole split."""
-  keys_N = sampling.example_keys(rng, 0, len(images_uint8))  # One key per image, as in training.
-  x = jax.jit(preprocess.binarize, static_argnums=2)(
-      preprocess.to_unit_interval(images_uint8), keys_N, mode)
-  return np.asarray(x)
 
 
 # --- The analysis ------------------------------------------------------------------------------
@@ -144,23 +114,18 @@ def _analyze(workdir: str, *, step: int | None, k: int, data_dir: str | None,
   storage.remove_killed_temps(out_dir)
 
   builder_dir = dataset.prepare(config.dataset, data_dir, manual_dir, download)
-  view = views.from_config(config)  # The images as the run saw them (config.input.crop/resize).
-  # A run saved before the split fields existed trained on 'train' and evaluated on 'test'.
-  train_images, train_labels = dataset.load_split(
-      builder_dir, config.input.get("train_split", "train"), view)
-  test_images, test_labels = dataset.load_split(
-      builder_dir, config.input.get("test_split", "test"), view)
+  train_images, train_labels = restored_lib.load_split(config, builder_dir, "train")
+  test_images, test_labels = restored_lib.load_split(config, builder_dir, "test")
   # A dataset without class labels (CelebA, a folder of your own): no probes, no held-out AUROC.
   labelled = test_labels is not None
   if probe_examples and probe_examples < len(train_images):
     subset = np.random.default_rng(seed).permutation(len(train_images))[:probe_examples]
   else:
     subset = np.arange(len(train_images))
-  keys = dict(zip(("train_input", "test_input", "nll"),
-                  jax.random.split(jax.random.key(seed), 3)))
+  keys = restored_lib.analysis_keys(seed)
   mode = config.input.binarize
-  x_train = model_inputs(train_images, keys["train_input"], mode)
-  x_test = model_inputs(test_images, keys["test_input"], mode)
+  x_train = restored_lib.model_inputs(train_images, keys["train_input"], mode)
+  x_test = restored_lib.model_inputs(test_images, keys["test_input"], mode)
   num_pixels = int(np.prod(x_test.shape[1:]))
 
   m, nll_count = {}, None
@@ -171,7 +136,7 @@ def _analyze(workdir: str, *, step: int | None, k: int, data_dir: str | None,
   m[rec_key] = float(np.mean(rec[rec_key]))
   if run.has_likelihood:
     nll_count = min(nll_images or len(x_test), len(x_test))
-    vae = vae_scores(run, x_test[:nll_count], keys["nll"], k)
+    vae = run.likelihood_scores(x_test[:nll_count], k, keys["nll"])
     m["elbo"] = float(np.mean(vae["elbo"]))
     m["nll"] = float(np.mean(vae["nll"]))
     m["nll_bits_per_dim"] = float(losses.bits_per_dim(m["nll"], num_pixels))

@@ -206,6 +206,80 @@ def test_python_api_works_on_any_batch_size(ae_run, vae_run, mnist):
     aejax.restore(vae_run, step=1)
 
 
+def test_nll_of_uint8_and_float_images_is_the_nll_analyze_reports(vae_run, vae_analysis,
+                                                                  data_dir, mnist):
+  """A notebook's NLL of the first 1000 test images, k = 100, seed 0 (FAST's settings): the
+  number analyze wrote, whether the images come as uint8 or as floats in [0, 1].
+  catches: nll() without the run's dynamic binarisation (the Bernoulli's log-likelihood is linear
+  in the target, so the mean moves by only 0.18 nats: hence rtol=1e-5), with the train split's
+  binarisation keys (0.19 nats), or uint8 images not scaled to [0, 1]."""
+  import aejax
+
+  run = aejax.restore(vae_run, data_dir=data_dir)
+  images = run.test_images(1000)
+  np.testing.assert_array_equal(images, mnist[2][:1000])  # The run's test split, in order.
+  nll_uint8 = run.nll(images, k=100)
+  assert nll_uint8.shape == (1000,) and nll_uint8.dtype == np.float32
+  np.testing.assert_allclose(np.mean(nll_uint8), vae_analysis["metrics"]["nll"], rtol=1e-5)
+  np.testing.assert_allclose(run.nll(images / 255.0, k=100), nll_uint8, rtol=1e-5)
+
+
+def test_restored_gives_a_notebook_what_it_needs(ae_run, vae_run, data_dir, mnist):
+  """Data of the run, prior codes, a repr that says what was restored, decode's shape check.
+  catches: train_images() reading the test split; prior codes that are not N(0, I) draws (e.g.
+  posterior means); sample() decoding other codes than prior_codes(); a repr without the step or
+  the metrics; decode() without its shape check (a flax shape error, not a UserError); int64
+  grey levels taken as floats in [0, 1]."""
+  import aejax
+  from aejax.errors import UserError
+
+  vae = aejax.restore(vae_run, data_dir=data_dir)
+  np.testing.assert_array_equal(vae.train_images(5), mnist[0][:5])
+  assert vae.test_images().shape == (10000, 28, 28, 1)
+  z = vae.prior_codes(4000, seed=3)
+  assert z.shape == (4000, 2)
+  # N(0, I): mean within 4 standard errors of 0, variance within 0.1 of 1.
+  assert np.all(np.abs(z.mean(0)) < 4 / np.sqrt(4000)) and np.all(np.abs(z.var(0) - 1) < 0.1)
+  np.testing.assert_allclose(vae.sample(6, seed=3), vae.decode(z[:6]), rtol=1e-6)
+  record = _test_record(vae_run)
+  text = repr(vae)
+  assert all(part in text for part in ("'vae'", "'mnist'", "step 468", vae_run,
+                                       f"elbo={record['elbo']:.4g}")), text
+  with pytest.raises(UserError, match=re.escape("codes of shape (3, 5) do not fit this model; "
+                                                "pass [N, 2]")):
+    vae.decode(np.zeros((3, 5)))
+  with pytest.raises(UserError, match=re.escape("images of shape (3, 28, 28) do not fit this "
+                                                "model; pass [N, 28, 28, 1]")):
+    vae.encode(mnist[2][:3, :, :, 0])
+  with pytest.raises(UserError, match="dtype int64: pass uint8 .* or floats in"):
+    vae.nll(mnist[2][:3].astype(np.int64), k=10)
+  ae = aejax.restore(ae_run, data_dir=data_dir)
+  with pytest.raises(UserError, match="'ae' has no likelihood"):
+    ae.nll(mnist[2][:3], k=10)
+  with pytest.raises(UserError, match="'ae' has no prior"):
+    ae.prior_codes(3)
+
+
+def _python_blocks(markdown: str) -> list[str]:
+  return re.findall(r"^```python\n(.*?)^```", markdown, flags=re.S | re.M)
+
+
+def test_the_notebook_session_of_docs_analysis_runs(vae_run, data_dir, monkeypatch, capsys):
+  """docs/analysis.md's notebook code, exactly, on the module's VAE (its /tmp/vae the run's
+  workdir, its data dir the tests' one).
+  catches: a method the doc calls that is missing or renamed, or returns another shape."""
+  (code,) = _python_blocks(open(os.path.join(REPO, "docs", "analysis.md")).read())
+  assert '"/tmp/vae"' in code
+  monkeypatch.setenv("TFDS_DATA_DIR", data_dir)
+  scope = {}
+  exec(code.replace('"/tmp/vae"', repr(vae_run)), scope)
+  assert "step 468" in capsys.readouterr().out  # print(run)
+  n = len(scope["images"])
+  assert scope["z"].shape == (n, 2) and scope["x_hat"].shape == (n, 28, 28, 1)
+  assert scope["nll"].shape == (n,) and np.all(np.isfinite(scope["nll"]))
+  assert scope["x_new"].shape[1:] == (28, 28, 1) and scope["path"].shape[1:] == (28, 28, 1)
+
+
 def test_checkpoint_that_does_not_fit_the_config_is_a_user_error(vae_run, tmp_path):
   import aejax
   from aejax.errors import UserError
@@ -227,6 +301,12 @@ def test_import_aejax_stays_light():
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                        cwd=REPO)
   assert out.stdout.strip() == "aejax.analysis.restored"
+  # dir() lists the lazily loaded names without loading them.
+  code = ("import sys, aejax; print('restore' in dir(aejax), 'Restored' in dir(aejax), "
+          "'jax' in sys.modules)")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                       cwd=REPO)
+  assert out.stdout.strip() == "True True False"
 
 
 FAMILIES = [(name, encoder) for name in ("ae", "vae", "vqvae") for encoder in ("mlp", "conv")]

@@ -1,9 +1,11 @@
 """Restore a trained run for analysis: `aejax.restore(workdir)` -> a model that works on numpy.
 
     run = aejax.restore("/tmp/vae")             # latest checkpoint; step=N for another
+    images = run.test_images(100)                # uint8, the run's dataset as analyze reads it
     z = run.encode(images)                       # uint8 [N, H, W, C] or floats in [0, 1]
     x_hat = run.reconstruct(images)              # pixel means in [0, 1]
     x_new = run.sample(64, seed=0)               # families with a prior (a model with `sample`)
+    nll = run.nll(images, k=100)                 # nats per image, the way analyze measures it
 
 The checkpoint is restored onto the devices of this process (a CPU is enough), whatever number
 of devices wrote it: the restore target is built from the model's own init shapes here.
@@ -11,8 +13,10 @@ of devices wrote it: the restore target is built from the model's own init shape
 
 import functools
 import os
+import time
 from typing import Any, Callable
 
+from absl import logging
 import jax
 import ml_collections
 import numpy as np
@@ -20,8 +24,11 @@ import numpy as np
 from aejax.run import checkpoint
 from aejax import decoder_dists
 from aejax import families
+from aejax import likelihood
 from aejax import optimizers
 from aejax import parallel
+from aejax import preprocess
+from aejax import sampling
 from aejax.data import dataset
 from aejax.data import views
 from aejax.run import rundir
@@ -53,6 +60,52 @@ def _steps_text(steps: list[int]) -> str:
   return ", ".join(map(str, steps)) if steps else "none"
 
 
+def analysis_keys(seed: int) -> dict[str, jax.Array]:
+  """The keys of analyze's random draws from its --seed: the binarisation of the train and the
+  test split ('dynamic') and the NLL's posterior samples; image n of each takes key n of its
+  stream (sampling.example_keys), so the first n images get the same draws as the whole split."""
+  return dict(zip(("train_input", "test_input", "nll"),
+                  jax.random.split(jax.random.key(seed), 3)))
+
+
+def model_inputs(images: np.ndarray, rng: jax.Array, mode: str) -> np.ndarray:
+  """The training path's preprocessing (preprocess.py), applied once to a whole split: uint8
+  images scaled to [0, 1] (floats taken as already in [0, 1]), binarised per `mode`."""
+  x = (preprocess.to_unit_interval(images) if images.dtype == np.uint8
+       else images.astype(np.float32))
+  keys_N = sampling.example_keys(rng, 0, len(images))  # One key per image, as in training.
+  return np.asarray(jax.jit(preprocess.binarize, static_argnums=2)(x, keys_N, mode))
+
+
+def load_split(config: ml_collections.ConfigDict, builder_dir: str,
+               which: str) -> tuple[np.ndarray, np.ndarray | None]:
+  """The run's 'train' or 'test' split (config.input.train_split/test_split) as (uint8 images,
+  labels), through config.input.crop/resize: the images as the run saw them."""
+  # A run saved before the split fields existed trained on 'train' and evaluated on 'test'.
+  return dataset.load_split(builder_dir, config.input.get(f"{which}_split", which),
+                            views.from_config(config))
+
+
+def _check_shape(what: str, array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+  array = np.asarray(array)
+  if array.shape[1:] != shape:
+    raise UserError(f"{what} of shape {array.shape} do not fit this model; pass "
+                    f"[N, {', '.join(map(str, shape))}]")
+  return array
+
+
+def _check_images(images: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+  images = _check_shape("images", images, shape)
+  # Other integers are ambiguous (0-255 or 0/1?), so neither scaled nor taken as they are.
+  if images.dtype != np.uint8 and not np.issubdtype(images.dtype, np.floating):
+    raise UserError(f"images of dtype {images.dtype}: pass uint8 grey levels (0-255) or floats "
+                    f"in [0, 1]")
+  return images
+
+
+NLL_BATCH = 100  # Images per NLL step; with up to 100 samples each, ~30 MB of MNIST logits.
+
+
 class Restored:
   """A restored run: `config`, `model` (Flax module), `params`, `step`; numpy in, numpy out.
 
@@ -61,9 +114,11 @@ class Restored:
   """
 
   def __init__(self, config: ml_collections.ConfigDict, model: Any, params: Any, step: int,
-               workdir: str, image_shape: tuple[int, ...], batch_size: int = 500):
+               workdir: str, image_shape: tuple[int, ...], batch_size: int = 500,
+               data_dir: str | None = None):
     self.config, self.model, self.params, self.step = config, model, params, step
     self.workdir, self.image_shape, self.batch_size = workdir, tuple(image_shape), batch_size
+    self.data_dir = data_dir  # Where test_images/train_images read (None: the default).
     # What the family reports (aejax.families): a likelihood (and so a posterior), a prior.
     self.has_likelihood = families.of(config).LIKELIHOOD
     self.is_generative = hasattr(model, "sample")
@@ -77,13 +132,26 @@ class Restored:
     self._encode = functools.partial(encode, params)
     self._code = functools.partial(code, params)
     self._decode = functools.partial(decode, params)
+    self._scores = {}
+    self.code_shape = jax.eval_shape(
+        self._code, jax.ShapeDtypeStruct((1, *self.image_shape), np.float32)).shape[1:]
+
+  def __repr__(self) -> str:
+    tested = [r for r in rundir.read_metrics(self.workdir)
+              if r["split"] == "test" and r["step"] <= self.step]
+    shown = "no test metrics"
+    if tested:
+      numbers = {k: v for k, v in tested[-1].items()
+                 if k not in ("split", "epoch", "step") and isinstance(v, (int, float))}
+      shown = (f"test metrics at step {tested[-1]['step']}: "
+               + ", ".join(f"{k}={v:.4g}" for k, v in numbers.items()))
+    return (f"<Restored {self.workdir}: model {self.config.model.name!r} on "
+            f"{self.config.dataset!r}, step {self.step}, images {self.image_shape}, codes "
+            f"{self.code_shape}; {shown}>")
 
   def _images(self, images: np.ndarray) -> np.ndarray:
     """uint8 images are scaled to [0, 1]; float images are taken as already in [0, 1]."""
-    images = np.asarray(images)
-    if images.shape[1:] != self.image_shape:
-      raise UserError(f"images of shape {images.shape} do not fit this model; pass "
-                      f"[N, {', '.join(map(str, self.image_shape))}]")
+    images = _check_images(images, self.image_shape)
     return images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else (
         images.astype(np.float32))
 
@@ -112,19 +180,79 @@ class Restored:
   def decode(self, z_NxZ: np.ndarray) -> np.ndarray:
     """Pixel means in [0, 1], [N, *image_shape]: the mean of the decoder's distribution
     (decoder_dists.DecoderDist.mean)."""
-    return self.map_batches(self._decode, np.asarray(z_NxZ, np.float32))
+    return self.map_batches(self._decode,
+                            _check_shape("codes", z_NxZ, self.code_shape).astype(np.float32))
 
   def reconstruct(self, images: np.ndarray) -> np.ndarray:
     return self.decode(self.encode(images))
 
-  def sample(self, n: int, seed: int = 0) -> np.ndarray:
-    """n images decoded from codes drawn from the model's prior (its `sample`)."""
+  def prior_codes(self, n: int, seed: int = 0) -> np.ndarray:
+    """n codes [n, Z] drawn from the model's prior (its `sample`)."""
     if not self.is_generative:
       raise UserError(f"model {self.config.model.name!r} has no prior to sample from; "
                       f"use a family whose model has one (docs/families.md)")
-    z = self.model.apply({"params": self.params}, jax.random.key(seed), n,
-                         method=self.model.sample)
-    return self.decode(np.asarray(z))
+    return np.asarray(self.model.apply({"params": self.params}, jax.random.key(seed), n,
+                                       method=self.model.sample))
+
+  def sample(self, n: int, seed: int = 0) -> np.ndarray:
+    """n images decoded from prior_codes(n, seed)."""
+    return self.decode(self.prior_codes(n, seed))
+
+  def model_inputs(self, images: np.ndarray, seed: int = 0) -> np.ndarray:
+    """The images as analyze gives test images to the model: in [0, 1], binarised as the run
+    trained (config.input.binarize; 'dynamic': one fixed Bernoulli sample, image n's from key n
+    of analysis_keys(seed)["test_input"])."""
+    return model_inputs(_check_images(images, self.image_shape),
+                        analysis_keys(seed)["test_input"], self.config.input.binarize)
+
+  def likelihood_scores(self, x: np.ndarray, k: int, rng: jax.Array) -> dict[str, np.ndarray]:
+    """Per-image 'elbo' and importance-sampled 'nll' (nats) of the model's inputs `x`
+    (model_inputs) with k posterior samples (likelihood.vae_scores); image n's samples come
+    from key n of `rng`'s stream, whatever batch it is in."""
+    if k not in self._scores:  # One compiled function per k, kept for the next call.
+      self._scores[k] = jax.jit(functools.partial(likelihood.vae_scores, self.model, k=k,
+                                                  chunk=min(k, 100)))
+    fn = self._scores[k]
+    padded, _ = dataset.pad_to_multiple(x, NLL_BATCH)
+    outs, t0 = [], time.time()
+    for i in range(0, len(padded), NLL_BATCH):
+      keys_B = sampling.example_keys(rng, i, NLL_BATCH)
+      outs.append(jax.device_get(fn(self.params, padded[i:i + NLL_BATCH], keys_B)))
+      if i == 0 or (i // NLL_BATCH + 1) % 20 == 0:
+        logging.info("NLL with k=%d: %d of %d images (%.0fs)", k, min(i + NLL_BATCH, len(x)),
+                     len(x), time.time() - t0)
+    return {name: np.concatenate([o[name] for o in outs])[:len(x)] for name in outs[0]}
+
+  def nll(self, images: np.ndarray, k: int = 5000, seed: int = 0) -> np.ndarray:
+    """Importance-sampled -log p(x) [N] in nats of uint8 images or floats in [0, 1], with k
+    posterior samples each, measured as `aejax.analyze --k=k --seed=seed` measures the test
+    split (model_inputs, then likelihood_scores): for its first N test images, analyze's nll is
+    the mean of this."""
+    if not self.has_likelihood:
+      raise UserError(f"model {self.config.model.name!r} has no likelihood; nll() needs a "
+                      f"family with one (docs/families.md)")
+    if k < 1:
+      raise UserError(f"k={k} must be >= 1")
+    return self.likelihood_scores(self.model_inputs(images, seed), k,
+                                  analysis_keys(seed)["nll"])["nll"]
+
+  def _split(self, which: str, n: int | None, data_dir: str | None, manual_dir: str | None,
+             download: bool) -> np.ndarray:
+    builder_dir = dataset.prepare(self.config.dataset, data_dir or self.data_dir, manual_dir,
+                                  download)
+    return load_split(self.config, builder_dir, which)[0][:n]
+
+  def test_images(self, n: int | None = None, *, data_dir: str | None = None,
+                  manual_dir: str | None = None, download: bool = True) -> np.ndarray:
+    """The first n (None: all) uint8 images of the run's test split, as analyze reads them
+    (load_split), from the dataset prepared in `data_dir` (default: restore's, else the default
+    data dir); `manual_dir` and `download` as the commands' flags, for a dataset not prepared yet."""
+    return self._split("test", n, data_dir, manual_dir, download)
+
+  def train_images(self, n: int | None = None, *, data_dir: str | None = None,
+                   manual_dir: str | None = None, download: bool = True) -> np.ndarray:
+    """The first n (None: all) uint8 images of the run's train split; as test_images."""
+    return self._split("train", n, data_dir, manual_dir, download)
 
 
 def restore(workdir: str, step: int | None = None, image_shape: tuple[int, ...] | None = None,
@@ -172,4 +300,5 @@ def restore(workdir: str, step: int | None = None, image_shape: tuple[int, ...] 
     raise UserError(f"cannot restore step {step} from {ckpt_dir} with the model of "
                     f"{workdir}/config.json ({type(e).__name__}: {detail}); the checkpoint is "
                     f"damaged or was written by another config") from e
-  return Restored(config, model, state.params, int(state.step), workdir, image_shape)
+  return Restored(config, model, state.params, int(state.step), workdir, image_shape,
+                  data_dir=data_dir)
