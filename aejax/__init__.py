@@ -2,11 +2,17 @@
 
 __version__ = "0.1.0"
 
+# `aejax.restore` (in aejax/analysis/restored.py) loads JAX, Flax and Orbax only when first used,
+# so `import aejax` stays light.
+_LAZY = ("restore", "Restored")
+
 
 def __getattr__(name: str):
-  # `aejax.restore` (in aejax/analysis/restored.py) loads JAX, Flax and Orbax only when first used, so
-  # `import aejax` stays light.
-  if name in ("restore", "Restored"):
+  if name in _LAZY:
     from aejax.analysis import restored
     return getattr(restored, name)
   raise AttributeError(f"module 'aejax' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+  return sorted({*globals(), *_LAZY} - {"_LAZY"})
