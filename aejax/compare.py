@@ -14,7 +14,8 @@ A run that is still running or crashed is listed in the status column and left o
 
 The default metric is the model family's main test metric, written out in the table's header:
 `sq_err` (squared error per image) for `ae`, `elbo` for `vae`, `loss` for any other family.
-`--metric=analysis.<key>` reads `<run>/analysis/metrics.json` (written by aejax.analyze).
+`--metric=analysis.<path>` reads the number at that dotted path of `<run>/analysis/metrics.json`
+(written by aejax.analyze): `analysis.metrics.nll`, `analysis.metrics.knn_accuracy`, ...
 Below the table, each metric's mean over the variants (the mean of the rows).
 """
 
@@ -37,7 +38,7 @@ from aejax.errors import UserError
 
 _METRIC = flags.DEFINE_list(
     "metric", None, "Metrics to tabulate: test metrics of metrics.jsonl (sq_err, bce, elbo, ...) "
-    "or analysis.<key>; default: sq_err for ae, wae and rae, elbo for vae and hvae, loss "
+    "or analysis.metrics.<key> of analysis/metrics.json; default: sq_err for ae, wae and rae, elbo for vae and hvae, loss "
     "otherwise.")
 _OUT = flags.DEFINE_string("out", None, "Folder to write compare.csv and curves.png to.")
 
