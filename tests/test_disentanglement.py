@@ -86,10 +86,9 @@ MAXIMA = ["beta_vae/eval_accuracy", "factor_vae/eval_accuracy", "mig/discrete_mi
 def test_factors_as_code_score_the_maximum(known, code):
   """The factors themselves, or permuted and rescaled, are a perfectly disentangled code.
 
-  catches: MIG's gap taken between the first and last sorted MI (0.99 -> 0.0); FactorVAE's
-  vote cast for the largest variance ratio (1.0 -> 0.25); DCI's importance rows and columns
-  swapped in completeness (stays 1 here, caught by test_dci_matches_numpy); SAP's gap
-  without sorting (-> < 0.5).
+  catches: FactorVAE's vote cast for the largest variance ratio (eval accuracy 1.0 -> 0.42);
+  SAP's gap taken from the unsorted scores (1.0 -> 0.003); beta-VAE's pairs not sharing the
+  fixed factor (1.0 -> 0.285).
   """
   got = known[code]
   for key in MAXIMA:
@@ -101,9 +100,7 @@ def test_noise_scores_at_chance(known):
   """Codes independent of the factors: each accuracy at 1 / classes, each gap and entropy score
   near 0, each ROC-AUC near 0.5.
 
-  catches: beta-VAE's pairs not sharing the fixed factor (identity falls to chance, noise
-  unchanged: caught above); explicitness AUC on the training codes for the test ones
-  (0.50 -> 0.54); MIG normalised by the code's entropy instead of the factor's.
+  catches: explicitness's test AUC taken on the training codes (0.50 -> 0.536).
   """
   got = known["noise"]
   assert abs(got["beta_vae/eval_accuracy"] - 1 / 4) < 0.08
@@ -121,18 +118,17 @@ def test_noise_scores_at_chance(known):
 def test_rotation_of_two_factors_scores_below_identity(known):
   """Mixing factors 0 and 1 halves their separation.
 
-  catches: MIG's sort along codes dropped (sorted per row: rotation 0.5 -> ~1.0 like identity).
+  catches: MIG's mutual informations sorted along factors instead of codes (the identity's
+  MIG falls to -0.25, below the rotation's).
   """
   for key in ["mig/discrete_mig", "dci/disentanglement", "sap/SAP_score"]:
     assert known["rotated"][key] < known["identity"][key] - 0.2, key
 
 
 def test_seed_fixes_the_scores():
-  """catches: DCI's trees and SAP's SVMs left unseeded (the reference's draws), differing runs."""
-  for name in ["dci", "sap"]:
-    small = {**SMALL[name], "continuous_factors": False} if name == "sap" else SMALL[name]
-    first = dis.METRICS[name](SOURCE, rotated, 3, **small)
-    assert dis.METRICS[name](SOURCE, rotated, 3, **small) == first
+  """catches: DCI's trees left unseeded, as in the reference (two runs differ)."""
+  first = dis.dci(SOURCE, rotated, 3, **SMALL["dci"])
+  assert dis.dci(SOURCE, rotated, 3, **SMALL["dci"]) == first
   assert dis.mig(SOURCE, noise_fn(), 1, num_train=500) != dis.mig(SOURCE, noise_fn(), 2,
                                                                    num_train=500)
 
@@ -173,8 +169,8 @@ def np_mi_matrix(codes, factors):
 
 
 def test_mig_matches_numpy():
-  """catches: np.histogram's 20 bins replaced by 10 (0.1496 -> 0.1318); the gap divided by
-  log(values) instead of the sample's entropy."""
+  """catches: 10 bins instead of 20; the gap taken to the smallest MI, not the second largest;
+  the gap divided by log(distinct values) instead of the sample's entropy."""
   codes, factors = fixed_codes(400, 0)
   mi = np_mi_matrix(codes, factors)
   entropy = np.array([np_mutual_info(factors[:, k], factors[:, k]) for k in range(4)])
@@ -187,7 +183,7 @@ def test_mig_matches_numpy():
 def test_mig_samples_as_the_reference():
   """The source-level MIG scores batches of 16 drawn in order; 37 points leave a last batch of 5.
 
-  catches: all points drawn in one batch (other factor draws, other score).
+  catches: all points drawn in one batch (other draws, another score).
   """
   rng = np.random.RandomState(5)
   factors = np.concatenate([SOURCE.sample_factors(min(16, 37 - i), rng) for i in range(0, 37, 16)])
@@ -199,8 +195,7 @@ def test_mig_samples_as_the_reference():
 def test_modularity_matches_numpy():
   """Ridgeway & Mozer's deviation from the template that keeps each code's largest MI.
 
-  catches: the denominator's (K - 1) dropped (0.79 -> 0.37); the largest squared MI kept in
-  the numerator.
+  catches: the denominator's (K - 1) dropped; the largest squared MI kept in the numerator.
   """
   codes, factors = fixed_codes(400, 1)
   mi = np_mi_matrix(codes, factors)
@@ -223,7 +218,7 @@ def np_auc(scores, positive):
 
 
 def test_explicitness_matches_numpy():
-  """catches: the test codes standardised by their own mean and std (0.8004 -> 0.8007)."""
+  """catches: the test codes standardised by their own mean and std, not the training ones."""
   codes, factors = fixed_codes(400, 1)
   test_codes, test_factors = fixed_codes(300, 2)
   mean, std = codes.mean(0), codes.std(0)
@@ -240,8 +235,8 @@ def test_explicitness_matches_numpy():
 def test_dci_matches_numpy():
   """Eastwood & Williams' D, C and I from the same trees' importances, by numpy entropies.
 
-  catches: completeness's entropy over factors instead of codes (base D -> K: 0.3358 ->
-  0.4256); disentanglement's weights uniform instead of each code's share of importance.
+  catches: completeness computed on the untransposed matrix (its entropy over factors, not
+  codes); rows weighted uniformly instead of by their share of importance.
   """
   codes, factors = fixed_codes(300, 3)
   test_codes, test_factors = fixed_codes(200, 4)
@@ -275,7 +270,7 @@ def test_dci_matches_numpy():
 def test_sap_matches_numpy():
   """The mean over factors of the best minus the second-best dimension's score.
 
-  catches: the continuous score's square dropped (cov / sqrt(var var): 0.2336 -> 0.2015); the
+  catches: the continuous score's square dropped (|correlation| instead of its square); the
   discrete score on the training points instead of the test points.
   """
   codes, factors = fixed_codes(400, 5)
@@ -345,7 +340,8 @@ class Values(FactorVector):
      "at least 2 dimensions"),
 ])
 def test_bad_input_is_one_line(call, message):
-  """catches: each check removed (then numpy or scikit-learn fails deep inside, or NaN)."""
+  """catches (tried for the missing-factors, integer-index, finite-code and missing-class
+  checks): the check removed, then an AttributeError, a silent score or numpy's error."""
   with np.errstate(divide="ignore", invalid="ignore"), pytest.raises(dis.MetricInputError,
                                                                      match=message) as e:
     call()
