@@ -329,6 +329,8 @@ class Values(FactorVector):
     (lambda: dis.sap(Constant(), identity, 0), r"factors \[1\] take fewer than 2 values"),
     (lambda: dis.mig(Values(), identity, 0, num_train=10), "integer factor indices"),
     (lambda: dis.factor_vae_score(SOURCE, identity, 0, batch_size=1), "batch_size=1"),
+    (lambda: dis.factor_vae_score(SOURCE, identity, 0, num_variance_estimate=1),
+     "num_variance_estimate=1 must be an integer >= 2"),
     (lambda: dis.beta_vae_score(SOURCE, identity, 0, num_train=0), "num_train=0"),
     (lambda: dis.mig(SOURCE, identity, 0, num_train=10.5), "num_train=10.5"),
     (lambda: dis.mig(SOURCE, identity, np.random.default_rng(0)), "neither an integer seed"),

@@ -64,8 +64,6 @@ def factor_vae_score(source, representation_fn, random_state, batch_size: int = 
   sizes = source_lib.check_source(source)
   source_lib.check_sizes(batch_size=batch_size, num_train=num_train, num_eval=num_eval,
                          num_variance_estimate=num_variance_estimate)
-  if num_variance_estimate < 2:
-    raise source_lib.MetricInputError("num_variance_estimate must be >= 2 to estimate a variance")
   random_state = source_lib.random_state_of(random_state)
   factors_NxK = source_lib.sample_factors(source, num_variance_estimate, random_state, sizes)
   observations = source.sample_observations_from_factors(factors_NxK, random_state)

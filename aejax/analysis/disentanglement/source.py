@@ -68,9 +68,9 @@ def check_source(source) -> tuple[int, ...]:
 
 
 def check_sizes(**sizes: int) -> None:
-  """Each named sample size is a positive integer (batch sizes of variances need 2)."""
+  """Each named sample size is a positive integer (2 at least for a sample variance's)."""
   for name, value in sizes.items():
-    least = 2 if name == "batch_size" else 1
+    least = 2 if name in ("batch_size", "num_variance_estimate") else 1
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < least:
       raise MetricInputError(f"{name}={value!r} must be an integer >= {least}; pass a larger "
                              "sample size (the reference's are the defaults)")
