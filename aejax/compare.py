@@ -12,8 +12,9 @@ runs (those whose metrics hold the test line of their final epoch):
   excluded; a resumed run's time includes its interruption).
 A run that is still running or crashed is listed in the status column and left out of every mean.
 
-The default metric is the model family's main test metric, written out in the table's header:
-`sq_err` (squared error per image) for `ae`, `elbo` for `vae`, `loss` for any other family.
+The default metric is the model family's main test metric (`main_metric`), written out in the
+table's header: `sq_err` (squared error per image) for the families judged by reconstruction,
+`elbo` for those with a likelihood, `loss` for a family MAIN_METRIC does not name.
 `--metric=analysis.<path>` reads the number at that dotted path of `<run>/analysis/metrics.json`
 (written by aejax.analyze): `analysis.metrics.nll`, `analysis.metrics.knn_accuracy`, ...
 Below the table, each metric's mean over the variants (the mean of the rows).
@@ -38,8 +39,8 @@ from aejax.errors import UserError
 
 _METRIC = flags.DEFINE_list(
     "metric", None, "Metrics to tabulate: test metrics of metrics.jsonl (sq_err, bce, elbo, ...) "
-    "or analysis.metrics.<key> of analysis/metrics.json; default: sq_err for ae, wae and rae, elbo for vae and hvae, loss "
-    "otherwise.")
+    "or analysis.metrics.<key> of analysis/metrics.json; default: the main metric of the runs' "
+    "family (docs/sweeps.md lists each family's).")
 _OUT = flags.DEFINE_string("out", None, "Folder to write compare.csv and curves.png to.")
 
 # The deterministic families are judged by reconstruction, the VAE by its bound.
@@ -119,9 +120,15 @@ def find_runs(paths: list[str]) -> list[Run]:
   return [Run.read(p) for p in dict.fromkeys(os.path.normpath(p) for p in found)]
 
 
+def main_metric(family: str) -> str:
+  """The test metric a run of `family` (config.model.name) is judged by when --metric is not
+  given."""
+  return MAIN_METRIC.get(family, "loss")
+
+
 def default_metrics(runs: list[Run]) -> list[str]:
   families = sorted({r.config.get("model.name") for r in runs}, key=str)
-  metrics = sorted({MAIN_METRIC.get(f, "loss") for f in families})
+  metrics = sorted({main_metric(f) for f in families})
   if len(metrics) > 1:
     raise UserError(f"the runs mix model families {families} whose main metrics differ "
                     f"({metrics}); choose one with --metric, e.g. --metric=loss")

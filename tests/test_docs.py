@@ -1,6 +1,6 @@
 """The docs' commands run: every `python -m aejax...` and `./launch.sh` command in README.md and
-docs/ parses as the command would parse it, the quick start trains, and the flag tables are the
-flag definitions."""
+docs/ parses as the command would parse it, the quick start trains, the flag tables are the
+flag definitions and the lists the docs give of the code are the code's."""
 
 import glob
 import json
@@ -121,6 +121,28 @@ def test_the_flag_tables_are_the_flag_definitions():
                         cwd=REPO, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr
   assert len(re.findall(r"<!-- flags: ", "".join(open(p).read() for p in DOCS))) >= 5
+
+
+def _generated(page: str, name: str) -> str:
+  """The text between `<!-- code: name -->` and `<!-- end code -->` of docs/<page>."""
+  text = open(os.path.join(REPO, "docs", page)).read()
+  (block,) = re.findall(rf"<!-- code: {re.escape(name)} -->\n(.*?)<!-- end code -->", text, re.S)
+  return block
+
+
+def test_the_sweep_page_lists_the_per_run_hyperparameters_and_main_metrics_of_the_code():
+  """docs/sweeps.md's list of per-run fields is hparams.FIELDS, and its table of default metrics
+  is compare.main_metric of every family in the table (catches: a field dropped from or added to
+  either the page or FIELDS, a family's metric changed on one side only)."""
+  from aejax import compare
+  from aejax import families
+  from aejax import hparams
+
+  fields = re.findall(r"`([^`]+)`", _generated("sweeps.md", "hparams.FIELDS"))
+  assert tuple(fields) == hparams.FIELDS, (fields, hparams.FIELDS)
+  rows = re.findall(r"^\| `(\w+)` \| `(\w+)` \|$", _generated("sweeps.md", "main_metric"), re.M)
+  assert dict(rows) == {f: compare.main_metric(f) for f in families.FAMILIES}, rows
+  assert compare.main_metric("wae") == "sq_err" and compare.main_metric("vamp") == "elbo"
 
 
 def test_the_one_class_tables_are_what_compare_prints_from_their_records():
