@@ -9,6 +9,7 @@ entry in the table of aejax.families (its losses, likelihood, own fields and che
 import ml_collections
 
 from aejax.data import input_pipeline
+from aejax.data import views
 from aejax import decoder_dists
 from aejax import families
 from aejax import loops
@@ -89,6 +90,9 @@ def validate_config(config: ml_collections.ConfigDict, device_count: int) -> Non
   _check(len(config.model.channels) > 0 and all(
       isinstance(c, int) and c >= 1 for c in config.model.channels),
          f"config.model.channels={tuple(config.model.channels)} must be positive conv widths")
+  # Their form here; whether a crop fits the images waits for the dataset's stored shape
+  # (views.View.shape, from the metadata, before any image is decoded).
+  views.from_config(config)
   _validate_decoder(config)
   _validate_schedule(config)
   _validate_objective(config)

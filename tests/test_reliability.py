@@ -246,6 +246,10 @@ BAD_INPUTS = [
     (["--config.objective.sparsity_target=1.5"], "config.objective.sparsity_target=1.5 must be "
      "in (0, 1)"),
     (["--config.opt.momentum=1.0"], "config.opt.momentum=1.0 must be in [0, 1)"),
+    # Checked with the other fields, before the dataset is looked for (catches: the view's sizes
+    # read only where the data is loaded, which names the missing dataset instead).
+    (["--data_dir=EMPTY", "--nodownload", "--config.input.crop=-3"],
+     "config.input.crop=(-3,) is no image size"),
 ]
 
 
