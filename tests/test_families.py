@@ -5,7 +5,9 @@ import types
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
+from scipy import special
 
 from aejax import configs
 from aejax import families
@@ -123,3 +125,113 @@ def test_a_new_family_is_one_module_and_one_row(monkeypatch, mnist):
   means = objectives.from_sums({k: jnp.sum(v, 0) for k, v in m.items()}, jnp.asarray(8.0),
                                config, hparams.of(config))
   assert set(means) == {"loss", "sq_err", "bce", "twice"}
+
+
+def _constant_networks(params, seed: int = 0):
+  """Every kernel 0 and every other parameter drawn, N(0, 0.5^2): each network's output is its
+  last bias whatever its input, so every term has a closed form (a codebook and pseudo-inputs
+  stay random)."""
+  rng = np.random.default_rng(seed)
+  return jax.tree_util.tree_map_with_path(
+      lambda path, v: jnp.zeros_like(v) if "kernel" in jax.tree_util.keystr(path) else
+      jnp.asarray(0.5 * rng.standard_normal(v.shape), v.dtype), params)
+
+
+def _gaussian_kl(mean_q, logvar_q, mean_p, logvar_p):
+  """KL(N(mean_q, e^logvar_q) || N(mean_p, e^logvar_p)), diagonal, summed: float64 numpy."""
+  return 0.5 * np.sum(logvar_p - logvar_q + (np.exp(logvar_q) + (mean_q - mean_p) ** 2)
+                      / np.exp(logvar_p) - 1)
+
+
+COPIES = 256  # Of one image, each with its own key: the stochastic terms' means are compared.
+
+
+@pytest.mark.parametrize("name", sorted(families.FAMILIES))
+def test_every_familys_objective_at_constant_networks_against_numpy(name):
+  """With every kernel 0 the encoder gives one code (or posterior) and the decoder one set of
+  logits whatever their input, so the train loss and its terms follow in numpy from those
+  outputs: exactly where they are deterministic, in the mean over 256 keyed copies within 4
+  standard errors where they are a one-sample estimate (catches, one per family: sq_err on the
+  logits instead of the pixel means (ae), the KL's log-variance sign (vae), -log K left out of
+  the VampPrior, log N left out of beta-TCVAE's minibatch weighted sampling, p(z1|z2) scored
+  with q(z1|x)'s variance (hvae), the code penalty without its 1/2 (rae), the codebook term left out of the
+  loss (vqvae), the MMD's cross term over j != i only (wae))."""
+  config = _tiny(name)
+  o = config.objective
+  o.code_l2, o.decoder_reg = (0.3, 0.2) if name == "rae" else (0.0, 0.0)
+  o.mmd_weight = 2.0 if name == "wae" else 0.0
+  config.model.num_pseudo = 5 if name == "vamp" else config.model.num_pseudo
+  validation.validate_config(config, 1)
+  model = families.create_model(config.model, (28, 28, 1))
+  x1 = (np.random.default_rng(1).random((1, 28, 28, 1)) > 0.5).astype(np.float32)
+  x = jnp.tile(jnp.asarray(x1), (COPIES, 1, 1, 1))
+  keys_B = jax.random.split(jax.random.key(2), COPIES)
+  params = _constant_networks(model.init(jax.random.key(0), x[:2], keys_B[:2])["params"])
+  num_train = 1000.0
+  hp = {**hparams.of(config), hparams.NUM_TRAIN: jnp.float32(num_train)}
+  got = jax.jit(lambda p: families.FAMILIES[name].per_example(
+      model, p, x, x, keys_B, config, jnp.int32(0), hp, None))(params)
+  got = {k: np.asarray(v, np.float64) for k, v in got.items()}
+  v = {"params": params}
+  f64 = lambda a: np.asarray(a, np.float64)
+  encoded = model.apply(v, x[:1], method="encode")
+  latent = f64(encoded[0] if isinstance(encoded, tuple) else encoded)[0]
+  logits = f64(model.apply(v, jnp.zeros((1, latent.size if name != "vqvae" else 8)),
+                           method="decode"))[0]
+  xs = x1[0].astype(np.float64)
+  bce = -np.sum(xs * special.log_expit(logits) + (1 - xs) * special.log_expit(-logits))
+  sq_err = np.sum((special.expit(logits) - xs) ** 2)
+  exact = lambda key, want: np.testing.assert_allclose(got[key], want, rtol=2e-5, atol=1e-4)
+
+  def in_mean(key, want):
+    se = got[key].std(ddof=1) / np.sqrt(COPIES)
+    assert abs(got[key].mean() - want) < 4 * se + 1e-4, (key, got[key].mean(), want, se)
+
+  if name in ("vae", "vamp", "beta_tcvae"):
+    mean_Z, logvar_Z = (f64(a)[0] for a in encoded)
+    exact("rec", bce)
+    kl = _gaussian_kl(mean_Z, logvar_Z, 0.0, 0.0)
+    if name == "vae":
+      exact("kl", kl)
+      exact("loss", bce + kl)
+    elif name == "vamp":  # Every pseudo-input's posterior is this one: the prior is q(z|x).
+      exact("kl", 0.0)
+      exact("loss", bce)
+    else:  # Every reference posterior is this one: log q(z) = log q(z|x) - log N, per dimension too.
+      exact("mi", np.log(num_train))
+      exact("tc", (latent.size - 1) * np.log(num_train))
+      in_mean("loss", bce + kl)  # The three parts sum to log q(z|x) - log p(z) at the sample.
+  elif name == "hvae":
+    mean1, logvar1 = (f64(a)[0] for a in encoded)
+    gauss = lambda net: (lambda m, h: m._gaussian(getattr(m, net), h))
+    mean2, logvar2 = (f64(a)[0] for a in model.apply(v, jnp.zeros((1, 8)), method=gauss("encoder2")))
+    mean_p1, logvar_p1 = (f64(a)[0] for a in model.apply(v, jnp.zeros((1, 4)),
+                                                         method=gauss("decoder2")))
+    in_mean("loss", bce + _gaussian_kl(mean1, logvar1, mean_p1, logvar_p1)
+            + _gaussian_kl(mean2, logvar2, 0.0, 0.0))
+  elif name == "ae":
+    exact("bce", bce)
+    exact("loss", sq_err)
+  elif name == "rae":
+    decoder_l2 = 0.5 * sum(np.sum(f64(a) ** 2) for a in jax.tree.leaves(params["decoder"]))
+    exact("loss", sq_err + 0.3 * 0.5 * np.sum(latent ** 2) + 0.2 * decoder_l2)
+  elif name == "vqvae":
+    z_e_NxD = f64(model.apply(v, x[:1], method=lambda m, x: m.encoder(x))).reshape(
+        -1, config.model.code_dim)  # `encode` gives the quantised code.
+    codebook_KxD = f64(params["quantizer"]["codebook"])
+    nearest_NxD = codebook_KxD[np.argmin(((z_e_NxD[:, None] - codebook_KxD) ** 2).sum(-1), 1)]
+    dist = np.sum((z_e_NxD - nearest_NxD) ** 2)
+    exact("codebook", dist)
+    exact("loss", sq_err + (1 + config.objective.commitment) * dist)
+  elif name == "wae":
+    # The codes are all one point c; example b's prior draw is N(0, I) from its own key.
+    prior_BxZ = f64(jax.vmap(lambda k: jax.random.normal(k, latent.shape))(keys_B))
+    c = 2.0 * latent.size
+    k_pp = c / (c + ((prior_BxZ[:, None] - prior_BxZ[None]) ** 2).sum(-1))
+    k_zp_B = c / (c + ((prior_BxZ - latent) ** 2).sum(-1))
+    n = COPIES
+    # Example i's terms: 1/(n-1) sum_{j != i} [k(c, c) + k(p_i, p_j)] - 1/n sum_j [k(c, p_j) +
+    # k(p_i, c)], k(c, c) = 1; their mean is the U-statistic.
+    mmd_B = (1.0 + (k_pp.sum(1) - 1.0) / (n - 1)) - (k_zp_B.mean() + k_zp_B)
+    exact("mmd", mmd_B)
+    exact("loss", sq_err + 2.0 * mmd_B)
