@@ -1,5 +1,6 @@
-"""Every experiment file trains on real MNIST (shrunken) past the best input-blind model, the two reproductions run a short
-version of their schedule end to end, and the conv experiments learn at their own sizes."""
+"""Every experiment file trains on real MNIST (shrunken) past the best input-blind model, the two
+reproductions run a short version of their schedule end to end, and the conv experiments learn
+at their own sizes."""
 
 import glob
 import json
