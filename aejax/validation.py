@@ -6,8 +6,11 @@ the optimizers and the objectives take a validated config. What a family allows 
 entry in the table of aejax.families (its losses, likelihood, own fields and check), asked here.
 """
 
+import difflib
+
 import ml_collections
 
+from aejax import configs
 from aejax.data import input_pipeline
 from aejax import decoder_dists
 from aejax import families
@@ -25,14 +28,8 @@ def _check(ok: bool, message: str) -> None:
     raise UserError(message)
 
 
-def _value(config: ml_collections.ConfigDict, path: str):
-  for part in path.split("."):
-    config = config[part]
-  return config
-
-
 def _at_least(config: ml_collections.ConfigDict, path: str, low: float) -> None:
-  value = _value(config, path)
+  value = configs.field(config, path)
   _check(isinstance(value, (int, float)) and not isinstance(value, bool),
          f"config.{path}={value!r} must be a number")
   _check(value >= low, f"config.{path}={value} must be >= {low}")
@@ -48,6 +45,21 @@ def _in_range(value: float, low: float, high: float, field: str, *, low_open: bo
 
 def _one_of(value: str, choices, field: str) -> None:
   _check(value in choices, f"unknown config.{field}={value!r}; use one of {tuple(choices)}")
+
+
+def validate_fields(config: ml_collections.ConfigDict, source: str) -> None:
+  """`config` (what the experiment file `source` gives) has only fields of configs.base(): a
+  field that is not one would be stored in config.json and read by nothing, as a --config.<field>
+  override naming no field is refused."""
+  from aejax.run import rundir  # The one flattening of a config's fields.
+
+  fields = rundir.flatten(configs.base().to_dict())
+  for path in rundir.flatten(config.to_dict()):
+    if path not in fields:
+      close = difflib.get_close_matches(path, fields, n=1)
+      hint = f" (did you mean {close[0]!r}?)" if close else ""
+      raise UserError(f"{source}: config.{path} is no field of the base config{hint}; fix the "
+                      f"experiment file (the fields are those of aejax/configs.py)")
 
 
 def validate_config(config: ml_collections.ConfigDict, device_count: int) -> None:
@@ -149,7 +161,7 @@ def _validate_family(config: ml_collections.ConfigDict) -> None:
     for path, off in other.OWN_FIELDS.items():
       if path in family.OWN_FIELDS:  # Owned by both (a variant of the other family).
         continue
-      value = _value(config, path)
+      value = configs.field(config, path)
       _check(value == off, f"config.{path}={value!r} applies to model {owner!r}, not {name!r}; "
              f"set it to {off!r}")
   problem = family.check(config)
