@@ -155,15 +155,18 @@ def _validate_family(config: ml_collections.ConfigDict) -> None:
   _check(not (config.eval_num_samples and not family.LIKELIHOOD),
          f"config.eval_num_samples estimates a VAE's NLL; model {name!r} has no likelihood: "
          f"set it to 0")
+  owners: dict[str, list[str]] = {}  # Each field another family owns -> all its owners.
   for owner, other in families.FAMILIES.items():
-    if owner == name:
+    for path in other.OWN_FIELDS:
+      owners.setdefault(path, []).append(owner)
+  for path, names in owners.items():
+    if path in family.OWN_FIELDS:  # This family's too (as a variant owns its base's fields).
       continue
-    for path, off in other.OWN_FIELDS.items():
-      if path in family.OWN_FIELDS:  # Owned by both (a variant of the other family).
-        continue
-      value = configs.field(config, path)
-      _check(value == off, f"config.{path}={value!r} applies to model {owner!r}, not {name!r}; "
-             f"set it to {off!r}")
+    off, value = families.FAMILIES[names[0]].OWN_FIELDS[path], configs.field(config, path)
+    models = (f"model {names[0]!r}" if len(names) == 1 else
+              f"models {', '.join(map(repr, names[:-1]))} and {names[-1]!r}")
+    _check(value == off, f"config.{path}={value!r} applies to {models}, not {name!r}; set it "
+           f"to {off!r}")
   problem = family.check(config)
   _check(problem is None, problem)
 
