@@ -15,6 +15,7 @@ from aejax import likelihood
 from aejax import losses
 from aejax import hparams
 from aejax import families
+from aejax.families import shared
 from aejax.families import vae as vae_family
 from aejax import optimizers
 from aejax import preprocess
@@ -200,8 +201,10 @@ def test_kl_warmup_is_linear_and_evaluation_uses_the_final_beta(mnist):
   c.objective.beta, c.objective.kl_warmup_steps = 4.0, 100
   hp = hparams.of(c)
   for step, want in ((0, 0.0), (25, 1.0), (100, 4.0), (1000, 4.0)):
-    np.testing.assert_allclose(vae_family.kl_weight(jnp.asarray(step), hp), want, rtol=1e-6)
-  np.testing.assert_allclose(vae_family.kl_weight(None, hp), 4.0)
+    np.testing.assert_allclose(shared.kl_weight(jnp.asarray(step), hp, True), want, rtol=1e-6)
+  # Evaluation: the final weight, at any step.
+  np.testing.assert_allclose(shared.kl_weight(None, hp, False), 4.0)
+  np.testing.assert_allclose(shared.kl_weight(jnp.asarray(0), hp, False), 4.0)
   config, model, params = _vae()
   config.objective.beta, config.objective.kl_warmup_steps = 4.0, 100
   x = jnp.asarray(mnist[2][:16])
