@@ -87,10 +87,11 @@ OPTIONAL = ("from_pooled", "REPORTS", "EX_POST_COMPONENTS", "DIAGONAL_GAUSSIAN_P
 
 
 def check_module(name: str, module: Any) -> None:
-  """Holds a family module to the names of `Family`: a hook missing, or a public name that no
-  part of aejax reads but that is close to one (a misspelt optional hook would silently turn its
-  feature off), is a TypeError naming the module and the likely intended name. A constant of the
-  family's own takes a leading underscore; its classes and other functions are its own."""
+  """Holds a family module to the names of `Family`: a hook missing, a public UPPERCASE name that
+  no part of aejax reads, or a public name close to a hook's (a misspelt optional hook would
+  silently turn its feature off) is a TypeError naming the module and the likely intended name.
+  A constant of the family's own takes a leading underscore; its classes and other functions
+  are its own."""
   known = (*REQUIRED, *OPTIONAL)
   where = f"family {name!r} ({getattr(module, '__name__', module)})"
   defined = {n for n in dir(module) if not n.startswith("_")}
