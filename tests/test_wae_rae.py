@@ -65,7 +65,8 @@ def test_wae_objective_is_reconstruction_plus_lambda_mmd_to_its_own_prior_draws(
   keys_B = sampling.example_keys(jax.random.key(3), 0, len(x))
   m = _objective(model, params, x, keys_B, config)
   z = _apply(model, "code")(params, x)
-  # The prior's draws come from the prior stream: stream 3 of the example's key.
+  # The prior's draws come from the prior stream, stream 3 of the example's key (catches: prior
+  # samples drawn from the posterior stream, the model's keys).
   prior = np.stack([np.asarray(jax.random.normal(jax.random.fold_in(k, 3), (3,)))
                     for k in keys_B])
   np.testing.assert_allclose(float(jnp.mean(m["mmd"])), _mmd_double_loop(z, prior), rtol=1e-5)
