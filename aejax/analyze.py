@@ -78,6 +78,17 @@ def rec_nll_key(config: ml_collections.ConfigDict) -> str:
   return "bce" if config.model.decoder_dist == "bernoulli" else "rec_nll"
 
 
+def family_reports(run: restored_lib.Restored) -> dict[str, float]:
+  """The family's own train metrics (its REPORTS) as 'train_<key>': their means over the last
+  train epoch the run logged at or before the restored step (metrics.jsonl)."""
+  names = families.reports(run.config)
+  lines = [r for r in rundir.read_metrics(run.workdir)
+           if r["split"] == "train" and r["step"] <= run.step]
+  if not names or not lines:
+    return {}
+  return {f"train_{k}": float(lines[-1][k]) for k in names if k in lines[-1]}
+
+
 # --- The analysis ------------------------------------------------------------------------------
 
 def analyze(workdir: str, *, step: int | None = None, k: int = 5000, data_dir: str | None = None,
@@ -143,6 +154,7 @@ def _analyze(workdir: str, *, step: int | None, k: int, data_dir: str | None,
   if families.has_kl_parts(config):  # On the same images; its own key, apart from the three above.
     parts = kl_parts.estimate(run, x_test[:nll_count], jax.random.fold_in(jax.random.key(seed), 1))
     m.update({KL_PARTS[k]: v for k, v in parts.items()})
+  m.update(family_reports(run))
   logging.info("Reconstruction and likelihood done: %s", m)
 
   # PCA at the model's code size, fitted on the same preprocessing of the whole train split.
@@ -310,13 +322,19 @@ METRIC_TEXT = {
 }
 
 
+# A family's own train metrics (families.reports), e.g. the WAE's train_mmd.
+REPORT_TEXT = ("the model family's own quantity (its REPORTS): mean over the last train epoch "
+               "logged at or before this step, from metrics.jsonl")
+
+
 def report(result: dict) -> str:
   lines = [f"# Analysis of `{result['workdir']}` at step {result['step']}", "",
            f"Model `{result['model']}` with {result['latents']} latents; inputs binarised as "
            f"`{result['binarize']}`; {result['test_images']} test images.", "",
            "| metric | value | what |", "|---|---|---|"]
   for name, value in result["metrics"].items():
-    lines.append(f"| `{name}` | {value:.4f} | {METRIC_TEXT.get(name, '')} |")
+    text = METRIC_TEXT.get(name) or (REPORT_TEXT if name.startswith("train_") else "")
+    lines.append(f"| `{name}` | {value:.4f} | {text} |")
   if "held_out" in result:
     lines += ["", *anomaly.report_lines(result["held_out"]["normal_labels"],
                                         result["held_out"]["auroc_per_label"])]

@@ -12,9 +12,8 @@ runs (those whose metrics hold the test line of their final epoch):
   excluded; a resumed run's time includes its interruption).
 A run that is still running or crashed is listed in the status column and left out of every mean.
 
-The default metric is the model family's main test metric (`main_metric`), written out in the
-table's header: `sq_err` (squared error per image) for the families judged by reconstruction,
-`elbo` for those with a likelihood, `loss` for a family MAIN_METRIC does not name.
+The default metric is the model family's main test metric (its module's MAIN_METRIC, read by
+`main_metric`), written out in the table's header.
 `--metric=analysis.<path>` reads the number at that dotted path of `<run>/analysis/metrics.json`
 (written by aejax.analyze): `analysis.metrics.nll`, `analysis.metrics.knn_accuracy`, ...
 Below the table, each metric's mean over the variants (the mean of the rows).
@@ -43,9 +42,6 @@ _METRIC = flags.DEFINE_list(
     "family (docs/sweeps.md lists each family's).")
 _OUT = flags.DEFINE_string("out", None, "Folder to write compare.csv and curves.png to.")
 
-# The deterministic families are judged by reconstruction, the VAE by its bound.
-MAIN_METRIC = {"ae": "sq_err", "wae": "sq_err", "rae": "sq_err", "vae": "elbo",
-               "beta_tcvae": "elbo", "vamp": "elbo", "hvae": "elbo"}
 # Which way is better, by words in the metric's name; others (kl, grad_norm) have no best.
 HIGHER_IS_BETTER = ("elbo", "acc", "auroc")
 LOWER_IS_BETTER = ("sq_err", "bce", "loss", "rec", "nll", "err")
@@ -120,10 +116,14 @@ def find_runs(paths: list[str]) -> list[Run]:
   return [Run.read(p) for p in dict.fromkeys(os.path.normpath(p) for p in found)]
 
 
-def main_metric(family: str) -> str:
-  """The test metric a run of `family` (config.model.name) is judged by when --metric is not
-  given."""
-  return MAIN_METRIC.get(family, "loss")
+def main_metric(family_name: str) -> str:
+  """The test metric a family is judged by: its module's MAIN_METRIC (aejax.families)."""
+  from aejax import families  # Imports JAX: only a comparison without --metric pays for it.
+
+  if family_name not in families.FAMILIES:
+    raise UserError(f"model {family_name!r} is no family of aejax.families "
+                    f"({sorted(families.FAMILIES)}); choose the metric with --metric")
+  return families.FAMILIES[family_name].MAIN_METRIC
 
 
 def default_metrics(runs: list[Run]) -> list[str]:

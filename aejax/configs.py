@@ -200,6 +200,13 @@ def burda2015_two_layers(num_samples: int) -> ml_collections.ConfigDict:
   return c
 
 
+def field(config: ml_collections.ConfigDict, path: str):
+  """The value at a dotted path, e.g. field(config, 'objective.beta')."""
+  for part in path.split("."):
+    config = config[part]
+  return config
+
+
 def schedule_epochs(opt: ml_collections.ConfigDict) -> int:
   """Total epochs of the 'stages' schedule: sum of stage_growth^i for i < stages."""
   return sum(opt.stage_growth ** i for i in range(opt.stages))
@@ -209,7 +216,8 @@ def load_experiment(path: str) -> ml_collections.ConfigDict:
   """`get_config()` of the experiment file at `path` ('file.py' or 'file.py:arg').
 
   The one loader of experiment files (aejax.main, aejax.sweep, aejax.bench). A file that does not
-  load is a UserError naming the file, the line and the error, not a traceback.
+  load, or sets a field that configs.base() lacks, is a UserError naming the file, the line and
+  the error, not a traceback.
   """
   from aejax.errors import UserError
 
@@ -235,6 +243,8 @@ def load_experiment(path: str) -> ml_collections.ConfigDict:
   if not isinstance(config, ml_collections.ConfigDict):
     raise UserError(f"{filename}: get_config() returned {type(config).__name__}, not a "
                     f"ConfigDict; return the config (e.g. configs.base() with changes)")
+  from aejax import validation  # It reads this module's base().
+  validation.validate_fields(config, filename)
   return config
 
 

@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from aejax import configs
+
 # Config fields that may differ between the runs of one group (besides `seed`).
 FIELDS = ("learning_rate", "objective.beta", "objective.kl_warmup_steps", "input.noise_level",
           "objective.l1_code", "objective.sparsity_weight", "objective.commitment",
@@ -29,15 +31,9 @@ NUM_TRAIN = "data.num_train"
 Hparams = dict[str, jax.Array]
 
 
-def _get(config: ml_collections.ConfigDict, path: str):
-  for part in path.split("."):
-    config = config[part]
-  return config
-
-
 def of(config: ml_collections.ConfigDict) -> Hparams:
   """The run's values of FIELDS as float32 scalars, keyed by field name."""
-  return {f: jnp.asarray(_get(config, f), jnp.float32) for f in FIELDS}
+  return {f: jnp.asarray(configs.field(config, f), jnp.float32) for f in FIELDS}
 
 
 def structure(config: ml_collections.ConfigDict) -> dict[str, bool]:

@@ -13,23 +13,31 @@ import ml_collections
 from aejax import families
 from aejax import hparams
 from aejax import sampling
+from aejax.families import shared
 from aejax.families.forward import Metrics
 
 
-def per_example(model: Any, params: Any, x_in: jax.Array, x: jax.Array, keys_B: jax.Array,
-                config: ml_collections.ConfigDict, step: jax.Array | None, hp: hparams.Hparams,
+def per_example(model: Any, params: Any, x_in: jax.Array, x: jax.Array,
+                streams: sampling.Streams, config: ml_collections.ConfigDict, hp: hparams.Hparams,
+                *, training: bool, step: jax.Array | None = None,
                 axis_name: str | None = None) -> Metrics:
-  """Scores model(x_in) against the target x. `keys_B`: one key per example; `step` is the
-  train step (None: evaluation); `axis_name`: the pmap axis that batch statistics pool over. The
-  weights come from `hp` (hparams.of); which terms exist, from hparams.structure alone (runs that
-  differ there cannot share a program, so the same rule groups them).
+  """Scores model(x_in) against the target x. `streams`: the examples' randomness
+  (sampling.streams); `training`: a train step's objective (at train step `step`, which drives
+  schedules such as the KL warm-up), else evaluation's; `axis_name`: the pmap axis that batch
+  statistics pool over. The weights come from `hp` (hparams.of); which terms exist, from
+  hparams.structure alone (runs that differ there cannot share a program, so the same rule
+  groups them).
 
   Evaluation also returns the additive parts of the batch statistics, per example (the family's
-  POOLED keys, [B, ...]), so that `from_sums` derives them once over the whole test split.
+  POOLED keys, [B, ...]), so that `from_sums` derives them once over the whole test split, and,
+  for a family with a likelihood, the test NLL of config.eval_num_samples samples.
   """
-  keys_B = sampling.as_example_keys(keys_B, x.shape[0])
-  return families.of(config).per_example(model, params, x_in, x, keys_B, config, step, hp,
-                                         axis_name)
+  family = families.of(config)
+  metrics = family.per_example(model, params, x_in, x, streams, config, hp, training=training,
+                               step=step, axis_name=axis_name)
+  if not training and family.LIKELIHOOD and config.eval_num_samples:
+    metrics = {**metrics, **shared.test_nll(model, params, x_in, x, streams, config)}
+  return metrics
 
 
 def from_sums(sums: Metrics, num_examples: jax.Array, config: ml_collections.ConfigDict,

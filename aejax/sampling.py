@@ -5,6 +5,8 @@ an example gets does not depend on how the batch is split across devices: one de
 mesh of eight and pmap over eight draw exactly the same numbers.
 """
 
+from typing import NamedTuple
+
 import jax
 
 
@@ -29,12 +31,23 @@ def bernoulli(keys_B: jax.Array, p: jax.Array) -> jax.Array:
   return jax.vmap(jax.random.bernoulli)(keys_B, p)
 
 
-def split(keys_B: jax.Array, num: int = 2) -> tuple[jax.Array, ...]:
-  """Splits every example's key: `num` arrays of shape [B]."""
-  keys_BxN = jax.vmap(lambda k: jax.random.split(k, num))(keys_B)
-  return tuple(keys_BxN[:, i] for i in range(num))
-
-
 def fold_in(keys_B: jax.Array, data: int | jax.Array) -> jax.Array:
   """Every example's key folded with the same `data`: [B] new keys."""
   return jax.vmap(jax.random.fold_in, (0, None))(keys_B, data)
+
+
+class Streams(NamedTuple):
+  """An example's randomness, one stream per purpose: per-example keys [B], stream i of example
+  b being fold_in(key_b, i) in this field order (`streams`), so no stream is another's key or
+  one that another part of the step consumes."""
+  input: jax.Array  # The binarisation's draws (preprocess.binarize), before the family.
+  corrupt: jax.Array  # The denoising corruption's (preprocess.corrupt), before the family.
+  posterior: jax.Array  # The model's noise, model(x, streams.posterior); the test NLL folds off it.
+  prior: jax.Array  # Draws from the prior (the WAE's and MMD's prior samples).
+  extra: jax.Array  # Anything else a family draws: split or fold it for more than one use.
+
+
+def streams(keys_B: jax.Array, batch_size: int) -> Streams:
+  """The streams of examples with keys `keys_B` (or of one step key: as_example_keys)."""
+  keys_B = as_example_keys(keys_B, batch_size)
+  return Streams(*(fold_in(keys_B, i) for i in range(len(Streams._fields))))

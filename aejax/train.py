@@ -53,22 +53,24 @@ Metrics = dict[str, jax.Array]
 
 def per_example_metrics(params: Any, x_uint8: jax.Array, keys_B: jax.Array, *,
                         hp: hparams.Hparams, model: Any, config: ml_collections.ConfigDict,
-                        step: jax.Array | None = None, axis_name: str | None = None) -> Metrics:
+                        training: bool, step: jax.Array | None = None,
+                        axis_name: str | None = None) -> Metrics:
   """Scores a batch of uint8 images: a dict of [B] arrays with the objective under 'loss'.
 
   `keys_B` holds one key per example (or is one key: sampling.as_example_keys), so every
-  example's randomness (binarisation, corruption, posterior samples) is the same however the
-  batch is split across devices. `hp`: the run's hyperparameters (hparams.of). `step` drives
-  schedules inside the objective (KL warm-up); None means evaluation, which also adds the
-  evaluation-only metrics (the test NLL of `config.eval_num_samples`).
+  example's randomness (binarisation, corruption, the family's streams) is the same however the
+  batch is split across devices. `hp`: the run's hyperparameters (hparams.of). `training`: the
+  train step's objective, at train step `step` (schedules such as the KL warm-up); else
+  evaluation's, which adds the evaluation-only metrics (the test NLL of
+  `config.eval_num_samples`).
   """
-  keys_B = sampling.as_example_keys(keys_B, x_uint8.shape[0])
-  keys_input_B, keys_corrupt_B, keys_model_B = sampling.split(keys_B, 3)
-  x = preprocess.binarize(preprocess.to_unit_interval(x_uint8), keys_input_B,
+  streams = sampling.streams(keys_B, x_uint8.shape[0])
+  x = preprocess.binarize(preprocess.to_unit_interval(x_uint8), streams.input,
                           config.input.binarize)
   # Denoising: the model sees a corrupted copy, the objective scores it against the clean x.
-  x_in = preprocess.corrupt(x, keys_corrupt_B, config.input.corruption, hp["input.noise_level"])
-  return objectives.per_example(model, params, x_in, x, keys_model_B, config, step, hp, axis_name)
+  x_in = preprocess.corrupt(x, streams.corrupt, config.input.corruption, hp["input.noise_level"])
+  return objectives.per_example(model, params, x_in, x, streams, config, hp, training=training,
+                                step=step, axis_name=axis_name)
 
 
 def train_step(state: TrainState, x_uint8: jax.Array, rng: jax.Array, *, hp: hparams.Hparams,
@@ -90,7 +92,8 @@ def train_step(state: TrainState, x_uint8: jax.Array, rng: jax.Array, *, hp: hpa
 
   def loss_fn(params):
     per_example = per_example_metrics(params, x_uint8, keys_B, hp=hp, model=model,
-                                      config=config, step=state.step, axis_name=axis_name)
+                                      config=config, training=True, step=state.step,
+                                      axis_name=axis_name)
     means = {k: jnp.mean(v) for k, v in per_example.items()}
     return means["loss"], means
 
@@ -189,7 +192,7 @@ def build_runner(g: Group, data: Data) -> Runner:
   else:
     chunk, close = _device_chunk(step_fn, g, data, per_call), lambda: None
   evaluate = epochs.make_evaluate(
-      functools.partial(per_example_metrics, model=g.model, config=config),
+      functools.partial(per_example_metrics, model=g.model, config=config, training=False),
       eval_batch_size=config.eval_batch_size, mesh=layout.mesh, config=config,
       vectorized=layout.vectorized).lower(g.state.params, data.test_images, data.test_mask,
                                           g.run).compile()
@@ -291,8 +294,9 @@ def end_epoch(g: Group, runner: Runner, dirs: GroupDirs, watcher: preemption.Pre
       train_metrics = {k: v / spe for k, v in g.position.sums[i].items()}
       writer.write(step, epoch, "train", {**train_metrics, "examples_per_sec": examples_per_sec})
       lines[i] = (f"{dirs.workdirs[i]} | " if vectorized else "") + (
-          f"epoch {epoch}/{config.num_epochs} step {step} | train loss "
-          f"{train_metrics['loss']:.4f}")
+          f"epoch {epoch}/{config.num_epochs} step {step} | train " + " ".join(
+              f"{k} {train_metrics[k]:.4f}" for k in ("loss", *families.reports(config))
+              if k in train_metrics))
   g.position = Position(epoch, 0, [{} for _ in g.configs])
   saved = stop = watcher.should_stop()
   if stop:

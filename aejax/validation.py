@@ -6,8 +6,11 @@ the optimizers and the objectives take a validated config. What a family allows 
 entry in the table of aejax.families (its losses, likelihood, own fields and check), asked here.
 """
 
+import difflib
+
 import ml_collections
 
+from aejax import configs
 from aejax.data import input_pipeline
 from aejax.data import views
 from aejax import decoder_dists
@@ -26,14 +29,8 @@ def _check(ok: bool, message: str) -> None:
     raise UserError(message)
 
 
-def _value(config: ml_collections.ConfigDict, path: str):
-  for part in path.split("."):
-    config = config[part]
-  return config
-
-
 def _at_least(config: ml_collections.ConfigDict, path: str, low: float) -> None:
-  value = _value(config, path)
+  value = configs.field(config, path)
   _check(isinstance(value, (int, float)) and not isinstance(value, bool),
          f"config.{path}={value!r} must be a number")
   _check(value >= low, f"config.{path}={value} must be >= {low}")
@@ -49,6 +46,21 @@ def _in_range(value: float, low: float, high: float, field: str, *, low_open: bo
 
 def _one_of(value: str, choices, field: str) -> None:
   _check(value in choices, f"unknown config.{field}={value!r}; use one of {tuple(choices)}")
+
+
+def validate_fields(config: ml_collections.ConfigDict, source: str) -> None:
+  """`config` (what the experiment file `source` gives) has only fields of configs.base(): a
+  field that is not one would be stored in config.json and read by nothing, as a --config.<field>
+  override naming no field is refused."""
+  from aejax.run import rundir  # The one flattening of a config's fields.
+
+  fields = rundir.flatten(configs.base().to_dict())
+  for path in rundir.flatten(config.to_dict()):
+    if path not in fields:
+      close = difflib.get_close_matches(path, fields, n=1)
+      hint = f" (did you mean {close[0]!r}?)" if close else ""
+      raise UserError(f"{source}: config.{path} is no field of the base config{hint}; fix the "
+                      f"experiment file (the fields are those of aejax/configs.py)")
 
 
 def validate_config(config: ml_collections.ConfigDict, device_count: int) -> None:
@@ -147,15 +159,18 @@ def _validate_family(config: ml_collections.ConfigDict) -> None:
   _check(not (config.eval_num_samples and not family.LIKELIHOOD),
          f"config.eval_num_samples estimates a VAE's NLL; model {name!r} has no likelihood: "
          f"set it to 0")
+  owners: dict[str, list[str]] = {}  # Each field another family owns -> all its owners.
   for owner, other in families.FAMILIES.items():
-    if owner == name:
+    for path in other.OWN_FIELDS:
+      owners.setdefault(path, []).append(owner)
+  for path, names in owners.items():
+    if path in family.OWN_FIELDS:  # This family's too (as a variant owns its base's fields).
       continue
-    for path, off in other.OWN_FIELDS.items():
-      if path in family.OWN_FIELDS:  # Owned by both (a variant of the other family).
-        continue
-      value = _value(config, path)
-      _check(value == off, f"config.{path}={value!r} applies to model {owner!r}, not {name!r}; "
-             f"set it to {off!r}")
+    off, value = families.FAMILIES[names[0]].OWN_FIELDS[path], configs.field(config, path)
+    models = (f"model {names[0]!r}" if len(names) == 1 else
+              f"models {', '.join(map(repr, names[:-1]))} and {names[-1]!r}")
+    _check(value == off, f"config.{path}={value!r} applies to {models}, not {name!r}; set it "
+           f"to {off!r}")
   problem = family.check(config)
   _check(problem is None, problem)
 

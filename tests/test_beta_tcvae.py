@@ -21,7 +21,7 @@ from aejax import losses
 from aejax import objectives
 from aejax import validation
 from aejax.errors import UserError
-from conftest import REPO, quick_compile, run_aejax
+from conftest import REPO, posterior_streams, quick_compile, run_aejax
 
 SPLITS = ("train[:10%]", "test[:10%]")
 
@@ -104,7 +104,8 @@ def test_objective_is_reconstruction_plus_weighted_parts_and_evaluation_the_elbo
   # Jitted: eager dispatch compiles the networks op by op, seconds more on 2 cores.
   params = jax.jit(model.init)(jax.random.key(1), x, jax.random.key(2))["params"]
   hp = {**hparams.of(config), hparams.NUM_TRAIN: jnp.float32(600.0)}
-  fn = jax.jit(lambda p, k, step: objectives.per_example(model, p, x, x, k, config, step, hp))
+  fn = jax.jit(lambda p, k, step: objectives.per_example(
+      model, p, x, x, posterior_streams(k, len(x)), config, hp, training=True, step=step))
   m = fn(params, jax.random.key(3), jnp.asarray(0))
   outputs = jax.jit(lambda p, k: model.apply({"params": p}, x, k))(params, jax.random.key(3))
   want = _paper_double_loop(*(np.asarray(outputs[k], np.float64) for k in (
@@ -116,8 +117,9 @@ def test_objective_is_reconstruction_plus_weighted_parts_and_evaluation_the_elbo
   np.testing.assert_allclose(np.asarray(m["loss"]), bce + 0.5 * want["mi"] + 6 * want["tc"]
                              + 2 * want["dwkl"], rtol=1e-4)
   # Evaluation: the VAE's negative ELBO (the parts are statistics of a training batch).
-  m_eval = jax.jit(lambda p, k: objectives.per_example(model, p, x, x, k, config, None, hp))(
-      params, jax.random.key(3))
+  m_eval = jax.jit(lambda p, k: objectives.per_example(
+      model, p, x, x, posterior_streams(k, len(x)), config, hp, training=False))(
+          params, jax.random.key(3))
   assert set(m_eval) == {"loss", "rec", "kl", "elbo"}
   np.testing.assert_allclose(np.asarray(m_eval["loss"]), -np.asarray(m_eval["elbo"]), rtol=1e-6)
 

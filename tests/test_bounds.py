@@ -22,7 +22,8 @@ from aejax import objectives
 from aejax import sampling
 from aejax import validation
 from aejax.errors import UserError
-from aejax.families import vae
+from aejax.families import shared
+from conftest import posterior_streams
 from test_zoo import constant_model_scores
 
 # Fixed log weights [M=3, K=4, B=2], small enough for exp in float64.
@@ -120,9 +121,10 @@ def test_the_objective_scores_the_estimators_samples_by_the_papers_formulas(loss
   want = {"miwae": -miwae, "piwae": -iwae,
           "ciwae": -(_ciwae(log_w_NxB - shift_B, beta) + shift_B)}[loss]
   # Training and evaluation differ for PIWAE only (training computes both sets of weights).
-  for step in (jnp.asarray(0), None) if loss == "piwae" else (jnp.asarray(0),):
-    got = jax.jit(lambda p, s=step: objectives.per_example(model, p, x, x, keys_B, config, s,
-                                                           hparams.of(config)))(params)
+  for training in (True, False) if loss == "piwae" else (True,):
+    got = jax.jit(lambda p, t=training: objectives.per_example(
+        model, p, x, x, posterior_streams(keys_B, len(x)), config, hparams.of(config),
+        training=t, step=jnp.asarray(0)))(params)
     np.testing.assert_allclose(got["loss"], want, rtol=1e-5)
     np.testing.assert_allclose(got["iwae_bound"], iwae, rtol=1e-5)
     np.testing.assert_allclose(got["elbo"], log_w_NxB.mean(0), rtol=1e-5)
@@ -137,7 +139,8 @@ def test_piwae_trains_the_decoder_on_iwae_of_all_samples_and_the_encoder_on_miwa
   config = _config("piwae", k, m)
   model, params, x, keys_B = _setup(config)
   hp = hparams.of(config)
-  mean_loss = lambda p: jnp.mean(vae.bound_metrics(model, p, x, x, keys_B, config, hp)["loss"])
+  mean_loss = lambda p: jnp.mean(shared.bound_metrics(
+      model, p, x, x, posterior_streams(keys_B, len(x)), config, hp, True)["loss"])
   got = jax.jit(jax.grad(mean_loss))(params)
   log_w = lambda p: likelihood.importance_log_weights(model, p, x, x, keys_B, m * k, m * k)
   iwae_grad = jax.jit(jax.grad(lambda p: -jnp.mean(losses.iwae_bound(log_w(p)))))(params)
@@ -156,9 +159,10 @@ def test_piwae_trains_the_decoder_on_iwae_of_all_samples_and_the_encoder_on_miwa
     ("ae", "miwae", {}, "config.loss='miwae' does not fit config.model.name='ae'; use one of "
      "('mse', 'bce')"),
     ("ae", "mse", {"model.num_bounds": 2},
-     "config.model.num_bounds=2 applies to model 'vae', not 'ae'; set it to 1"),
+     "config.model.num_bounds=2 applies to models 'vae' and 'vamp', not 'ae'; set it to 1"),
     ("wae", "mse", {"objective.ciwae_beta": 0.5},
-     "config.objective.ciwae_beta=0.5 applies to model 'vae', not 'wae'; set it to 0.0"),
+     "config.objective.ciwae_beta=0.5 applies to models 'vae' and 'vamp', not 'wae'; set it to "
+     "0.0"),
     ("vae", "iwae", {"model.num_bounds": 2}, "config.model.num_bounds=2 is the M of MIWAE and "
      "PIWAE: use > 1 only with config.loss='miwae' or 'piwae'"),
     ("vae", "elbo", {"model.num_samples": 8}, "config.model.num_samples=8 is the K of a "

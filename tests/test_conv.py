@@ -62,7 +62,7 @@ def test_both_formulations_share_parameters_and_compute_the_same_model(mnist, fa
     x = x_uint8.astype(jnp.float32) / 255
     params = model.init(jax.random.key(0), x, keys_B)["params"]
     metrics_fn = functools.partial(train.per_example_metrics, hp=hparams.of(cfg), model=model,
-                                   config=cfg)
+                                   config=cfg, training=False)
     loss_fn = lambda p: jnp.mean(metrics_fn(p, x_uint8, keys_B)["loss"])
     outs[impl] = (params, model.apply({"params": params}, x, keys_B), jax.grad(loss_fn)(params))
   (p_s, out_s, g_s), (p_d, out_d, g_d) = outs["strided"], outs["space_to_depth"]

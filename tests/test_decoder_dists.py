@@ -18,12 +18,14 @@ from aejax import families
 from aejax import hparams
 from aejax import likelihood
 from aejax import losses
+from aejax import objectives
+from aejax import sampling
 from aejax import validation
 from aejax.analysis import restored
 from aejax.errors import UserError
-from aejax.families import vae
+from aejax.families import shared
 from aejax.run import rundir
-from conftest import run_aejax
+from conftest import posterior_streams, run_aejax
 
 LEVELS = np.arange(256) / 255.0
 
@@ -170,7 +172,7 @@ def test_the_nll_estimator_is_exact_for_a_linear_gaussian_vae(decoder_std):
   np.testing.assert_allclose(log_w_KxB, np.broadcast_to(log_px(x_Bx), (64, 3)), rtol=1e-5,
                              atol=1e-5)
   config.eval_num_samples, config.eval_sample_chunk = 8, 8
-  nll = vae.test_nll(model, params, x, x, keys_B, config)
+  nll = shared.test_nll(model, params, x, x, posterior_streams(keys_B, 3), config)
   np.testing.assert_allclose(nll["nll"], -log_px(x_Bx), rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(nll["nll_bits_per_dim"], -log_px(x_Bx) / (3 * np.log(2)), rtol=1e-5,
                              atol=1e-5)
@@ -200,11 +202,11 @@ def test_every_family_with_a_likelihood_trains_and_evaluates_a_logistic_mixture(
   chex.assert_shape(jax.jit(model.apply)({"params": params}, x, keys_B)["logits"],
                     (2 * copies, 4, 4, 18))
   hp = {**hparams.of(config), hparams.NUM_TRAIN: jnp.float32(100)}
-  family = families.FAMILIES[name]
-  train = jax.jit(lambda p: family.per_example(model, p, x, x, keys_B, config, jnp.int32(0), hp,
-                                               None))(params)
-  test = jax.jit(lambda p: family.per_example(model, p, x, x, keys_B, config, None, hp,
-                                              None))(params)
+  streams = sampling.streams(keys_B, 2 * copies)
+  train = jax.jit(lambda p: objectives.per_example(model, p, x, x, streams, config, hp,
+                                                   training=True, step=jnp.int32(0)))(params)
+  test = jax.jit(lambda p: objectives.per_example(model, p, x, x, streams, config, hp,
+                                                  training=False))(params)
   assert np.all(np.isfinite(train["loss"])) and np.all(test["nll"] > 0)
   np.testing.assert_allclose(test["nll_bits_per_dim"], test["nll"] / (48 * np.log(2)), rtol=1e-6)
   gap_CxI = (-np.asarray(test["elbo"], np.float64) - np.asarray(test["nll"])).reshape(copies, 2)

@@ -116,6 +116,27 @@ def test_a_misspelt_flag_or_config_field_in_a_command_is_caught():
   assert "'sed'" in error
 
 
+def undocumented_families(names: list[str], families_md: str, readme: str) -> list[str]:
+  """The names of `names` without a row `| `name` |` in the table under "## The families" of
+  docs/families.md, or missing from the README's list of families."""
+  table = families_md.split("\n## The families\n", 1)[1].split("\n## ", 1)[0]
+  rows = set(re.findall(r"^\| `(\w+)` \|", table, flags=re.M))
+  listed = next(line for line in readme.split("\n\n") if "[Model families]" in line)
+  return [n for n in names if n not in rows or f"`{n}`" not in listed]
+
+
+def test_every_row_of_the_families_table_has_a_docs_row_and_is_in_the_readmes_list():
+  """catches: a family added to FAMILIES (here a row 'infovae') without its row in
+  docs/families.md or its name in the README."""
+  from aejax import families
+
+  families_md = open(os.path.join(REPO, "docs", "families.md")).read()
+  readme = open(os.path.join(REPO, "README.md")).read()
+  assert undocumented_families(list(families.FAMILIES), families_md, readme) == []
+  assert undocumented_families([*families.FAMILIES, "infovae"], families_md,
+                               readme) == ["infovae"]
+
+
 def test_the_flag_tables_are_the_flag_definitions():
   proc = subprocess.run([sys.executable, os.path.join(REPO, "tools", "docs_flags.py"), "--check"],
                         cwd=REPO, capture_output=True, text=True, timeout=300)

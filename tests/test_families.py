@@ -1,6 +1,11 @@
 """The table of families is the single source of what a family is: its hooks, the losses
 validation lets it train with, the fields it owns, and the objective the train step scores."""
 
+import importlib.util
+import json
+import logging
+import os
+import re
 import types
 
 import jax
@@ -13,11 +18,13 @@ from aejax import configs
 from aejax import families
 from aejax import hparams
 from aejax import objectives
+from aejax import sampling
 from aejax import train
 from aejax import validation
 from aejax.errors import UserError
 from aejax.families import ae
-from conftest import run_aejax
+from aejax.run import rundir
+from conftest import REPO, run_aejax
 
 REQUIRED = sorted({*families.Family.__annotations__,
                    *(n for n, v in vars(families.Family).items()
@@ -35,8 +42,9 @@ def _tiny(name: str, loss: str | None = None):
 
 
 def test_the_protocol_names_the_hooks():
-  assert REQUIRED == ["LIKELIHOOD", "LOSSES", "OWN_FIELDS", "POOLED", "check", "create",
-                      "per_example"]
+  assert REQUIRED == ["LIKELIHOOD", "LOSSES", "MAIN_METRIC", "OWN_FIELDS", "POOLED", "check",
+                      "create", "per_example"]
+  assert sorted(families.REQUIRED) == REQUIRED
 
 
 @pytest.mark.parametrize("name", sorted(families.FAMILIES))
@@ -81,13 +89,17 @@ def test_validation_reads_the_losses_from_the_entry_itself(monkeypatch):
 
 
 @pytest.mark.parametrize("name,field,value,owner", [
-    ("vae", "objective.l1_code", 0.1, "ae"), ("vqvae", "objective.sparsity_weight", 1.0, "ae"),
-    ("ae", "model.num_samples", 2, "vae")])
-def test_a_field_another_family_owns_is_refused(name, field, value, owner):
+    ("vae", "objective.l1_code", 0.1, "model 'ae'"),
+    ("vqvae", "objective.sparsity_weight", 1.0, "model 'ae'"),
+    ("ae", "model.num_samples", 2, "models 'vae', 'vamp' and 'hvae'"),
+    ("vae", "objective.mmd_weight", 10.0, "model 'wae'")])
+def test_a_field_another_family_owns_is_refused_naming_every_owner(name, field, value, owner):
+  """catches: a refusal naming the first owner found only (model.num_samples is read by vae,
+  vamp and hvae)."""
   config = _tiny(name)
   section, key = field.split(".")
   config[section][key] = value
-  with pytest.raises(UserError, match=f"config.{field}={value!r} applies to model '{owner}', "
+  with pytest.raises(UserError, match=f"config.{field}={value!r} applies to {owner}, "
                      f"not '{name}'"):
     validation.validate_config(config, 1)
 
@@ -105,8 +117,8 @@ def test_a_loss_the_family_does_not_list_exits_2_with_one_line(data_dir, tmp_pat
 def test_a_new_family_is_one_module_and_one_row(monkeypatch, mnist):
   """A family that exists only as a row of the table trains, evaluates and validates: nothing
   else names the families."""
-  def per_example(*args):
-    metrics = ae.per_example(*args)
+  def per_example(*args, **kwargs):
+    metrics = ae.per_example(*args, **kwargs)
     return {**metrics, "twice": 2 * metrics["loss"]}
 
   toy = types.SimpleNamespace(**{h: getattr(ae, h) for h in (*REQUIRED, "from_pooled")})
@@ -120,7 +132,7 @@ def test_a_new_family_is_one_module_and_one_row(monkeypatch, mnist):
   params = model.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)), jax.random.key(1))["params"]
   x = jnp.asarray(mnist[2][:8])
   m = train.per_example_metrics(params, x, jax.random.key(0), hp=hparams.of(config),
-                                model=model, config=config)
+                                model=model, config=config, training=False)
   assert float(jnp.max(jnp.abs(m["twice"] - 2 * m["bce"]))) == 0
   means = objectives.from_sums({k: jnp.sum(v, 0) for k, v in m.items()}, jnp.asarray(8.0),
                                config, hparams.of(config))
@@ -169,8 +181,10 @@ def test_every_familys_objective_at_constant_networks_against_numpy(name):
   params = _constant_networks(model.init(jax.random.key(0), x[:2], keys_B[:2])["params"])
   num_train = 1000.0
   hp = {**hparams.of(config), hparams.NUM_TRAIN: jnp.float32(num_train)}
+  streams = sampling.streams(keys_B, COPIES)
   got = jax.jit(lambda p: families.FAMILIES[name].per_example(
-      model, p, x, x, keys_B, config, jnp.int32(0), hp, None))(params)
+      model, p, x, x, streams, config, hp, training=True, step=jnp.int32(0),
+      axis_name=None))(params)
   got = {k: np.asarray(v, np.float64) for k, v in got.items()}
   v = {"params": params}
   f64 = lambda a: np.asarray(a, np.float64)
@@ -224,8 +238,8 @@ def test_every_familys_objective_at_constant_networks_against_numpy(name):
     exact("codebook", dist)
     exact("loss", sq_err + (1 + config.objective.commitment) * dist)
   elif name == "wae":
-    # The codes are all one point c; example b's prior draw is N(0, I) from its own key.
-    prior_BxZ = f64(jax.vmap(lambda k: jax.random.normal(k, latent.shape))(keys_B))
+    # The codes are all one point c; example b's prior draw is N(0, I) from its prior stream.
+    prior_BxZ = f64(jax.vmap(lambda k: jax.random.normal(k, latent.shape))(streams.prior))
     c = 2.0 * latent.size
     k_pp = c / (c + ((prior_BxZ[:, None] - prior_BxZ[None]) ** 2).sum(-1))
     k_zp_B = c / (c + ((prior_BxZ - latent) ** 2).sum(-1))
@@ -235,3 +249,184 @@ def test_every_familys_objective_at_constant_networks_against_numpy(name):
     mmd_B = (1.0 + (k_pp.sum(1) - 1.0) / (n - 1)) - (k_zp_B.mean() + k_zp_B)
     exact("mmd", mmd_B)
     exact("loss", sq_err + 2.0 * mmd_B)
+
+
+def _module_like(base, **names):
+  """A module holding `base`'s names, then `names` (None deletes one)."""
+  module = types.ModuleType(f"aejax.families.{base.__name__.rsplit('.', 1)[-1]}_copy")
+  module.__dict__.update({k: v for k, v in vars(base).items() if not k.startswith("__")})
+  for k, v in names.items():
+    if v is None:
+      delattr(module, k)
+    else:
+      setattr(module, k, v)
+  return module
+
+
+@pytest.mark.parametrize("names,message", [
+    ({"EX_POST_COMPONENT": 10}, "defines 'EX_POST_COMPONENT', which no part of aejax reads "
+     "(did you mean 'EX_POST_COMPONENTS'?)"),
+    ({"REPORT": ("mmd",)}, "(did you mean 'REPORTS'?)"),
+    ({"per_examples": ae.per_example, "per_example": None}, "does not define 'per_example' (is "
+     "'per_examples' meant to be it?)"),
+    ({"from_pool": ae.from_pooled, "from_pooled": None}, "does not define 'from_pooled'"),
+    ({"DIAGONAL_GAUSSIAN_POSTERIORS": True}, "did you mean 'DIAGONAL_GAUSSIAN_POSTERIOR'?"),
+    ({"SPARSITY": 0.1}, "defines 'SPARSITY', which no part of aejax reads (aejax reads only"),
+], ids=["optional_constant", "reports", "required_hook", "pooled_hook", "flag", "own_constant"])
+def test_a_misspelt_or_unknown_hook_name_is_an_error_naming_the_module_and_the_intended_name(
+    names, message):
+  """Optional hooks are read with getattr, so a misspelt one would silently turn its feature
+  off; catches: a check_module that skips the names it does not know."""
+  with pytest.raises(TypeError, match=r"family 'toy' \(aejax.families.ae_copy\) ") as e:
+    families.check_module("toy", _module_like(ae, **names))
+  assert message in str(e.value)
+
+
+def test_every_module_of_the_table_passes_the_import_check_and_names_its_main_metric():
+  for name, module in families.FAMILIES.items():
+    families.check_module(name, module)
+    assert module.MAIN_METRIC in ("loss", "sq_err", "elbo"), name
+
+
+# --- Randomness streams ------------------------------------------------------------------------
+
+def _key_set(keys) -> set[tuple[int, ...]]:
+  return {tuple(int(v) for v in row) for row in np.asarray(jax.random.key_data(keys)).reshape(
+      -1, 2)}
+
+
+def test_no_two_streams_share_a_key_nor_any_draw_of_the_posteriors_samples():
+  """Over a batch of 64 examples: the five streams, the example keys, and the keys from which
+  the estimator (aejax.likelihood) draws posterior sample j = 0..99 and the test NLL's samples
+  are all distinct. catches: two streams from the same fold_in (e.g. prior = posterior), a stream
+  that is the example's own key, or a prior stream among fold_in(posterior, j)."""
+  keys_B = sampling.example_keys(jax.random.key(11), 0, 64)
+  streams = sampling.streams(keys_B, 64)
+  assert streams._fields == ("input", "corrupt", "posterior", "prior", "extra")
+  sets = {name: _key_set(getattr(streams, name)) for name in streams._fields}
+  sets["example"] = _key_set(keys_B)
+  j_J = jnp.arange(100)
+  per_sample = jax.vmap(lambda k: jax.vmap(jax.random.fold_in, (None, 0))(k, j_J))
+  sets["posterior samples"] = _key_set(per_sample(streams.posterior))
+  sets["nll samples"] = _key_set(per_sample(sampling.fold_in(streams.posterior, 1)))
+  assert [len(s) for s in sets.values()] == [64] * 6 + [6400] * 2  # No repeat inside a set.
+  names = sorted(sets)
+  for i, a in enumerate(names):
+    for b in names[i + 1:]:
+      assert not sets[a] & sets[b], f"streams {a!r} and {b!r} share keys"
+
+
+def test_a_family_receives_the_prior_and_extra_streams_apart_from_the_models_posterior_noise(
+    monkeypatch, mnist):
+  """Through the train step's own path (train.per_example_metrics): a family that draws from
+  streams.prior and streams.extra never gets the noise the model drew for its posterior sample.
+  catches: per_example_metrics handing the family the model's keys as its prior or extra stream
+  (as the WAE's prior draws once came from the model's keys)."""
+  from aejax.families import vae
+
+  def per_example(model, params, x_in, x, streams, config, hp, **kwargs):
+    metrics = vae.per_example(model, params, x_in, x, streams, config, hp, **kwargs)
+    out = model.apply({"params": params}, x_in, streams.posterior)
+    eps_BxZ = (out["z"] - out["mean"]) / jnp.exp(0.5 * out["logvar"])  # The posterior's noise.
+    for name in ("prior", "extra"):
+      draw_BxZ = sampling.normal(getattr(streams, name), eps_BxZ.shape[1:])
+      metrics[f"{name}_gap"] = jnp.min(jnp.abs(draw_BxZ - eps_BxZ), axis=1)
+    return metrics
+
+  toy = _module_like(vae, per_example=per_example)
+  monkeypatch.setitem(families.FAMILIES, "toy", toy)
+  config = _tiny("vae")
+  config.model.name = "toy"
+  validation.validate_config(config, 1)
+  model = families.create_model(config.model, (28, 28, 1))
+  params = model.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)), jax.random.key(1))["params"]
+  m = jax.jit(lambda p, x: train.per_example_metrics(
+      p, x, jax.random.key(4), hp=hparams.of(config), model=model, config=config,
+      training=True, step=jnp.asarray(0)))(params, jnp.asarray(mnist[2][:16]))
+  # Independent N(0, 1) draws differ in every coordinate; equal ones would give a gap of 0.
+  assert float(jnp.min(m["prior_gap"])) > 1e-6 and float(jnp.min(m["extra_gap"])) > 1e-6
+
+
+# --- A new family from docs/families.md alone --------------------------------------------------
+
+EXPERIMENT = '''from aejax import configs
+
+
+def get_config():
+  c = configs.mlp_vae(latents=4)
+  c.model.name = "{name}"
+  c.model.hidden = (64,)
+  c.objective.mmd_weight = {mmd_weight}
+  # A small run: 20 steps on 2,000 train images, evaluated on 500 test images.
+  c.input.train_split, c.input.test_split = "train[:2000]", "test[:500]"
+  c.batch_size, c.eval_batch_size, c.num_epochs, c.eval_num_samples = 100, 500, 1, 10
+  return c
+'''
+
+
+def _docs_family_module(tmp_path):
+  """The InfoVAE module exactly as docs/families.md writes it, imported from a file."""
+  text = open(os.path.join(REPO, "docs", "families.md")).read()
+  section = text.split("### Reusing another family's terms and fields", 1)[1]
+  source = re.search(r"^```python\n(.*?)^```", section, flags=re.S | re.M).group(1)
+  path = tmp_path / "infovae.py"
+  path.write_text(source)
+  spec = importlib.util.spec_from_file_location("infovae", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_a_family_written_from_the_docs_alone_trains_analyses_and_compares_against_a_vae(
+    monkeypatch, caplog, data_dir, tmp_path):
+  """One module (the docs' own lines), one row and one experiment file, and no other edit: the
+  InfoVAE-MMD passes the import check, trains with the MMD in its loss and its log line, is
+  analysed with its MMD in report.md, and compares with a VAE on the ELBO, its MAIN_METRIC.
+  catches: a MAIN_METRIC still read from a table in compare.py, REPORTS that reach neither the
+  log line nor the analysis, a shared field's refusal that forgets an owner."""
+  from aejax import analyze
+  from aejax import compare
+
+  module = _docs_family_module(tmp_path)
+  families.check_module("infovae", module)  # What the table does at import.
+  monkeypatch.setitem(families.FAMILIES, "infovae", module)
+  workdirs = {}
+  caplog.set_level(logging.INFO)
+  for name, weight in (("infovae", 10.0), ("vae", 0.0)):
+    path = tmp_path / f"{name}_experiment.py"
+    path.write_text(EXPERIMENT.format(name=name, mmd_weight=weight))
+    config = configs.load_experiment(str(path))
+    validation.validate_config(config, 1)
+    workdirs[name] = str(tmp_path / name)
+    train.train_and_evaluate(config, workdirs[name], data_dir=data_dir)
+  # The shared field is refused for the VAE naming both of its owners.
+  config.objective.mmd_weight = 1.0
+  with pytest.raises(UserError, match="applies to models 'wae' and 'infovae', not 'vae'"):
+    validation.validate_config(config, 1)
+
+  records = [json.loads(line) for line in open(os.path.join(workdirs["infovae"],
+                                                                "metrics.jsonl"))]
+  train_line = next(r for r in records if r["split"] == "train")
+  # The MMD is in the objective with its weight: loss = rec + kl + 10 mmd, in the epoch's means.
+  np.testing.assert_allclose(train_line["loss"], train_line["rec"] + train_line["kl"]
+                             + 10.0 * train_line["mmd"], rtol=1e-5)
+  assert any(f"mmd {train_line['mmd']:.4f}" in r.getMessage() for r in caplog.records
+             if "train loss" in r.getMessage())
+  assert {"nll", "elbo"} <= set(records[-1])  # The test NLL comes with LIKELIHOOD.
+
+  result = analyze.analyze(workdirs["infovae"], k=10, data_dir=data_dir, nll_images=100,
+                           probe_examples=500)
+  assert result["metrics"]["train_mmd"] == pytest.approx(train_line["mmd"])
+  assert result["metrics"]["nll"] <= -result["metrics"]["elbo"] + 1e-3
+  report = open(os.path.join(workdirs["infovae"], "analysis", "report.md")).read()
+  assert "| `train_mmd` |" in report
+
+  assert compare.main_metric("infovae") == "elbo"
+  table = compare.compare([workdirs["infovae"], workdirs["vae"]], None, None)
+  header, _, *rows = table.splitlines()[:4]
+  assert "test elbo ↑" in header and "model.name" in header
+  finals = {name: next(r for r in rundir.read_metrics(d) if r["split"] == "test")["elbo"]
+            for name, d in workdirs.items()}
+  for row, name in zip(rows, ("infovae", "vae")):
+    value = finals[name]
+    assert f"| {name} |" in row and f"| {value:.{compare._decimals(value)}f} |" in row, row

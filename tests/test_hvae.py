@@ -23,7 +23,8 @@ from aejax import validation
 from aejax.analysis import restored
 from aejax.configs import load_experiment
 from aejax.errors import UserError
-from conftest import REPO, quick_compile, run_aejax, saved_state, start_on_4_devices
+from conftest import (REPO, posterior_streams, quick_compile, run_aejax, saved_state,
+                      start_on_4_devices)
 from test_vectorize import _assert_group_is_runs_alone, _two_runs
 
 # One short run: a tenth of each split, one epoch of 300 steps of 20, k = 5, test NLL k = 50.
@@ -111,9 +112,9 @@ def _draws(keys_B, k, size):
 
 def _per_example(model, params, x, keys_B, config, step=0):
   step = None if step is None else jnp.asarray(step)
-  fn = lambda p, x, k: objectives.per_example(model, p, x, x, k, config, step,
-                                              hparams.of(config))
-  return jax.jit(fn)(params, x, keys_B)
+  fn = lambda p, x, s: objectives.per_example(model, p, x, x, s, config, hparams.of(config),
+                                              training=step is not None, step=step)
+  return jax.jit(fn)(params, x, posterior_streams(keys_B, len(x)))
 
 
 def test_the_two_layer_elbo_and_iwae_bound_against_numpy():

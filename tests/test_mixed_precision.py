@@ -33,7 +33,7 @@ def test_bf16_computes_in_bf16_but_keeps_float32_state(mnist):
   outputs = model.apply({"params": state.params}, x.astype(jnp.float32) / 255, keys_B)
   assert outputs["logits"].dtype == jnp.bfloat16  # The dense layers really run in bf16.
   per_example = train.per_example_metrics(state.params, x, keys_B, hp=hparams.of(config),
-                                          model=model, config=config)
+                                          model=model, config=config, training=False)
   assert all(v.dtype == jnp.float32 for v in per_example.values())
   step = jax.jit(functools.partial(train.train_step, hp=hparams.of(config), model=model,
                                    tx=optimizers.for_runs(config), config=config))

@@ -15,6 +15,7 @@ from aejax import likelihood
 from aejax import losses
 from aejax import hparams
 from aejax import families
+from aejax.families import shared
 from aejax.families import vae as vae_family
 from aejax import optimizers
 from aejax import preprocess
@@ -111,15 +112,15 @@ def test_iwae_training_objective_and_eval_nll(mnist):
   x = jnp.asarray(mnist[2][:50])
   hp = hparams.of(config)
   train_m = train.per_example_metrics(params, x, jax.random.key(0), hp=hp, model=model,
-                                      config=config, step=jnp.asarray(0))
+                                      config=config, training=True, step=jnp.asarray(0))
   assert "nll" not in train_m  # The test NLL is for evaluation only.
   eval_m = train.per_example_metrics(params, x, jax.random.key(0), hp=hp, model=model,
-                                     config=config)
+                                     config=config, training=False)
   chex.assert_shape(eval_m["nll"], (50,))
   # The NLL does not depend on eval_sample_chunk (7 does not divide 30; 30 is one chunk).
   config.eval_sample_chunk = 30
   one_chunk = train.per_example_metrics(params, x, jax.random.key(0), hp=hp, model=model,
-                                        config=config)
+                                        config=config, training=False)
   np.testing.assert_allclose(eval_m["nll"], one_chunk["nll"], rtol=1e-5)
 
 
@@ -143,7 +144,7 @@ def test_denoising_loss_compares_the_corrupted_input_with_the_clean_image(mnist,
   monkeypatch.setattr(preprocess, "corrupt", recording_corrupt)
   x_uint8 = jnp.asarray(mnist[2][:32])
   got = train.per_example_metrics(params, x_uint8, jax.random.key(5), hp=hparams.of(config),
-                                  model=model, config=config)
+                                  model=model, config=config, training=False)
   clean = preprocess.to_unit_interval(x_uint8)
   chex.assert_trees_all_close(seen["clean"], clean)
   assert float(jnp.mean(jnp.abs(seen["input"] - clean))) > 0.05  # It was corrupted...
@@ -185,7 +186,8 @@ def test_sparse_ae_loss_adds_the_weighted_penalties(mnist):
   model = families.create_model(config.model, (28, 28, 1))
   params = model.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)), jax.random.key(1))["params"]
   m = train.per_example_metrics(params, jnp.asarray(mnist[2][:32]), jax.random.key(0),
-                                hp=hparams.of(config), model=model, config=config)
+                                hp=hparams.of(config), model=model, config=config,
+                                training=False)
   chex.assert_trees_all_close(m["loss"], m["sq_err"] + 0.1 * m["l1_code"]
                               + 2.0 * m["kl_sparsity"], rtol=1e-6)
   assert float(m["kl_sparsity"][0]) > 0
@@ -199,13 +201,16 @@ def test_kl_warmup_is_linear_and_evaluation_uses_the_final_beta(mnist):
   c.objective.beta, c.objective.kl_warmup_steps = 4.0, 100
   hp = hparams.of(c)
   for step, want in ((0, 0.0), (25, 1.0), (100, 4.0), (1000, 4.0)):
-    np.testing.assert_allclose(vae_family.kl_weight(jnp.asarray(step), hp), want, rtol=1e-6)
-  np.testing.assert_allclose(vae_family.kl_weight(None, hp), 4.0)
+    np.testing.assert_allclose(shared.kl_weight(jnp.asarray(step), hp, True), want, rtol=1e-6)
+  # Evaluation: the final weight, at any step.
+  np.testing.assert_allclose(shared.kl_weight(None, hp, False), 4.0)
+  np.testing.assert_allclose(shared.kl_weight(jnp.asarray(0), hp, False), 4.0)
   config, model, params = _vae()
   config.objective.beta, config.objective.kl_warmup_steps = 4.0, 100
   x = jnp.asarray(mnist[2][:16])
   m = train.per_example_metrics(params, x, jax.random.key(0), hp=hparams.of(config),
-                                model=model, config=config, step=jnp.asarray(50))
+                                model=model, config=config, training=True,
+                                step=jnp.asarray(50))
   chex.assert_trees_all_close(m["loss"], m["rec"] + 2.0 * m["kl"], rtol=1e-6)
   chex.assert_trees_all_close(m["elbo"], -(m["rec"] + m["kl"]), rtol=1e-6)  # Unweighted.
 

@@ -1,5 +1,6 @@
 """Runs survive preemption, divergence, damaged checkpoints, config drift and bad input."""
 
+import glob
 import json
 import os
 import signal
@@ -284,6 +285,33 @@ def test_an_experiment_file_that_does_not_load_is_one_line_naming_file_and_line(
   assert proc.returncode == 2, proc.stderr[-3000:]
   assert f"{path}{expected}" in _error_line(proc)
   assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize("assignment,expected", [
+    ("c.objective.mmd_wieght = 10.0", "config.objective.mmd_wieght is no field of the base "
+     "config (did you mean 'objective.mmd_weight'?)"),
+    ("c.model.extra = ml_collections.ConfigDict({'depht': 2})", "config.model.extra.depht is no "
+     "field of the base config"),
+], ids=["misspelt_field", "new_section"])
+def test_a_field_the_base_config_lacks_in_an_experiment_file_is_exit_2_with_did_you_mean(
+    assignment, expected, tmp_path):
+  """An experiment file is held to the base config's fields, as --config.<field> is; catches: a
+  load_experiment that returns get_config()'s dict unchecked (the run trains without the
+  field, and config.json stores the misspelling)."""
+  path = tmp_path / "misspelt.py"
+  path.write_text("import ml_collections\nfrom aejax import configs\ndef get_config():\n"
+                  f"  c = configs.mlp_vae()\n  {assignment}\n  return c\n")
+  proc = run_aejax(f"--config={path}", f"--workdir={tmp_path / 'w'}", timeout=120)
+  assert proc.returncode == 2, proc.stderr[-3000:]
+  assert f"{path}: {expected}" in _error_line(proc), _error_line(proc)
+  assert "Traceback" not in proc.stderr
+  assert not (tmp_path / "w").exists()
+
+
+def test_every_experiment_file_holds_only_base_config_fields():
+  """Each file of experiments/ loads through the check above (a field it adds would fail it)."""
+  for path in sorted(glob.glob(os.path.join(REPO, "experiments", "*.py"))):
+    configs.load_experiment(path)
 
 
 def test_kl_warmup_continues_across_a_resume(data_dir, tmp_path):

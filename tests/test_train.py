@@ -28,7 +28,8 @@ def _setup(model_name: str):
   model = families.create_model(config.model, (28, 28, 1))
   hp, tx = hparams.of(config), optimizers.for_runs(config)
   state = init_state(jax.random.key(0), (28, 28, 1), model=model, tx=tx(hp))
-  metrics_fn = functools.partial(train.per_example_metrics, hp=hp, model=model, config=config)
+  metrics_fn = functools.partial(train.per_example_metrics, hp=hp, model=model, config=config,
+                                 training=False)
   step_fn = functools.partial(train.train_step, hp=hp, model=model, tx=tx, config=config)
   return config, state, metrics_fn, step_fn
 
@@ -104,7 +105,7 @@ def test_evaluation_batch_statistics_do_not_depend_on_eval_batch_size(mnist):
     tx = optimizers.create_optimizer(config)
     params = init_state(jax.random.key(0), (28, 28, 1), model=model, tx=tx).params
     metrics_fn = functools.partial(train.per_example_metrics, hp=run["hp"], model=model,
-                                   config=config)
+                                   config=config, training=False)
     got = {}
     for b in (300, 1000):
       padded, mask = pad_to_multiple(test_images, b)

@@ -22,7 +22,8 @@ from aejax import validation
 from aejax.analysis import restored
 from aejax.configs import load_experiment
 from aejax.errors import UserError
-from conftest import REPO, quick_compile, run_aejax, saved_state, start_on_4_devices
+from conftest import (REPO, posterior_streams, quick_compile, run_aejax, saved_state,
+                      start_on_4_devices)
 from test_vectorize import _assert_group_is_runs_alone
 from test_zoo import constant_model_scores
 
@@ -91,9 +92,9 @@ def test_log_prior_is_the_mixture_of_the_posteriors_at_the_pseudo_inputs(tiny):
 
 def _objective(model, params, x, keys, config, step):
   step = None if step is None else jnp.asarray(step)
-  fn = lambda p, x, k: objectives.per_example(model, p, x, x, k, config, step,
-                                              hparams.of(config))
-  return jax.jit(fn)(params, x, keys)
+  fn = lambda p, x, s: objectives.per_example(model, p, x, x, s, config, hparams.of(config),
+                                              training=step is not None, step=step)
+  return jax.jit(fn)(params, x, posterior_streams(keys, len(x)))
 
 
 def test_elbo_is_reconstruction_plus_the_monte_carlo_kl_at_the_sample(tiny):

@@ -10,6 +10,7 @@ import ml_collections
 
 from aejax import hparams
 from aejax import losses
+from aejax import sampling
 from aejax.families import forward
 from aejax.models import factory
 
@@ -17,6 +18,7 @@ LOSSES = losses.RECONSTRUCTION
 LIKELIHOOD = False
 POOLED = ("activation",)  # The sparsity penalty's mean activation, pooled over the test split.
 OWN_FIELDS = {"objective.l1_code": 0.0, "objective.sparsity_weight": 0.0}
+MAIN_METRIC = "sq_err"  # Judged by its reconstruction.
 
 
 class AE(nn.Module):
@@ -48,12 +50,13 @@ def create(cfg: ml_collections.ConfigDict, image_shape: tuple[int, int, int],
             code_activation=factory.CODE_ACTIVATIONS[cfg.code_activation])
 
 
-def per_example(model: Any, params: Any, x_in: jax.Array, x: jax.Array, keys_B: jax.Array,
-                config: ml_collections.ConfigDict, step: jax.Array | None, hp: hparams.Hparams,
-                axis_name: str | None) -> forward.Metrics:
+def per_example(model: Any, params: Any, x_in: jax.Array, x: jax.Array,
+                streams: sampling.Streams, config: ml_collections.ConfigDict, hp: hparams.Hparams,
+                *, training: bool, step: jax.Array | None, axis_name: str | None
+                ) -> forward.Metrics:
   del axis_name  # The sparsity penalty needs the whole batch: validation refuses pmap.
   terms = hparams.structure(config)
-  outputs = forward.outputs(model, params, x_in, keys_B)
+  outputs = forward.outputs(model, params, x_in, streams.posterior)
   metrics = losses.ae_objective(outputs, x, config.loss)
   if terms["l1_code"]:
     metrics["l1_code"] = losses.l1_penalty(outputs["z"])
@@ -61,7 +64,7 @@ def per_example(model: Any, params: Any, x_in: jax.Array, x: jax.Array, keys_B: 
   if terms["sparsity"]:
     metrics["kl_sparsity"] = losses.kl_sparsity(outputs["z"], config.objective.sparsity_target)
     metrics["loss"] = metrics["loss"] + hp["objective.sparsity_weight"] * metrics["kl_sparsity"]
-    if step is None:
+    if not training:
       metrics["activation"] = outputs["z"].astype(jnp.float32)
   return metrics
 

@@ -10,6 +10,7 @@ import ml_collections
 
 from aejax import hparams
 from aejax import losses
+from aejax import sampling
 from aejax.families import forward
 from aejax.families import vae
 
@@ -17,26 +18,30 @@ LOSSES = ("elbo",)
 LIKELIHOOD = True
 POOLED = ()
 OWN_FIELDS = {"objective.tc_alpha": 1.0, "objective.tc_beta": 1.0, "objective.tc_gamma": 1.0}
+MAIN_METRIC = vae.MAIN_METRIC
+REPORTS = ("mi", "tc", "dwkl")  # The KL's parts of the training batches.
 DIAGONAL_GAUSSIAN_POSTERIOR = True  # aejax.analyze reports its KL parts.
 
 create = vae.create
 
 
-def per_example(model: Any, params: Any, x_in: jax.Array, x: jax.Array, keys_B: jax.Array,
-                config: ml_collections.ConfigDict, step: jax.Array | None, hp: hparams.Hparams,
-                axis_name: str | None) -> forward.Metrics:
+def per_example(model: Any, params: Any, x_in: jax.Array, x: jax.Array,
+                streams: sampling.Streams, config: ml_collections.ConfigDict, hp: hparams.Hparams,
+                *, training: bool, step: jax.Array | None, axis_name: str | None
+                ) -> forward.Metrics:
   """Training: reconstruction + alpha mi + beta tc + gamma dwkl, the parts estimated against the
   whole (global) batch's posteriors with N = the training split's size (hp[NUM_TRAIN], from the
   trainer: the aggregate posterior is over that split). `axis_name`: the pmap axis the batch's
   posteriors are gathered over.
 
-  Evaluation (step None) gives the VAE's metrics: the parts are statistics of a batch, while
+  Evaluation (`training` False) gives the VAE's metrics: the parts are statistics of a batch, while
   evaluation sums per-image terms over padded batches, so the test loss is the negative ELBO
   (rec + kl, analytic KL) with the test nll where config.eval_num_samples is set;
   aejax.analyze measures the parts of the test split's aggregate posterior."""
-  if step is None:
-    return vae.per_example(model, params, x_in, x, keys_B, config, step, hp, axis_name)
-  outputs = forward.outputs(model, params, x_in, keys_B)
+  if not training:
+    return vae.per_example(model, params, x_in, x, streams, config, hp, training=training,
+                           step=step, axis_name=axis_name)
+  outputs = forward.outputs(model, params, x_in, streams.posterior)
   metrics = vae.elbo(model, outputs, x)
   parts = losses.batch_kl_parts(outputs["z"], outputs["mean"], outputs["logvar"],
                                 hp[hparams.NUM_TRAIN], axis_name)

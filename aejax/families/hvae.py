@@ -37,6 +37,7 @@ LIKELIHOOD = True
 POOLED = ()
 # model.num_samples is the VAE's field too: the IWAE's k.
 OWN_FIELDS = {"model.num_samples": 1, "model.hidden2": (), "model.latents2": 0}
+MAIN_METRIC = vae.MAIN_METRIC
 
 
 class HVAE(vae.VAE):
@@ -119,18 +120,18 @@ def create(cfg: ml_collections.ConfigDict, image_shape: tuple[int, int, int],
               latents2=cfg.latents2, decoder_dist=decoder_dists.of(cfg))
 
 
-def per_example(model: Any, params: Any, x_in: jax.Array, x: jax.Array, keys_B: jax.Array,
-                config: ml_collections.ConfigDict, step: jax.Array | None, hp: hparams.Hparams,
-                axis_name: str | None) -> forward.Metrics:
+def per_example(model: Any, params: Any, x_in: jax.Array, x: jax.Array,
+                streams: sampling.Streams, config: ml_collections.ConfigDict, hp: hparams.Hparams,
+                *, training: bool, step: jax.Array | None, axis_name: str | None
+                ) -> forward.Metrics:
   """Every loss is a bound of the model's log weights: the bound losses are the VAE's own code
   path (it asks the model only for the hooks of aejax.likelihood), 'elbo' its k = 1 case."""
   if config.loss != "elbo":
-    return vae.per_example(model, params, x_in, x, keys_B, config, step, hp, axis_name)
-  log_w_B = likelihood.importance_log_weights(model, params, x_in, x, keys_B, 1, 1)[0]
-  metrics = {"loss": -log_w_B, "elbo": log_w_B}
-  if step is None and config.eval_num_samples:
-    metrics.update(vae.test_nll(model, params, x_in, x, keys_B, config))
-  return metrics
+    return vae.per_example(model, params, x_in, x, streams, config, hp, training=training,
+                           step=step, axis_name=axis_name)
+  log_w_B = likelihood.importance_log_weights(model, params, x_in, x, streams.posterior, 1,
+                                              1)[0]
+  return {"loss": -log_w_B, "elbo": log_w_B}
 
 
 def check(config: ml_collections.ConfigDict) -> str | None:

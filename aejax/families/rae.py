@@ -12,24 +12,27 @@ import ml_collections
 
 from aejax import hparams
 from aejax import losses
+from aejax import sampling
 from aejax.families import ae
 from aejax.families import forward
 
 LOSSES = losses.RECONSTRUCTION
 LIKELIHOOD = False
 POOLED = ()
-REGULARISERS = ("l2", "gp")
+_REGULARISERS = ("l2", "gp")
 OWN_FIELDS = {"objective.code_l2": 0.0, "objective.decoder_reg": 0.0, "objective.rae_reg": "l2"}
+MAIN_METRIC = "sq_err"  # Judged by its reconstruction.
 EX_POST_COMPONENTS = 10  # The paper's mixture: 10 full-covariance components.
 
 create = ae.create  # The AE's model: encode, code, decode; no prior.
 
 
-def per_example(model: Any, params: Any, x_in: jax.Array, x: jax.Array, keys_B: jax.Array,
-                config: ml_collections.ConfigDict, step: jax.Array | None, hp: hparams.Hparams,
-                axis_name: str | None) -> forward.Metrics:
+def per_example(model: Any, params: Any, x_in: jax.Array, x: jax.Array,
+                streams: sampling.Streams, config: ml_collections.ConfigDict, hp: hparams.Hparams,
+                *, training: bool, step: jax.Array | None, axis_name: str | None
+                ) -> forward.Metrics:
   del axis_name  # Every term is the example's own.
-  outputs = forward.outputs(model, params, x_in, keys_B)
+  outputs = forward.outputs(model, params, x_in, streams.posterior)
   metrics = losses.ae_objective(outputs, x, config.loss)
   z_BxZ = outputs["z"]
   metrics["code_l2"] = losses.code_l2(z_BxZ)
@@ -51,8 +54,8 @@ def per_example(model: Any, params: Any, x_in: jax.Array, x: jax.Array, keys_B: 
 
 def check(config: ml_collections.ConfigDict) -> str | None:
   o = config.objective
-  if o.rae_reg not in REGULARISERS:
-    return f"unknown config.objective.rae_reg={o.rae_reg!r}; use one of {REGULARISERS}"
+  if o.rae_reg not in _REGULARISERS:
+    return f"unknown config.objective.rae_reg={o.rae_reg!r}; use one of {_REGULARISERS}"
   for field in ("code_l2", "decoder_reg"):
     if o[field] < 0:
       return f"config.objective.{field}={o[field]} must be >= 0"

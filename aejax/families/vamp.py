@@ -12,7 +12,9 @@ import ml_collections
 from aejax import decoder_dists
 from aejax import hparams
 from aejax import losses
+from aejax import sampling
 from aejax.families import forward
+from aejax.families import shared
 from aejax.families import vae
 from aejax.models import factory
 
@@ -21,10 +23,11 @@ LIKELIHOOD = True
 POOLED = ()
 # The VAE's fields are this family's too; other families leave num_pseudo at its default.
 OWN_FIELDS = {**vae.OWN_FIELDS, "model.num_pseudo": 500}
+MAIN_METRIC = vae.MAIN_METRIC
 # The pseudo-inputs' initial values, N(mean, std^2) per pixel: faint grey images inside the
 # hardtanh's linear range (the authors' code draws them around -0.05, where the clip to [0, 1]
 # passes no gradient).
-PSEUDO_MEAN, PSEUDO_STD = 0.05, 0.01
+_PSEUDO_MEAN, _PSEUDO_STD = 0.05, 0.01
 
 
 class VampVAE(vae.VAE):
@@ -35,7 +38,7 @@ class VampVAE(vae.VAE):
     # The paper's parameterisation: a free matrix through a hardtanh onto [0, 1], the pixel range.
     self.pseudo_raw = self.param(
         "pseudo_inputs",
-        lambda key, shape: PSEUDO_MEAN + PSEUDO_STD * jax.random.normal(key, shape),
+        lambda key, shape: _PSEUDO_MEAN + _PSEUDO_STD * jax.random.normal(key, shape),
         (self.num_pseudo, *self.image_shape))
 
   def pseudo_images(self) -> jax.Array:
@@ -75,24 +78,20 @@ def create(cfg: ml_collections.ConfigDict, image_shape: tuple[int, int, int],
                  decoder_dist=decoder_dists.of(cfg))
 
 
-def per_example(model: Any, params: Any, x_in: jax.Array, x: jax.Array, keys_B: jax.Array,
-                config: ml_collections.ConfigDict, step: jax.Array | None, hp: hparams.Hparams,
-                axis_name: str | None) -> forward.Metrics:
+def per_example(model: Any, params: Any, x_in: jax.Array, x: jax.Array,
+                streams: sampling.Streams, config: ml_collections.ConfigDict, hp: hparams.Hparams,
+                *, training: bool, step: jax.Array | None, axis_name: str | None
+                ) -> forward.Metrics:
   """The ELBO with the KL estimated at the posterior sample, log q(z|x) - log p(z); the bounds
   are the VAE's, the model's log weights taking this prior."""
   if config.loss != "elbo":
-    return vae.per_example(model, params, x_in, x, keys_B, config, step, hp, axis_name)
-  out = forward.outputs(model, params, x_in, keys_B)
+    return vae.per_example(model, params, x_in, x, streams, config, hp, training=training,
+                           step=step, axis_name=axis_name)
+  out = forward.outputs(model, params, x_in, streams.posterior)
   rec = -model.decoder_dist.log_prob(out["logits"], x)
   kl = losses.log_normal_diag(out["z"], out["mean"], out["logvar"]) - out["log_prior"]
   metrics = {"loss": rec + kl, "rec": rec, "kl": kl, "elbo": -(rec + kl)}
-  if hparams.structure(config)["kl_weighted"]:
-    w = vae.kl_weight(step, hp)
-    metrics["loss"] = rec + w * kl
-    metrics["kl_weight"] = jnp.broadcast_to(w, rec.shape)
-  if step is None and config.eval_num_samples:
-    metrics.update(vae.test_nll(model, params, x_in, x, keys_B, config))
-  return metrics
+  return shared.weigh_kl(metrics, config, step, hp, training)
 
 
 def check(config: ml_collections.ConfigDict) -> str | None:

@@ -10,6 +10,7 @@ import ml_collections
 
 from aejax import hparams
 from aejax import losses
+from aejax import sampling
 from aejax.families import forward
 from aejax.models import factory
 from aejax.models.vq import VectorQuantizer
@@ -18,6 +19,8 @@ LOSSES = losses.RECONSTRUCTION
 LIKELIHOOD = False
 POOLED = ("code_counts",)  # Usage is not additive: the test split's counts are pooled first.
 OWN_FIELDS = {}
+MAIN_METRIC = "loss"
+REPORTS = ("code_perplexity",)  # How many codes the batches use.
 
 
 class VQVAE(nn.Module):
@@ -59,15 +62,16 @@ def create(cfg: ml_collections.ConfigDict, image_shape: tuple[int, int, int],
                code_dim=cfg.code_dim)
 
 
-def per_example(model: Any, params: Any, x_in: jax.Array, x: jax.Array, keys_B: jax.Array,
-                config: ml_collections.ConfigDict, step: jax.Array | None, hp: hparams.Hparams,
-                axis_name: str | None) -> forward.Metrics:
+def per_example(model: Any, params: Any, x_in: jax.Array, x: jax.Array,
+                streams: sampling.Streams, config: ml_collections.ConfigDict, hp: hparams.Hparams,
+                *, training: bool, step: jax.Array | None, axis_name: str | None
+                ) -> forward.Metrics:
   """`axis_name`: the pmap axis the training batch's code usage pools over."""
-  outputs = forward.outputs(model, params, x_in, keys_B)
+  outputs = forward.outputs(model, params, x_in, streams.posterior)
   metrics = losses.ae_objective(outputs, x, config.loss)
   metrics.update(losses.vq_terms(outputs["z_e"], outputs["codes"]))
   size = config.model.codebook_size
-  if step is None:
+  if not training:
     metrics["code_counts"] = losses.code_counts(outputs["indices"], size)
   else:
     metrics.update(losses.code_usage(outputs["indices"], size, axis_name))

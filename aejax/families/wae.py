@@ -18,6 +18,8 @@ LOSSES = losses.RECONSTRUCTION
 LIKELIHOOD = False
 POOLED = ()
 OWN_FIELDS = {"objective.mmd_weight": 0.0}
+MAIN_METRIC = "sq_err"  # Judged by its reconstruction.
+REPORTS = ("mmd",)  # The MMD to the prior: the train log line and aejax.analyze show it.
 
 
 class WAE(ae.AE):
@@ -34,19 +36,21 @@ def create(cfg: ml_collections.ConfigDict, image_shape: tuple[int, int, int],
   return WAE(encoder=encoder, decoder=decoder, latents=cfg.latents)
 
 
-def per_example(model: Any, params: Any, x_in: jax.Array, x: jax.Array, keys_B: jax.Array,
-                config: ml_collections.ConfigDict, step: jax.Array | None, hp: hparams.Hparams,
-                axis_name: str | None) -> forward.Metrics:
+def per_example(model: Any, params: Any, x_in: jax.Array, x: jax.Array,
+                streams: sampling.Streams, config: ml_collections.ConfigDict, hp: hparams.Hparams,
+                *, training: bool, step: jax.Array | None, axis_name: str | None
+                ) -> forward.Metrics:
   """`axis_name`: the pmap axis the MMD's pairs range over (the whole batch)."""
-  outputs = forward.outputs(model, params, x_in, keys_B)
+  outputs = forward.outputs(model, params, x_in, streams.posterior)
   metrics = losses.ae_objective(outputs, x, config.loss)
-  if step is None:
+  if not training:
     # The MMD is a statistic of a batch's pairs: evaluation sums per-image terms over padded
     # batches, so the test metrics are the reconstruction's (the figures show the samples).
     return metrics
   z_BxZ = outputs["z"]
-  # Example b's prior draw comes from its own key: the same draws however the batch is split.
-  prior_BxZ = sampling.normal(keys_B, z_BxZ.shape[1:])
+  # Example b's prior draw comes from its own prior-stream key: the same draws however the batch
+  # is split, and never the noise of another part of the step.
+  prior_BxZ = sampling.normal(streams.prior, z_BxZ.shape[1:])
   metrics["mmd"] = losses.mmd_imq(z_BxZ, prior_BxZ, axis_name)
   metrics["loss"] = metrics["loss"] + hp["objective.mmd_weight"] * metrics["mmd"]
   return metrics
