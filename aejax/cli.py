@@ -54,7 +54,8 @@ def quiet_library_info_logs() -> None:
       lambda r: r.levelno >= py_logging.WARNING or not any(n in r.pathname for n in noisy))
 
 
-# What a train run can lower when a device runs out of memory.
+# What a run (aejax.main, a vectorised group of aejax.sweep) can lower when a device runs out of
+# memory.
 TRAIN_MEMORY_FIX = ("lower --config.eval_memory_bytes (the evaluation's decoded samples; 0 "
                     "takes a quarter of the device's memory), --config.eval_batch_size or "
                     "--config.batch_size, or use a smaller model")
@@ -69,16 +70,16 @@ def out_of_memory(error: Exception, fix: str) -> str | None:
   return f"a device ran out of memory ({text[:200]}); {fix}"
 
 
-def run_command(command: Callable[[], int | None], memory_fix: str = TRAIN_MEMORY_FIX) -> None:
+def run_command(command: Callable[[], int | None]) -> None:
   """Runs a command's body and exits with its status, turning aejax's errors into one line on
   stderr and their documented exit codes: `aejax: <message>` for a preemption (3: the same
   command resumes), `aejax: error: <message>` otherwise (a device out of memory is exit 2,
-  naming `memory_fix`); Ctrl-C is 130."""
+  naming TRAIN_MEMORY_FIX); Ctrl-C is 130."""
   try:
     try:
       status = command()
     except jax.errors.JaxRuntimeError as e:
-      if line := out_of_memory(e, memory_fix):
+      if line := out_of_memory(e, TRAIN_MEMORY_FIX):
         raise UserError(line) from e
       raise
   except Preempted as e:
