@@ -27,6 +27,7 @@ from aejax.analysis import kl_parts
 from aejax import decoder_dists
 from aejax import families
 from aejax import losses
+from aejax import memory
 from aejax.analysis import probes
 from aejax.analysis import restored as restored_lib
 from aejax.run import lock
@@ -46,12 +47,18 @@ _PROBE_EXAMPLES = flags.DEFINE_integer(
     "0: the whole train split.")
 _NEIGHBORS = flags.DEFINE_integer("neighbors", 5, "Neighbours of the k-NN classifier.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of every random draw of the analysis.")
+_EVAL_MEMORY = flags.DEFINE_float(
+    "eval_memory_bytes", 0, "Bytes of device memory the NLL's decoded samples and the KL parts "
+    "may take at once, e.g. 4e9; 0: a quarter of the device's memory ($AEJAX_DEVICE_MEMORY_BYTES, "
+    "else the device's limit, else the host's memory). The numbers do not depend on it.")
 flags.mark_flags_as_required(["workdir"])
 cli.require_local_paths("workdir")
 
 CORRUPT_FRACTION = 0.1  # Pixels set to 0/1 in the anomalies of the corrupted-vs-clean AUROC.
 # analyze's names of the KL parts (losses.kl_parts) in metrics.json.
 KL_PARTS = {"mi": "index_code_mi", "tc": "total_correlation", "dwkl": "dimensionwise_kl"}
+MEMORY_FIX = ("lower --eval_memory_bytes (the NLL's and KL parts' chunks; 0 takes a quarter of "
+              "the device's memory) or --nll_images")
 
 
 # --- Scores on the test split ------------------------------------------------------------------
@@ -93,26 +100,29 @@ def family_reports(run: restored_lib.Restored) -> dict[str, float]:
 
 def analyze(workdir: str, *, step: int | None = None, k: int = 5000, data_dir: str | None = None,
             manual_dir: str | None = None, download: bool = True, nll_images: int = 0,
-            probe_examples: int = 0, neighbors: int = 5, seed: int = 0) -> dict:
+            probe_examples: int = 0, neighbors: int = 5, seed: int = 0,
+            eval_memory_bytes: float = 0) -> dict:
   """Writes <workdir>/analysis/{metrics.json, *.png, report.md}; returns the metrics.json dict."""
-  if k < 1 or neighbors < 1 or probe_examples < 0 or nll_images < 0:
+  if (k < 1 or neighbors < 1 or probe_examples < 0 or nll_images < 0
+      or eval_memory_bytes < 0):
     raise UserError(f"--k={k} and --neighbors={neighbors} must be >= 1, --probe_examples="
-                    f"{probe_examples} and --nll_images={nll_images} >= 0")
+                    f"{probe_examples}, --nll_images={nll_images} and --eval_memory_bytes="
+                    f"{eval_memory_bytes:g} >= 0")
   restored_lib.load_config(workdir)  # A folder that holds no run is neither locked nor created.
   # Locked before anything is read: not while a run or another analysis writes this workdir.
   with storage.writing(os.path.join(workdir, lock.FILENAME)):
     lock.acquire(workdir)
   try:
     return _analyze(workdir, step=step, k=k, data_dir=data_dir, manual_dir=manual_dir,
-                    download=download, nll_images=nll_images, probe_examples=probe_examples, neighbors=neighbors,
-                    seed=seed)
+                    download=download, nll_images=nll_images, probe_examples=probe_examples,
+                    neighbors=neighbors, seed=seed, eval_memory_bytes=eval_memory_bytes)
   finally:
     lock.release(workdir)
 
 
 def _analyze(workdir: str, *, step: int | None, k: int, data_dir: str | None,
              manual_dir: str | None, download: bool, nll_images: int, probe_examples: int,
-             neighbors: int, seed: int) -> dict:
+             neighbors: int, seed: int, eval_memory_bytes: float) -> dict:
   # Fails on a bad workdir/step before any data work.
   run = restored_lib.restore(workdir, step, data_dir=data_dir)
   config = run.config
@@ -140,6 +150,7 @@ def _analyze(workdir: str, *, step: int | None, k: int, data_dir: str | None,
   num_pixels = int(np.prod(x_test.shape[1:]))
 
   m, nll_count = {}, None
+  budget = memory.eval_budget(eval_memory_bytes, "--eval_memory_bytes")
   rec = reconstruction_scores(run, x_test)
   m["sq_err_per_image"] = float(np.mean(rec["sq_err"]))
   m["sq_err_per_pixel"] = m["sq_err_per_image"] / num_pixels
@@ -147,12 +158,13 @@ def _analyze(workdir: str, *, step: int | None, k: int, data_dir: str | None,
   m[rec_key] = float(np.mean(rec[rec_key]))
   if run.has_likelihood:
     nll_count = min(nll_images or len(x_test), len(x_test))
-    vae = run.likelihood_scores(x_test[:nll_count], k, keys["nll"])
+    vae = run.likelihood_scores(x_test[:nll_count], k, keys["nll"], budget)
     m["elbo"] = float(np.mean(vae["elbo"]))
     m["nll"] = float(np.mean(vae["nll"]))
     m["nll_bits_per_dim"] = float(losses.bits_per_dim(m["nll"], num_pixels))
   if families.has_kl_parts(config):  # On the same images; its own key, apart from the three above.
-    parts = kl_parts.estimate(run, x_test[:nll_count], jax.random.fold_in(jax.random.key(seed), 1))
+    parts = kl_parts.estimate(run, x_test[:nll_count], jax.random.fold_in(jax.random.key(seed), 1),
+                              budget)
     m.update({KL_PARTS[k]: v for k, v in parts.items()})
   m.update(family_reports(run))
   logging.info("Reconstruction and likelihood done: %s", m)
@@ -290,15 +302,28 @@ def write_figures(run, out_dir: str, x_test: np.ndarray, test_labels: np.ndarray
   made.append("codes_2d")
   if run.is_generative and codes_test.shape[1] == 2:
     n = 20
-    q_N = np.asarray(jax.scipy.special.ndtri(np.linspace(0.05, 0.95, n)), np.float32)
-    z1, z2 = np.meshgrid(q_N, q_N[::-1])  # z2 grows upwards, as on a plot.
+    q1_N, q2_N = prior_quantiles(run, np.linspace(0.05, 0.95, n), seed)
+    z1, z2 = np.meshgrid(q1_N, q2_N[::-1])  # z2 grows upwards, as on a plot.
     figures.manifold(path("manifold"), run.decode(np.stack([z1.ravel(), z2.ravel()], 1)), n,
-                     float(q_N[-1]))
+                     float(max(abs(q1_N[-1]), abs(q2_N[-1]))))
     made.append("manifold")
   if records := rundir.read_metrics(run.workdir):  # Tolerates a cut-off last line.
     figures.curves(path("curves"), records)
     made.append("curves")
   return [f"{name}.png" for name in made]
+
+
+PRIOR_DRAWS = 100_000  # Codes drawn from the prior for its quantiles (the manifold's grid).
+
+
+def prior_quantiles(run: restored_lib.Restored, q_Q: np.ndarray,
+                    seed: int) -> tuple[np.ndarray, ...]:
+  """Per code dimension, the quantiles q_Q of the model's own prior (its `sample`): N(0, 1)'s
+  for a VAE, the mixture's for the VampPrior, p(z1)'s for the hierarchical VAE; estimated from
+  PRIOR_DRAWS draws."""
+  z_NxZ = np.asarray(run.model.apply({"params": run.params}, jax.random.key(seed), PRIOR_DRAWS,
+                                     method=run.model.sample))
+  return tuple(np.quantile(z_NxZ, q_Q, axis=0).astype(np.float32).T)
 
 
 METRIC_TEXT = {
@@ -356,9 +381,14 @@ def main(argv: list[str]) -> None:
     analyze(_WORKDIR.value, step=_STEP.value, k=_K.value, **data_flags.values(),
             nll_images=_NLL_IMAGES.value,
             probe_examples=_PROBE_EXAMPLES.value,
-            neighbors=_NEIGHBORS.value, seed=_SEED.value)
+            neighbors=_NEIGHBORS.value, seed=_SEED.value,
+            eval_memory_bytes=_EVAL_MEMORY.value)
   except (UserError, StorageError) as e:
     cli.fail(str(e), e.exit_code)
+  except jax.errors.JaxRuntimeError as e:
+    if not (line := cli.out_of_memory(e, MEMORY_FIX)):
+      raise
+    cli.fail(line)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from typing import Callable
 
 from absl import flags
 from absl import logging
+import jax
 
 from aejax.errors import AejaxError, Preempted, StorageError, UserError
 from aejax.run import rundir
@@ -53,12 +54,34 @@ def quiet_library_info_logs() -> None:
       lambda r: r.levelno >= py_logging.WARNING or not any(n in r.pathname for n in noisy))
 
 
+# What a run (aejax.main, a vectorised group of aejax.sweep) can lower when a device runs out of
+# memory.
+TRAIN_MEMORY_FIX = ("lower --config.eval_memory_bytes (the evaluation's decoded samples; 0 "
+                    "takes a quarter of the device's memory), --config.eval_batch_size or "
+                    "--config.batch_size, or use a smaller model")
+
+
+def out_of_memory(error: Exception, fix: str) -> str | None:
+  """The one line for XLA's RESOURCE_EXHAUSTED (a device out of memory), naming `fix`; None for
+  any other error."""
+  text = " ".join(str(error).split())
+  if "RESOURCE_EXHAUSTED" not in text:
+    return None
+  return f"a device ran out of memory ({text[:200]}); {fix}"
+
+
 def run_command(command: Callable[[], int | None]) -> None:
   """Runs a command's body and exits with its status, turning aejax's errors into one line on
   stderr and their documented exit codes: `aejax: <message>` for a preemption (3: the same
-  command resumes), `aejax: error: <message>` otherwise; Ctrl-C is 130."""
+  command resumes), `aejax: error: <message>` otherwise (a device out of memory is exit 2,
+  naming TRAIN_MEMORY_FIX); Ctrl-C is 130."""
   try:
-    status = command()
+    try:
+      status = command()
+    except jax.errors.JaxRuntimeError as e:
+      if line := out_of_memory(e, TRAIN_MEMORY_FIX):
+        raise UserError(line) from e
+      raise
   except Preempted as e:
     print(f"aejax: {e}", file=sys.stderr)
     sys.exit(e.exit_code)

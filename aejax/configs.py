@@ -23,9 +23,14 @@ def base() -> ml_collections.ConfigDict:
   c.eval_every_epochs = 1  # The test split is also evaluated after the last epoch.
   c.eval_batch_size = 1000  # Global; the test split is padded (and masked) to a multiple of it.
   # VAEs: test NLL by importance sampling with this many posterior samples (the IWAE bound;
-  # 0 = off), drawn in chunks of eval_sample_chunk so memory stays at chunk x eval batch images.
+  # 0 = off), drawn in chunks of at most eval_sample_chunk, fewer where chunk x eval batch
+  # decoded images would take more than eval_memory_bytes (the same NLL for any chunk).
   c.eval_num_samples = 0
   c.eval_sample_chunk = 100
+  # Bytes of device memory the evaluation's decoded samples may take, e.g. 4e9; 0: a quarter of
+  # the device's memory (memory.device_memory_bytes: $AEJAX_DEVICE_MEMORY_BYTES, the device's
+  # limit, or the host's memory for CPU devices).
+  c.eval_memory_bytes = 0.0
   # Train steps per jit call (a lax.scan); 0 = a whole epoch. Smaller values let a SIGTERM stop
   # (and checkpoint) sooner; the result is the same either way.
   c.steps_per_call = 0

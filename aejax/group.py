@@ -10,7 +10,6 @@ program.
 
 import dataclasses
 import functools
-import os
 from typing import Any
 
 import jax
@@ -18,6 +17,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from aejax import hparams
+from aejax import memory
 from aejax import parallel
 from aejax.errors import UserError
 from aejax.state import TrainState, init_state
@@ -159,21 +159,21 @@ def check_group(configs: list[ml_collections.ConfigDict], vectorized: bool) -> N
                       "config.parallel='mesh' and config.input_mode='device'")
 
 
-def device_memory_bytes() -> int:
-  """Memory of one device: the allocator's limit on accelerators, RAM shared by the CPU devices."""
-  stats = jax.local_devices()[0].memory_stats() or {}
-  if "bytes_limit" in stats:
-    return int(stats["bytes_limit"])
-  return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // jax.local_device_count()
-
-
 def check_fits(state_shapes: Any, layout: Layout) -> None:
   """A UserError when the group's train states (and their gradients, which exist at the same
-  time) cannot fit on a device; it names the largest group size that would."""
+  time) cannot fit on a device (memory.device_memory_bytes); it names the largest group size
+  that would.
+
+  It counts only those two. Left out, so a group may still run out of memory after passing:
+  the train step's activations (they grow with config.batch_size and the model, and XLA decides
+  which it keeps), the data on the devices (checked on its own: data/splits.py) and the
+  evaluation's decoded samples (kept under config.eval_memory_bytes by the choice of their
+  chunk: aejax/likelihood.py). An out-of-memory error is then one line naming those settings.
+  """
   per_run = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state_shapes))
   per_run += sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state_shapes.params))
   divisor = layout.mesh.size if layout.run_sharded else 1
-  limit = device_memory_bytes()
+  limit, source = memory.device_memory_bytes()
   need = per_run * -(-layout.num_runs // divisor)
   if need > limit:
     fit = limit // per_run * divisor
@@ -181,4 +181,4 @@ def check_fits(state_shapes: Any, layout: Layout) -> None:
            "one run alone does not fit: use a smaller model")
     raise UserError(f"a vectorised group of {layout.num_runs} runs needs {need / 2**30:.1f} GiB "
                     f"per device for its train states and gradients, more than the "
-                    f"{limit / 2**30:.1f} GiB of device memory; {fix}")
+                    f"{limit / 2**30:.1f} GiB of device memory ({source}); {fix}")

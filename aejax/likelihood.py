@@ -3,7 +3,8 @@
 
 log p(x) ~= logsumexp_k [log p(x|z_k) + log p(z_k) - log q(z_k|x)] - log K, z_k ~ q(z|x)
 (`losses.iwae_bound`). The K samples are drawn and decoded in chunks, so K = 5000 fits in memory;
-example b's samples come from its own key, so they do not depend on the batch or its split.
+example b's samples come from its own key, so they do not depend on the batch, its split or the
+chunk. `sample_chunk` chooses the chunk from a memory budget.
 Scores are summed in float32 whatever the model's compute dtype.
 """
 
@@ -13,6 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from aejax import losses
+from aejax import memory
 from aejax import sampling
 from aejax.errors import UserError
 
@@ -59,3 +61,26 @@ def vae_scores(model: Any, params: Any, x: jax.Array, keys_B: jax.Array, *, k: i
   'elbo' = (1/k) sum_k log w_k (an unbiased estimate of the ELBO)."""
   log_w_KxB = importance_log_weights(model, params, x, x, keys_B, k, chunk)
   return {"nll": -losses.iwae_bound(log_w_KxB), "elbo": jnp.mean(log_w_KxB, axis=0)}
+
+
+def sample_chunk(model: Any, params: Any, image: jax.ShapeDtypeStruct, images: int,
+                 num_samples: int, most: int, budget: int, budget_text: str) -> int:
+  """Samples per chunk of `importance_log_weights` for `images` images (those one device holds)
+  of one `image`'s shape and dtype: at most `most` and `num_samples`, and within `budget` bytes
+  of the chunk's decoded images, a sample of an image costing what its log weight computes
+  (memory.traced_bytes, an upper bound). `params` may be shapes (jax.ShapeDtypeStruct).
+  `budget_text` says where the budget comes from, for the error when one sample does not fit."""
+  x_1x = jax.ShapeDtypeStruct((1, *image.shape), image.dtype)
+  posterior = jax.eval_shape(
+      lambda p, x: model.apply({"params": p}, x, method="posterior"), params, x_1x)
+
+  def chunk_bytes(n: int) -> int:
+    eps_Nx1xE = jax.ShapeDtypeStruct((n, 1, model.noise_size), jnp.float32)
+    return memory.traced_bytes(
+        lambda p, q, e, x: model.apply({"params": p}, q, e, x, method="log_weights"),
+        params, posterior, eps_Nx1xE, x_1x)
+
+  return memory.items_per_chunk(
+      memory.bytes_per_item(chunk_bytes) * images, budget, min(most, num_samples),
+      what=f"the test NLL of {images} images per device", fix=f"the budget is {budget_text}: "
+      f"raise it, or lower the images evaluated at once (config.eval_batch_size)")

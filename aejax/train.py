@@ -32,7 +32,9 @@ from aejax import epochs
 from aejax import group
 from aejax import hparams
 from aejax import families
+from aejax import likelihood
 from aejax import loops
+from aejax import memory
 from aejax import objectives
 from aejax import optimizers
 from aejax import parallel
@@ -191,15 +193,37 @@ def build_runner(g: Group, data: Data) -> Runner:
     chunk, close = stream, stream.close
   else:
     chunk, close = _device_chunk(step_fn, g, data, per_call), lambda: None
+  eval_config = with_eval_chunk(g, data)
   evaluate = epochs.make_evaluate(
-      functools.partial(per_example_metrics, model=g.model, config=config, training=False),
-      eval_batch_size=config.eval_batch_size, mesh=layout.mesh, config=config,
+      functools.partial(per_example_metrics, model=g.model, config=eval_config, training=False),
+      eval_batch_size=config.eval_batch_size, mesh=layout.mesh, config=eval_config,
       vectorized=layout.vectorized).lower(g.state.params, data.test_images, data.test_mask,
                                           g.run).compile()
   logging.info("Compiled %d-step train calls and the evaluation in %.1fs", per_call,
                time.time() - t0)
   return Runner(chunk, lambda params, run: evaluate(params, data.test_images, data.test_mask,
                                                     run), per_call, close)
+
+
+def with_eval_chunk(g: Group, data: Data) -> ml_collections.ConfigDict:
+  """The config the evaluation runs with: config.eval_sample_chunk lowered to what fits
+  config.eval_memory_bytes (likelihood.sample_chunk) for the images a device holds, those of
+  every run of the group at once. The test NLL is the same for any chunk."""
+  config = g.configs[0]
+  if not (config.eval_num_samples and families.of(config).LIKELIHOOD):
+    return config
+  budget, budget_text = memory.eval_budget(config.eval_memory_bytes,
+                                           "--config.eval_memory_bytes")
+  images = -(-config.eval_batch_size * g.layout.num_runs // g.layout.mesh.size)
+  chunk = likelihood.sample_chunk(
+      g.model, g.like.params, jax.ShapeDtypeStruct(data.image_shape, jnp.float32), images,
+      config.eval_num_samples, config.eval_sample_chunk, budget, budget_text)
+  logging.info("Test NLL: %d samples in chunks of %d for the %d images a device evaluates at "
+               "once (evaluation memory: %s)", config.eval_num_samples, chunk, images,
+               budget_text)
+  eval_config = config.copy_and_resolve_references()
+  eval_config.eval_sample_chunk = chunk
+  return eval_config
 
 
 def _device_chunk(step_fn: Callable, g: Group, data: Data, per_call: int) -> Callable:

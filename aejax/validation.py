@@ -70,7 +70,7 @@ def validate_config(config: ml_collections.ConfigDict, device_count: int) -> Non
   for path in ("seed", "steps_per_call", "opt.weight_decay", "opt.grad_clip_norm", "opt.eps",
                "input.noise_level", "objective.beta", "objective.kl_warmup_steps",
                "objective.l1_code", "objective.sparsity_weight", "objective.commitment",
-               "eval_num_samples"):
+               "eval_num_samples", "eval_memory_bytes"):
     _at_least(config, path, 0)
   for path in ("eval_sample_chunk", "model.num_samples", "model.num_bounds",
                "model.codebook_size", "model.code_dim"):

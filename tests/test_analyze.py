@@ -437,3 +437,28 @@ def test_an_analysis_killed_while_writing_leaves_the_old_metrics_and_compare_ski
   knn = json.loads(old)["metrics"]["knn_accuracy"]
   row = [l for l in proc.stdout.splitlines() if l.startswith("|") and "complete" in l]
   assert len(row) == 1 and f"{knn:.4f}" in row[0], proc.stdout  # The killed run's, n = 1.
+
+
+def test_the_manifold_grid_takes_the_quantiles_of_the_models_own_prior():
+  """Against the closed-form quantiles of a prior that is not N(0, I): N(3, 2^2) in z1 and a
+  uniform on [-1, 1] in z2. catches: N(0, 1) quantiles for every family."""
+  import types
+
+  import flax.linen as nn
+  import jax
+  import jax.numpy as jnp
+  from scipy import stats
+
+  from aejax import analyze
+
+  class Shifted(nn.Module):
+    def sample(self, key, num):
+      k1, k2 = jax.random.split(key)
+      return jnp.stack([3 + 2 * jax.random.normal(k1, (num,)),
+                        jax.random.uniform(k2, (num,), minval=-1, maxval=1)], 1)
+
+  run = types.SimpleNamespace(model=Shifted(), params={})
+  q_Q = np.linspace(0.05, 0.95, 7)
+  q1, q2 = analyze.prior_quantiles(run, q_Q, seed=0)
+  np.testing.assert_allclose(q1, stats.norm.ppf(q_Q, loc=3, scale=2), atol=0.05)
+  np.testing.assert_allclose(q2, stats.uniform.ppf(q_Q, loc=-1, scale=2), atol=0.02)

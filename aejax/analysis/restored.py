@@ -13,10 +13,8 @@ of devices wrote it: the restore target is built from the model's own init shape
 
 import functools
 import os
-import time
 from typing import Any, Callable
 
-from absl import logging
 import jax
 import ml_collections
 import numpy as np
@@ -25,10 +23,12 @@ from aejax.run import checkpoint
 from aejax import decoder_dists
 from aejax import families
 from aejax import likelihood
+from aejax import memory
 from aejax import optimizers
 from aejax import parallel
 from aejax import preprocess
 from aejax import sampling
+from aejax.analysis import batches
 from aejax.data import dataset
 from aejax.data import views
 from aejax.run import rundir
@@ -103,7 +103,8 @@ def _check_images(images: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
   return images
 
 
-NLL_BATCH = 100  # Images per NLL step; with up to 100 samples each, ~30 MB of MNIST logits.
+NLL_BATCH = 100  # Images per NLL step.
+SAMPLE_CHUNK = 100  # Samples decoded per image at once at most; fewer where the budget requires.
 
 
 class Restored:
@@ -157,14 +158,7 @@ class Restored:
 
   def map_batches(self, fn: Callable, x_N: np.ndarray) -> Any:
     """fn over x_N in batches of `batch_size` (the last one padded), as numpy, trimmed to N."""
-    padded, _ = dataset.pad_to_multiple(x_N, self.batch_size)
-    outs = [jax.device_get(fn(padded[i:i + self.batch_size]))
-            for i in range(0, len(padded), self.batch_size)]
-    if not outs:  # No examples: empty arrays of the right trailing shape.
-      shapes = jax.eval_shape(fn, jax.ShapeDtypeStruct((self.batch_size, *x_N.shape[1:]),
-                                                        x_N.dtype))
-      return jax.tree.map(lambda s: np.zeros((0, *s.shape[1:]), s.dtype), shapes)
-    return jax.tree.map(lambda *xs: np.concatenate(xs)[:len(x_N)], *outs)
+    return batches.map_padded(lambda _, x_B: fn(x_B), (x_N,), self.batch_size)
 
   def posterior(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(mean, logvar) of q(z|x), each [N, Z]; families with a likelihood only."""
@@ -205,23 +199,24 @@ class Restored:
     return model_inputs(_check_images(images, self.image_shape),
                         analysis_keys(seed)["test_input"], self.config.input.binarize)
 
-  def likelihood_scores(self, x: np.ndarray, k: int, rng: jax.Array) -> dict[str, np.ndarray]:
+  def likelihood_scores(self, x: np.ndarray, k: int, rng: jax.Array,
+                        budget: tuple[int, str] | None = None) -> dict[str, np.ndarray]:
     """Per-image 'elbo' and importance-sampled 'nll' (nats) of the model's inputs `x`
     (model_inputs) with k posterior samples (likelihood.vae_scores); image n's samples come
-    from key n of `rng`'s stream, whatever batch it is in."""
-    if k not in self._scores:  # One compiled function per k, kept for the next call.
-      self._scores[k] = jax.jit(functools.partial(likelihood.vae_scores, self.model, k=k,
-                                                  chunk=min(k, 100)))
-    fn = self._scores[k]
-    padded, _ = dataset.pad_to_multiple(x, NLL_BATCH)
-    outs, t0 = [], time.time()
-    for i in range(0, len(padded), NLL_BATCH):
-      keys_B = sampling.example_keys(rng, i, NLL_BATCH)
-      outs.append(jax.device_get(fn(self.params, padded[i:i + NLL_BATCH], keys_B)))
-      if i == 0 or (i // NLL_BATCH + 1) % 20 == 0:
-        logging.info("NLL with k=%d: %d of %d images (%.0fs)", k, min(i + NLL_BATCH, len(x)),
-                     len(x), time.time() - t0)
-    return {name: np.concatenate([o[name] for o in outs])[:len(x)] for name in outs[0]}
+    from key n of `rng`'s stream, whatever batch it is in. NLL_BATCH images at a time, at most
+    SAMPLE_CHUNK samples of each decoded at once, fewer where they would take more than
+    `budget` (bytes, where it comes from; default memory.eval_budget's share of the device)."""
+    budget = budget or memory.eval_budget(0, "eval_memory_bytes")
+    chunk = likelihood.sample_chunk(self.model, self.params,
+                                    jax.ShapeDtypeStruct(x.shape[1:], np.float32), NLL_BATCH, k,
+                                    SAMPLE_CHUNK, *budget)
+    if (k, chunk) not in self._scores:  # One compiled function each, kept for the next call.
+      self._scores[k, chunk] = jax.jit(functools.partial(likelihood.vae_scores, self.model, k=k,
+                                                         chunk=chunk))
+    fn = self._scores[k, chunk]
+    return batches.map_padded(
+        lambda i, x_B: fn(self.params, x_B, sampling.example_keys(rng, i, NLL_BATCH)), (x,),
+        NLL_BATCH, progress=f"NLL with k={k} in chunks of {chunk} samples: images")
 
   def nll(self, images: np.ndarray, k: int = 5000, seed: int = 0) -> np.ndarray:
     """Importance-sampled -log p(x) [N] in nats of uint8 images or floats in [0, 1], with k

@@ -4,7 +4,6 @@ batches, on the devices. The trainer's second phase (aejax/train.py).
 """
 
 import dataclasses
-import os
 from typing import Any
 
 from absl import logging
@@ -12,6 +11,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from aejax import memory as memory_lib
 from aejax import parallel
 from aejax import validation
 from aejax.data import dataset
@@ -49,32 +49,9 @@ def prepare_data(config: ml_collections.ConfigDict, data_dir: str | None,
 # Device mode keeps the whole train split on every device; it may take at most this share of the
 # smallest device's memory, the rest being the model's, the optimizer's and XLA's.
 DEVICE_MEMORY_SHARE = 0.5
-# Bytes of device memory to assume instead of asking the devices (where they do not say, or to
-# try the refusal on a CPU): e.g. AEJAX_DEVICE_MEMORY_BYTES=16e9.
-DEVICE_MEMORY_ENV = "AEJAX_DEVICE_MEMORY_BYTES"
-
-
-def device_memory_bytes() -> tuple[int, str]:
-  """(bytes, where the number comes from) of the smallest local device's memory: $DEVICE_MEMORY_ENV
-  when set, else the devices' own `bytes_limit` (GPUs, TPUs), else the host's physical memory
-  (a CPU device's arrays live there; JAX reports no limit for it)."""
-  if text := os.environ.get(DEVICE_MEMORY_ENV):
-    try:
-      value = int(float(text))
-    except ValueError:
-      value = 0
-    if value <= 0:
-      raise UserError(f"{DEVICE_MEMORY_ENV}={text!r} is no positive number of bytes; e.g. 16e9")
-    return value, f"${DEVICE_MEMORY_ENV}"
-  limits = [(device.memory_stats() or {}).get("bytes_limit") for device in jax.local_devices()]
-  if all(limits):
-    return min(limits), f"the smallest {jax.local_devices()[0].platform} device"
-  return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "host memory (CPU devices)"
-
-
 def check_fits_devices(config: ml_collections.ConfigDict, num_bytes: int) -> None:
   """Device mode: the train split's `num_bytes` must fit DEVICE_MEMORY_SHARE of device memory."""
-  memory, source = device_memory_bytes()
+  memory, source = memory_lib.device_memory_bytes()
   if num_bytes > DEVICE_MEMORY_SHARE * memory:
     raise UserError(
         f"config.input.train_split={config.input.train_split!r} of {config.dataset} takes "

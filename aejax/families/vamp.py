@@ -1,7 +1,13 @@
 """The VAE with a VampPrior (Tomczak & Welling, 2018): the VAE's encoder, decoder and posterior,
 and the prior p(z) = (1/K) sum_k q(z | u_k), the mixture of the encoder's posteriors at K learned
 pseudo-inputs u_k. Trained with the single-sample Monte-Carlo ELBO (the KL to a mixture has no
-closed form) or the VAE's bounds, its NLL estimated by aejax.likelihood."""
+closed form) or the VAE's bounds, its NLL estimated by aejax.likelihood.
+
+Under PIWAE the split is by parameters, as Rainforth et al. (2018) define it (the generative
+model's climb IWAE, the inference network's MIWAE): the pseudo-inputs are the prior's, so the
+generative model's (not in INFERENCE), while the encoder, which the prior shares, takes MIWAE's
+gradient through every pass of it, the prior's included (tests/test_bounds.py checks both
+against jax.grad of each whole bound)."""
 
 from typing import Any
 

@@ -197,8 +197,9 @@ def is_finished(run_dir: str, num_epochs: int) -> bool:
 # Fields that may change when a run is resumed: they change how long it trains, how often it
 # evaluates or saves, or how the work is laid out on devices, not what one step computes.
 # (A section's name covers its fields; loop and conv_impl change float rounding at most.)
-RESUMABLE = ("num_epochs", "eval_every_epochs", "eval_batch_size", "steps_per_call", "parallel",
-             "input_mode", "checkpoint", "loop", "model.conv_impl")
+RESUMABLE = ("num_epochs", "eval_every_epochs", "eval_batch_size", "eval_sample_chunk",
+             "eval_memory_bytes", "steps_per_call", "parallel", "input_mode", "checkpoint", "loop",
+             "model.conv_impl")
 
 
 def config_path(workdir: str) -> str:
