@@ -221,3 +221,30 @@ def test_every_lock_is_released_when_closing_a_writer_fails(data_dir, tmp_path, 
                       data_dir=data_dir)
   assert not lock._held
   assert [rundir.checkpoint_steps(w) for w in workdirs] == [[20], [20]]
+
+
+def test_managers_already_built_are_closed_when_a_later_one_fails(tmp_path, monkeypatch):
+  """The second run's checkpoint manager cannot be built (a permission error on its folder):
+  the first run's manager, already built, is closed and both locks released (catches:
+  GroupDirs.open building the managers in one expression, which leaves the first unclosed)."""
+  import errno
+
+  from aejax.run.group_dirs import GroupDirs
+
+  real_manager, built, closed = checkpoint.manager, [], []
+
+  def manager(directory, max_to_keep, writer=True):
+    if built:
+      raise PermissionError(errno.EACCES, "injected", directory)
+    mngr = real_manager(directory, max_to_keep, writer)
+    real_close = mngr.close
+    mngr.close = lambda: (closed.append(directory), real_close())[1]
+    built.append(directory)
+    return mngr
+
+  monkeypatch.setattr(checkpoint, "manager", manager)
+  workdirs = [str(tmp_path / f"w{i}") for i in range(2)]
+  with pytest.raises(PermissionError, match="injected"):
+    GroupDirs.open(workdirs, [_small_config(seed=s) for s in (0, 1)], device_count=1)
+  assert built == closed == [os.path.join(workdirs[0], rundir.CHECKPOINTS)]
+  assert not lock._held

@@ -106,3 +106,31 @@ def test_the_lock_is_exclusive_between_processes_and_reentrant_within_one(tmp_pa
   out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
                        text=True).stdout
   assert out == "", out  # Released: the other process takes it.
+
+
+def test_a_lock_whose_holder_line_cannot_be_written_is_released_and_closed(tmp_path,
+                                                                          monkeypatch):
+  """A full disk when the holder's pid is written: exit 5 naming the lock file, and this process
+  keeps neither the descriptor nor the flock (catches: acquire without closing the descriptor
+  when that write fails, which leaves one more open file and the workdir locked until exit)."""
+  import errno
+
+  from aejax.errors import StorageError
+
+  workdir = str(tmp_path / "w")
+  open_fds = len(os.listdir("/proc/self/fd"))
+
+  def full_disk(fd, data, offset):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+  monkeypatch.setattr(os, "pwrite", full_disk)
+  with pytest.raises(StorageError, match=rf"^could not write {workdir}/{lock.FILENAME} \(No "
+                     rf"space left on device"):
+    lock.acquire(workdir)
+  monkeypatch.undo()
+  assert len(os.listdir("/proc/self/fd")) == open_fds and not lock._held
+  code = (f"from aejax.run import lock\ntry: lock.acquire({workdir!r})\n"
+          f"except Exception as e: print(type(e).__name__, e)")
+  out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                       text=True).stdout
+  assert out == "", out  # Not held: another process takes it.

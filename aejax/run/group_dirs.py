@@ -73,8 +73,9 @@ class GroupDirs:
           lock.acquire(workdir)
           dirs._locked.append(workdir)
         rundir.check_resumable(workdir, c)
-      dirs.mngrs = [checkpoint.manager(os.path.join(w, rundir.CHECKPOINTS),
-                                       configs[0].checkpoint.max_to_keep) for w in workdirs]
+      for w in workdirs:  # One at a time: those built before a failure are closed by close().
+        dirs.mngrs.append(checkpoint.manager(os.path.join(w, rundir.CHECKPOINTS),
+                                             configs[0].checkpoint.max_to_keep))
       dirs.writers = [metrics_lib.MetricWriter(w, enabled=dirs.is_chief) for w in workdirs]
     except BaseException:
       dirs.close(raising=False)

@@ -12,6 +12,7 @@ import os
 import socket
 
 from aejax.errors import UserError
+from aejax.run import storage
 
 FILENAME = ".lock"
 
@@ -24,21 +25,24 @@ def acquire(workdir: str) -> None:
   if key in _held:
     return
   os.makedirs(workdir, exist_ok=True)
-  fd = os.open(os.path.join(workdir, FILENAME), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+  path = os.path.join(workdir, FILENAME)
+  fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
   try:
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-  except BlockingIOError:
-    holder = os.pread(fd, 200, 0).decode(errors="replace").split()
-    os.close(fd)
-    pid, host = (holder + ["?", "?"])[:2]
-    raise UserError(
-        f"{workdir} is in use by pid {pid} on host {host} (another aejax run or analysis "
-        f"writes there); wait for it to finish, or kill it, or pass another --workdir") from None
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      holder = os.pread(fd, 200, 0).decode(errors="replace").split()
+      pid, host = (holder + ["?", "?"])[:2]
+      raise UserError(
+          f"{workdir} is in use by pid {pid} on host {host} (another aejax run or analysis "
+          f"writes there); wait for it to finish, or kill it, or pass another --workdir"
+      ) from None
+    with storage.writing(path):  # A full disk or quota: exit 5 naming the file.
+      os.ftruncate(fd, 0)
+      os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
   except BaseException:
-    os.close(fd)
+    os.close(fd)  # The flock goes with the descriptor: nothing stays held.
     raise
-  os.ftruncate(fd, 0)
-  os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
   _held[key] = fd
 
 
