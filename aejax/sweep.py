@@ -154,6 +154,11 @@ def load_config(config_file: str, overrides: list[str]) -> ml_collections.Config
                     f"field's type") from e
 
 
+def experiment_name(config_file: str) -> str:
+  """'experiments/vae.py:arg' -> 'vae': the first part of each run's name and of the Slurm job's."""
+  return os.path.splitext(os.path.basename(config_file.split(":")[0]))[0]
+
+
 def plan(config_file: str, root: str, specs: list[str], passed: list[str],
          base: ml_collections.ConfigDict) -> list[Run]:
   """Every run of the sweep, validated before anything starts."""
@@ -167,7 +172,7 @@ def plan(config_file: str, root: str, specs: list[str], passed: list[str],
   if both := overridden.intersection(keys):
     raise UserError(f"{sorted(both)} is both swept and set by --config.<key>; drop one of them")
 
-  experiment = os.path.splitext(os.path.basename(config_file.split(":")[0]))[0]
+  experiment = experiment_name(config_file)
   runs, names = [], {}
   for values in itertools.product(*[v for _, v in parsed]):
     name = "-".join([experiment, *(f"{k}={safe_name(v)}" for k, v in zip(keys, values))])
@@ -431,9 +436,8 @@ def sweep_slurm(runs: list[Run], todo: list[Run], diverged: list[Run], common: l
       report(run, rc, f"as Slurm job {job_id}", failed, diverged, other_log=other_log)
 
   if planned:
-    experiment = os.path.splitext(os.path.basename(config_file.split(":")[0]))[0]
-    slurm.run_array(planned, commands, FLAGS.workdir, f"aejax-{experiment}", _DETACH.value,
-                    ended)
+    slurm.run_array(planned, commands, FLAGS.workdir, f"aejax-{experiment_name(config_file)}",
+                    _DETACH.value, ended)
     if _DETACH.value:
       return 0
   return finished(runs, failed, diverged)
