@@ -45,6 +45,7 @@ from aejax.data.splits import Data, load_data
 from aejax.errors import Diverged, Preempted
 from aejax.run import metrics as metrics_lib
 from aejax.run import preemption
+from aejax.run import rundir
 from aejax.run.group_dirs import GroupDirs, Position
 from aejax.state import TrainState
 
@@ -308,38 +309,77 @@ def _preempted(dirs: GroupDirs, watcher: preemption.PreemptionWatcher, pos: Posi
 
 def end_epoch(g: Group, runner: Runner, dirs: GroupDirs, watcher: preemption.PreemptionWatcher,
               epoch: int, spe: int, examples_per_sec: float, eta: float) -> None:
-  """The epoch's train lines, its evaluation (every eval_every_epochs and the last) and its
-  checkpoint; a stop asked for during the epoch is checkpointed before the evaluation, which can
-  outlast the grace period (a k = 5000 NLL), and the evaluation still runs for the test line."""
-  config, vectorized = g.configs[0], g.layout.vectorized
+  """The epoch's train lines, its checkpoint (every checkpoint.every_epochs, the last, and on a
+  stop) and its evaluation (every eval_every_epochs and the last). The checkpoint is on disk
+  before the evaluation starts, which can outlast a grace period or fail (a k = 5000 NLL): a kill
+  there loses no epoch, and the re-run evaluates it alone (evaluate_missing)."""
+  config = g.configs[0]
   step, lines = epoch * spe, {}
   for i, writer in enumerate(dirs.writers):
     if dirs.live[i]:
       train_metrics = {k: v / spe for k, v in g.position.sums[i].items()}
       writer.write(step, epoch, "train", {**train_metrics, "examples_per_sec": examples_per_sec})
-      lines[i] = (f"{dirs.workdirs[i]} | " if vectorized else "") + (
-          f"epoch {epoch}/{config.num_epochs} step {step} | train " + " ".join(
-              f"{k} {train_metrics[k]:.4f}" for k in ("loss", *families.reports(config))
-              if k in train_metrics))
+      lines[i] = f"{_line_start(g, dirs, i, epoch, step)} | train " + " ".join(
+          f"{k} {train_metrics[k]:.4f}" for k in ("loss", *families.reports(config))
+          if k in train_metrics)
   g.position = Position(epoch, 0, [{} for _ in g.configs])
-  saved = stop = watcher.should_stop()
-  if stop:
+  stop = watcher.should_stop()
+  saved = (stop or epoch % config.checkpoint.every_epochs == 0 or epoch == config.num_epochs)
+  if saved:
     dirs.save(g.layout, g.state, g.position, spe)
-  if epoch % config.eval_every_epochs == 0 or epoch == config.num_epochs:
-    all_test_metrics = jax.device_get(runner.evaluate(g.state.params, g.run))
-    for i in lines:
-      test_metrics = _take(all_test_metrics, i, g)
-      dirs.writers[i].write(step, epoch, "test", test_metrics)
-      lines[i] += " | test " + " ".join(f"{k} {v:.4f}" for k, v in sorted(test_metrics.items()))
+  if _evaluated(config, epoch):
+    if saved:
+      dirs.wait()
+    _evaluate(g, runner, dirs, epoch, step, lines)
   stop = stop or watcher.should_stop()
-  if not saved and (epoch % config.checkpoint.every_epochs == 0 or epoch == config.num_epochs
-                    or stop):
+  if stop and not saved:  # Asked for during the evaluation.
     dirs.save(g.layout, g.state, g.position, spe)
   for line in lines.values():
     logging.info("%s | %s ex/s | ETA %s", line, f"{examples_per_sec:,.0f}",
                  metrics_lib.format_duration(eta))
   if stop and epoch < config.num_epochs:
     raise _preempted(dirs, watcher, g.position, spe)
+
+
+def _evaluated(config: ml_collections.ConfigDict, epoch: int) -> bool:
+  return epoch % config.eval_every_epochs == 0 or epoch == config.num_epochs
+
+
+def _line_start(g: Group, dirs: GroupDirs, i: int, epoch: int, step: int) -> str:
+  return (f"{dirs.workdirs[i]} | " if g.layout.vectorized else "") + (
+      f"epoch {epoch}/{g.configs[0].num_epochs} step {step}")
+
+
+def _evaluate(g: Group, runner: Runner, dirs: GroupDirs, epoch: int, step: int,
+              lines: dict[int, str]) -> None:
+  """Evaluates the group and writes the test line of each run in `lines`, adding its numbers to
+  that run's console line."""
+  all_test_metrics = jax.device_get(runner.evaluate(g.state.params, g.run))
+  for i in lines:
+    test_metrics = _take(all_test_metrics, i, g)
+    dirs.writers[i].write(step, epoch, "test", test_metrics)
+    lines[i] += " | test " + " ".join(f"{k} {v:.4f}" for k, v in sorted(test_metrics.items()))
+
+
+def evaluate_missing(g: Group, runner: Runner, dirs: GroupDirs, spe: int) -> None:
+  """A group resumed at the end of an evaluated epoch whose test line a run lacks (the process
+  was killed during that evaluation, its checkpoint already on disk) evaluates that epoch before
+  it goes on: a run whose checkpoint holds every epoch is then finished by its final evaluation
+  alone. Every process reads the same lines (a line at the checkpoint's step is never set
+  aside), so all of them take part in the evaluation or none."""
+  epoch = g.position.epochs_done
+  if g.position.epoch_step or not epoch or not _evaluated(g.configs[0], epoch):
+    return
+  step = epoch * spe
+  lines = {i: _line_start(g, dirs, i, epoch, step) for i, workdir in enumerate(dirs.workdirs)
+           if dirs.live[i] and not any(r["split"] == "test" and r["step"] == step
+                                       for r in rundir.read_metrics(workdir))}
+  if lines:
+    logging.info("Epoch %d has no test line in %s (its evaluation was cut short): evaluating it "
+                 "again", epoch, " ".join(dirs.workdirs[i] for i in lines))
+    _evaluate(g, runner, dirs, epoch, step, lines)
+    for line in lines.values():
+      logging.info("%s", line)
 
 
 # --- The trainer -------------------------------------------------------------------------------
@@ -387,6 +427,7 @@ def train_group(configs: list[ml_collections.ConfigDict], workdirs: list[str], *
 def _train_epochs(g: Group, runner: Runner, dirs: GroupDirs,
                   watcher: preemption.PreemptionWatcher, spe: int) -> None:
   config, seconds = g.configs[0], []
+  evaluate_missing(g, runner, dirs, spe)
   if g.position.epochs_done >= config.num_epochs:
     logging.info("Nothing to do: the checkpoint already holds %d of %d epochs",
                  g.position.epochs_done, config.num_epochs)

@@ -16,6 +16,7 @@ import pytest
 
 from aejax.run import checkpoint
 from aejax.run import lock
+from aejax.run import rundir
 from aejax import configs
 from aejax import epochs
 from aejax import train
@@ -327,28 +328,48 @@ def test_kl_warmup_continues_across_a_resume(data_dir, tmp_path):
   np.testing.assert_allclose([kl_weight[1], kl_weight[2]], [0.2335, 0.7015], rtol=1e-5)
 
 
+def _ten_step_config():
+  config = configs.base()
+  config.model.hidden, config.batch_size, config.num_epochs = (32,), 6000, 2  # 10 steps an epoch.
+  return config
+
+
+@pytest.fixture(scope="module")
+def ten_step_straight(data_dir, tmp_path_factory):
+  """An uninterrupted run of _ten_step_config: what every interrupted one must end as."""
+  workdir = str(tmp_path_factory.mktemp("ten_step") / "straight")
+  train.train_and_evaluate(_ten_step_config(), workdir, data_dir=data_dir)
+  return workdir
+
+
+def _strip(rows):
+  return [{k: v for k, v in r.items() if k not in ("examples_per_sec", "time")} for r in rows]
+
+
+def _before_each_evaluation(before):
+  """A replacement for epochs.make_evaluate whose evaluations call `before()` first."""
+  make_evaluate = epochs.make_evaluate
+
+  def wrapped_make_evaluate(*args, **kwargs):
+    lowered = make_evaluate(*args, **kwargs)
+
+    class Wrapped:  # What the loop calls: make_evaluate(...).lower(...).compile()(...).
+      def lower(self, *a):
+        compiled = lowered.lower(*a).compile()
+        return types.SimpleNamespace(compile=lambda: lambda *b: before() or compiled(*b))
+    return Wrapped()
+  return wrapped_make_evaluate
+
+
 def test_a_sigterm_in_an_epochs_last_chunk_checkpoints_before_the_evaluation(
-    data_dir, tmp_path, monkeypatch):
+    data_dir, tmp_path, monkeypatch, ten_step_straight):
   from aejax.errors import Preempted
   from aejax.run import metrics as metrics_lib
 
-  config = configs.base()
-  config.model.hidden, config.batch_size, config.num_epochs = (32,), 6000, 2  # 10 steps an epoch.
-  straight, interrupted = str(tmp_path / "straight"), str(tmp_path / "interrupted")
-  train.train_and_evaluate(config, straight, data_dir=data_dir)
-
+  config = _ten_step_config()
+  interrupted = str(tmp_path / "interrupted")
   events = []
-  save, make_evaluate, write = checkpoint.save, epochs.make_evaluate, metrics_lib.MetricWriter.write
-
-  def recording_make_evaluate(*args, **kwargs):
-    lowered = make_evaluate(*args, **kwargs)
-
-    class Recorder:  # What the loop calls: make_evaluate(...).lower(...).compile()(...).
-      def lower(self, *a):
-        compiled = lowered.lower(*a).compile()
-        return types.SimpleNamespace(compile=lambda: lambda *b: events.append("evaluate")
-                                     or compiled(*b))
-    return Recorder()
+  save, write = checkpoint.save, metrics_lib.MetricWriter.write
 
   def signalling_write(self, step, epoch, split, values):
     if split == "train":  # The epoch's chunks are done: as if the signal came in the last one.
@@ -357,7 +378,8 @@ def test_a_sigterm_in_an_epochs_last_chunk_checkpoints_before_the_evaluation(
 
   monkeypatch.setattr(checkpoint, "save", lambda mngr, step, *a: events.append(("save", step))
                       or save(mngr, step, *a))
-  monkeypatch.setattr(epochs, "make_evaluate", recording_make_evaluate)
+  monkeypatch.setattr(epochs, "make_evaluate",
+                      _before_each_evaluation(lambda: events.append("evaluate")))
   monkeypatch.setattr(metrics_lib.MetricWriter, "write", signalling_write)
   with pytest.raises(Preempted, match="at step 10 "):
     train.train_and_evaluate(config, interrupted, data_dir=data_dir)
@@ -366,7 +388,67 @@ def test_a_sigterm_in_an_epochs_last_chunk_checkpoints_before_the_evaluation(
   monkeypatch.undo()
 
   train.train_and_evaluate(config, interrupted, data_dir=data_dir)
-  jax.tree.map(np.testing.assert_array_equal, _params(interrupted), _params(straight))
-  drop = ("examples_per_sec", "time")
-  strip = lambda rows: [{k: v for k, v in r.items() if k not in drop} for r in rows]
-  assert strip(_rows(interrupted)) == strip(_rows(straight))
+  jax.tree.map(np.testing.assert_array_equal, _params(interrupted), _params(ten_step_straight))
+  assert _strip(_rows(interrupted)) == _strip(_rows(ten_step_straight))
+
+
+def train_with_a_hanging_evaluation(workdir, data_dir, hang_at):
+  """Trains _ten_step_config in `workdir` in this process; its `hang_at`-th evaluation prints
+  EVALUATING and never returns (a k = 5000 NLL outlasting a grace period), for the test to
+  SIGKILL it there. Started by _kill_in_evaluation, in a process of its own."""
+  calls = []
+
+  def hang():
+    calls.append(None)
+    if len(calls) == hang_at:
+      print("EVALUATING", flush=True)
+      time.sleep(3600)
+
+  epochs.make_evaluate = _before_each_evaluation(hang)
+  train.train_and_evaluate(_ten_step_config(), workdir, data_dir=data_dir)
+
+
+def _kill_in_evaluation(workdir, data_dir, hang_at):
+  """Runs train_with_a_hanging_evaluation in a process of its own and SIGKILLs it once its
+  `hang_at`-th evaluation has started; returns the checkpoint steps on disk at that moment."""
+  call = (f"import test_reliability; test_reliability.train_with_a_hanging_evaluation("
+          f"{workdir!r}, {data_dir!r}, {hang_at})")
+  env = {**os.environ, "PYTHONPATH": os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")])}
+  proc = subprocess.Popen([sys.executable, "-c", call], cwd=os.path.join(REPO, "tests"), env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  try:
+    for line in proc.stdout:
+      if "EVALUATING" in line:
+        break
+    steps = rundir.checkpoint_steps(workdir)
+  finally:
+    proc.kill()
+    _, stderr = proc.communicate(timeout=60)
+  assert proc.returncode == -signal.SIGKILL, stderr[-3000:]
+  return steps
+
+
+def test_a_kill_during_an_evaluation_loses_no_epoch_and_the_rerun_only_evaluates(
+    data_dir, tmp_path, ten_step_straight):
+  """SIGKILL during epoch 1's evaluation, then (resumed) during epoch 2's, the final one: each
+  time the epoch's checkpoint was on disk before its evaluation started. The first re-run
+  evaluates epoch 1 again and trains epoch 2; the second, whose checkpoint holds both epochs,
+  only evaluates: the run is then finished, with the lines and parameters of the uninterrupted
+  run. Catches: end_epoch saving after the evaluation (nothing on disk at the kill: step 10 and
+  then 20 retrained), and a resume that skips a missing test line (the final one never written:
+  rundir.is_finished stays false, and a sweep reports the run FAILED at every re-run)."""
+  workdir = str(tmp_path / "killed")
+  assert _kill_in_evaluation(workdir, data_dir, hang_at=1) == [10]
+  assert _kill_in_evaluation(workdir, data_dir, hang_at=2) == [10, 20]
+  assert [(r["epoch"], r["split"]) for r in _rows(workdir)] == [(1, "train"), (1, "test"),
+                                                                 (2, "train")]
+  assert not rundir.is_finished(workdir, 2)
+  trained = _rows(workdir)
+
+  train.train_and_evaluate(_ten_step_config(), workdir, data_dir=data_dir)
+  assert rundir.is_finished(workdir, 2)
+  rows = _rows(workdir)
+  assert rows[:3] == trained  # The same lines, times included: no epoch was trained again.
+  assert _strip(rows) == _strip(_rows(ten_step_straight))
+  assert rundir.checkpoint_steps(workdir) == [10, 20]
+  jax.tree.map(np.testing.assert_array_equal, _params(workdir), _params(ten_step_straight))

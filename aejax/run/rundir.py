@@ -182,10 +182,10 @@ def divergence(run_dir: str) -> dict[str, Any] | None:
 
 
 def is_finished(run_dir: str, num_epochs: int) -> bool:
-  """The final test line is written and the latest checkpoint is the one taken after it.
+  """The final test line is written and the latest checkpoint is at its step.
 
-  Both, because main writes the final metrics before the final (asynchronous) save completes: a
-  run killed in between is re-run, and main's resume then writes that checkpoint.
+  Both: the final checkpoint is on disk before the final evaluation starts, and a run killed
+  during that evaluation holds it without the test line; its re-run evaluates it alone.
   """
   final = progress(num_epochs, read_metrics(run_dir)).final_test
   steps = checkpoint_steps(run_dir)
