@@ -1,5 +1,5 @@
 """The run directory: one rule decides whether a config may resume a run, for main and sweep;
-its files are written whole, and a cut-off metrics line is dropped on resume."""
+its files are written whole, and a cut-off metrics line is set aside on resume."""
 
 import json
 import os
@@ -60,20 +60,27 @@ def test_compare_reads_a_run_saved_before_a_field_existed_as_trained_at_its_defa
   assert compare.variant_fields(runs) == []
 
 
-def test_the_resume_drops_a_cut_off_last_line_and_the_lines_after_its_checkpoint(tmp_path):
-  """Mutation: drop_metrics_after rewriting only when a complete line goes (not for a cut-off
-  one) leaves the cut-off line, which the next append would extend into a bad line."""
+def test_the_resume_sets_aside_a_cut_off_last_line_and_the_lines_after_its_checkpoint(
+    tmp_path, caplog):
+  """Both leave metrics.jsonl for metrics.set-aside.jsonl beside it, as they were, and the log
+  names that file. Mutations: rewriting only when a complete line goes (not for a cut-off one)
+  leaves the cut-off line, which the next append would extend into a bad line; rewriting without
+  first appending to the set-aside file deletes the lines."""
   lines = [json.dumps({"step": s, "epoch": s // 10, "split": "train", "loss": 1.0 / s})
            for s in (10, 20, 30)]
-  path = tmp_path / rundir.METRICS
+  path, aside = tmp_path / rundir.METRICS, tmp_path / rundir.METRICS_SET_ASIDE
   path.write_text("\n".join(lines[:2]) + "\n" + lines[2][:25])  # A full disk cut the third.
   assert [r["step"] for r in rundir.read_metrics(str(tmp_path))] == [10, 20]
-  rundir.drop_metrics_after(str(tmp_path), 20)  # Nothing after the checkpoint but the cut.
+  rundir.set_aside_metrics_after(str(tmp_path), 20)  # Nothing after the checkpoint but the cut.
   assert path.read_text() == "\n".join(lines[:2]) + "\n"
-  rundir.drop_metrics_after(str(tmp_path), 10)
+  assert aside.read_text() == lines[2][:25] + "\n"
+  rundir.set_aside_metrics_after(str(tmp_path), 10)
   assert path.read_text() == lines[0] + "\n"
-  rundir.drop_metrics_after(str(tmp_path), 10)  # Nothing to drop: the file is left as it is.
+  assert aside.read_text() == lines[2][:25] + "\n" + lines[1] + "\n"
+  assert f"set aside in {aside}" in caplog.text
+  rundir.set_aside_metrics_after(str(tmp_path), 10)  # Nothing to set aside: both stay as they are.
   assert path.read_text() == lines[0] + "\n"
+  assert aside.read_text() == lines[2][:25] + "\n" + lines[1] + "\n"
 
 
 def test_a_small_file_is_written_whole_or_not_at_all(tmp_path):

@@ -7,7 +7,7 @@ the saves in flight and releases all of it, so a failed group holds nothing.
 
 A run is the unit: a group resumes from the newest step that every one of its runs has
 checkpointed (each run's later checkpoints are set aside as `<step>.set-aside` and its metrics
-lines after that step dropped), whatever interrupted the saves; a run that diverges is recorded
+lines after that step moved to metrics.set-aside.jsonl), whatever interrupted the saves; a run that diverges is recorded
 in its own directory (a `diverged` line in metrics.jsonl) and keeps its last good checkpoint
 while the others go on.
 """
@@ -116,7 +116,7 @@ class GroupDirs:
                       f"size or use --force_new")
     self._set_aside_after(common, steps)
     for writer in self.writers:  # Lines after the checkpoint describe work about to be redone.
-      writer.drop_after(common or 0)
+      writer.set_aside_after(common or 0)
     if restored is None:
       return None
     position = Position(metas[0]["epoch"], metas[0]["epoch_step"],

@@ -30,11 +30,11 @@ class MetricWriter:
     self._tb_dir = os.path.join(workdir, "tensorboard")
     self._tb = None  # Opened at the first write, so a run that fails early leaves no new file.
 
-  def drop_after(self, step: int) -> None:
-    """Removes lines written after `step` (the work they describe is being redone on resume)
-    and a last line cut off by a crash or a full disk."""
+  def set_aside_after(self, step: int) -> None:
+    """Sets aside the lines written after `step` (the work they describe is being redone on
+    resume) and a last line cut off by a crash or a full disk (rundir.set_aside_metrics_after)."""
     if self._enabled:
-      rundir.drop_metrics_after(self._workdir, step)
+      rundir.set_aside_metrics_after(self._workdir, step)
 
   def write(self, step: int, epoch: int, split: str, values: dict[str, float]) -> None:
     if not self._enabled:

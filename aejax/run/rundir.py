@@ -22,6 +22,8 @@ from aejax.run import storage
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
+# Lines of metrics.jsonl past a resume point, moved out of it (set_aside_metrics_after).
+METRICS_SET_ASIDE = "metrics.set-aside.jsonl"
 CHECKPOINTS = "checkpoints"
 ANALYSIS = os.path.join("analysis", "metrics.json")
 # The `split` of the metrics line that records a divergence (its step: the first non-finite one).
@@ -52,24 +54,24 @@ def read_config(run_dir: str) -> dict[str, Any]:
     raise UserError(f"cannot read {path} ({e}); pass a directory written by aejax.main") from e
 
 
-def _metrics_lines(path: str) -> tuple[list[dict[str, Any]], bool]:
-  """(the records of metrics.jsonl's complete lines, whether a cut-off last line follows them).
+def _metrics_lines(path: str) -> tuple[list[tuple[str, dict[str, Any]]], str]:
+  """(each complete line of metrics.jsonl with its record, a cut-off last line or '').
 
   A last line without its newline is a write cut short (a crash, a full disk): it is left out,
   with a warning.
   """
   if not os.path.exists(path):
-    return [], False
+    return [], ""
   with open(path) as f:
     lines = f.read().split("\n")
-  if cut_off := bool(lines[-1]):
+  if cut_off := lines[-1]:
     logging.warning("Ignoring the unfinished last line of %s", path)
   records = []
   for i, line in enumerate(lines[:-1], 1):
     try:
       r = json.loads(line)
       _ = r["split"], r["epoch"], r["step"]  # A KeyError (TypeError) if it is not a record.
-      records.append(r)
+      records.append((line, r))
     except (json.JSONDecodeError, KeyError, TypeError) as e:
       raise UserError(f"{path} line {i} is not a metrics record ({e}); repair or remove that "
                       f"line") from e
@@ -82,22 +84,27 @@ def read_metrics(run_dir: str) -> list[dict[str, Any]]:
   Where one (split, epoch) appears twice (an attempt that was redone), the later line wins.
   """
   records = {(r["split"], r["epoch"]): r
-             for r in _metrics_lines(os.path.join(run_dir, METRICS))[0]}
+             for _, r in _metrics_lines(os.path.join(run_dir, METRICS))[0]}
   return sorted(records.values(), key=lambda r: (r["epoch"], r["split"] != "train"))
 
 
-def drop_metrics_after(run_dir: str, step: int) -> None:
-  """Rewrites metrics.jsonl without the lines written after `step` (work a resume redoes) and
-  without a cut-off last line, which the next append would otherwise extend."""
+def set_aside_metrics_after(run_dir: str, step: int) -> None:
+  """Moves the lines of metrics.jsonl written after `step` (work a resume redoes) and a cut-off
+  last line (which the next append would extend) to the end of metrics.set-aside.jsonl beside
+  it, as they were: nothing is deleted. They are appended there before metrics.jsonl is
+  rewritten, so a crash in between leaves them in both files, never in neither."""
   path = os.path.join(run_dir, METRICS)
   records, cut_off = _metrics_lines(path)
-  keep = [r for r in records if r["step"] <= step]
-  if len(keep) != len(records):
-    logging.warning("Dropping %d line(s) of %s written after the checkpoint at step %d",
-                    len(records) - len(keep), path, step)
-  if len(keep) != len(records) or cut_off:
-    with storage.atomic(path) as f:
-      f.writelines(json.dumps(r) + "\n" for r in keep)
+  moved = [line for line, r in records if r["step"] > step] + ([cut_off] if cut_off else [])
+  if not moved:
+    return
+  aside = os.path.join(run_dir, METRICS_SET_ASIDE)
+  with storage.writing(aside), open(aside, "a") as f:
+    f.writelines(line + "\n" for line in moved)
+  with storage.atomic(path) as f:
+    f.writelines(line + "\n" for line, r in records if r["step"] <= step)
+  logging.warning("%d line(s) of %s written after the checkpoint at step %d set aside in %s",
+                  len(moved), path, step, aside)
 
 
 def checkpoint_steps(run_dir: str) -> list[int]:
