@@ -368,13 +368,17 @@ def finished(runs: list[Run], failed: list[Run], diverged: list[Run]) -> int:
 
 
 def groups(runs: list[Run], max_size: int | None) -> list[list[Run]]:
-  """Runs that can share one program (hparams.group_key), in plan order, split into groups of
-  at most `max_size`."""
+  """Runs that can share one program (hparams.group_key) and stand at the same step (their
+  newest checkpoint, 0 for none), in plan order, split into groups of at most `max_size`.
+
+  A group resumes from the step all its runs have, so runs at different steps (seeds added to an
+  interrupted sweep) train in different groups, each run resumed from its own checkpoint."""
   from aejax import hparams
 
-  by_key: dict[str, list[Run]] = {}
+  by_key: dict[tuple[str, int], list[Run]] = {}
   for run in runs:
-    by_key.setdefault(hparams.group_key(run.config), []).append(run)
+    steps = rundir.checkpoint_steps(run.workdir)
+    by_key.setdefault((hparams.group_key(run.config), steps[-1] if steps else 0), []).append(run)
   size = max_size or max(len(v) for v in by_key.values())
   return [same[i:i + size] for same in by_key.values() for i in range(0, len(same), size)]
 

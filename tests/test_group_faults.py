@@ -46,6 +46,11 @@ def _lines(workdir):
     return [{k: v for k, v in json.loads(line).items() if k not in SKIP} for line in f]
 
 
+def _lines_with_time(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return [json.loads(line) for line in f]
+
+
 def _assert_bitwise(a, b):
   for x, y in zip(a, b, strict=True):
     np.testing.assert_array_equal(x, y)
@@ -118,26 +123,42 @@ def test_a_group_resumes_from_the_step_all_its_runs_saved(data_dir, tmp_path, mo
     assert _lines(b) == _lines(s)
 
 
-def test_a_sweep_with_one_more_seed_reforms_the_group_and_resumes(data_dir, tmp_path):
-  """Seeds 0 and 1 trained 1 epoch; the sweep of seeds 0-2 for 2 epochs trains them as one group
-  of 3 from the step all three have (none: the new seed has no checkpoint) and ends equal to the
-  same group trained straight."""
+def test_a_sweep_with_one_more_seed_resumes_the_old_runs_and_trains_the_new_one_apart(
+    data_dir, tmp_path):
+  """Seeds 0 and 1 trained 1 epoch; the sweep of seeds 0-2 for 2 epochs resumes them as a group
+  of 2 from their own checkpoints at step 20 and trains seed 2 in a group of its own from step 0:
+  nothing is set aside and epoch 1's lines stay as first written (their times too). Every run
+  ends as in the same sweep trained straight (one group of 3), within the rtol 1e-5, atol 1e-6
+  of a run trained in a group against alone. Catches: groups formed by hparams.group_key alone
+  (one group of 3 resuming from no common step: both old checkpoints set aside, epoch 1 trained
+  again, its lines rewritten)."""
   common = ["--config=experiments/vae.py", f"--data_dir={data_dir}", "--vectorize", *SMALL]
   grown, straight = str(tmp_path / "grown"), str(tmp_path / "straight")
   first = run_aejax(*common, f"--workdir={grown}", "--config.num_epochs=1", "--sweep=seed=0,1",
                     module="aejax.sweep", timeout=600)
   assert first.returncode == 0, first.stderr[-3000:]
+  old = {s: _lines_with_time(os.path.join(grown, f"vae-seed={s}")) for s in (0, 1)}
   logs = {}
-  for root in (grown, straight):
+  for root, sizes in ((grown, "2 groups of sizes 2 1"), (straight, "1 groups of sizes 3")):
     proc = run_aejax(*common, f"--workdir={root}", "--config.num_epochs=2",
                      "--sweep=seed=0,1,2", module="aejax.sweep", timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "1 groups of sizes 3" in proc.stderr
+    assert sizes in proc.stderr, proc.stderr[-3000:]
     logs[root] = proc.stderr
-  assert logs[grown].count("checkpoint 20 set aside as 20.set-aside") == 2, logs[grown][-3000:]
+  assert "Resuming from the checkpoint at step 20" in logs[grown]
+  assert "set aside" not in logs[grown], logs[grown][-3000:]
+  for s in (0, 1):
+    assert _lines_with_time(os.path.join(grown, f"vae-seed={s}"))[:2] == old[s]
   for name in sorted(os.listdir(straight)):
-    _assert_bitwise(_params(os.path.join(grown, name)), _params(os.path.join(straight, name)))
-    assert _lines(os.path.join(grown, name)) == _lines(os.path.join(straight, name))
+    a, b = os.path.join(grown, name), os.path.join(straight, name)
+    assert rundir.checkpoint_steps(a) == rundir.checkpoint_steps(b) == [20, 40]
+    for x, y in zip(_params(a), _params(b), strict=True):
+      np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+    assert [(l["step"], l["split"]) for l in _lines(a)] == [
+        (l["step"], l["split"]) for l in _lines(b)]
+    for la, lb in zip(_lines(a), _lines(b)):
+      np.testing.assert_allclose([la[k] for k in sorted(la) if k not in ("split",)],
+                                 [lb[k] for k in sorted(lb) if k not in ("split",)], rtol=1e-5)
 
 
 def test_a_failed_group_holds_no_lock_while_the_sweep_trains_the_next(data_dir, tmp_path,
