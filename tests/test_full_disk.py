@@ -178,7 +178,8 @@ def _one_error_line(proc):
 def test_a_metrics_append_that_does_not_fit_exits_5_and_the_rerun_resumes_bitwise(
     data_dir, tmp_path, request):
   """Mutations: MetricWriter.write without storage.writing (exit 1 and a traceback), and
-  set_aside_metrics_after keeping a cut-off last line (the resume appends to it: a bad line) fail it."""
+  set_aside_metrics_after keeping a cut-off last line (the resume appends to it: a bad line)
+  fail it."""
   if _ran_in_namespace(request, tmp_path, data_dir):
     return
   straight = request.getfixturevalue("small_straight")

@@ -7,9 +7,9 @@ the saves in flight and releases all of it, so a failed group holds nothing.
 
 A run is the unit: a group resumes from the newest step that every one of its runs has
 checkpointed (each run's later checkpoints are set aside as `<step>.set-aside` and its metrics
-lines after that step moved to metrics.set-aside.jsonl), whatever interrupted the saves; a run that diverges is recorded
-in its own directory (a `diverged` line in metrics.jsonl) and keeps its last good checkpoint
-while the others go on.
+lines after that step moved to metrics.set-aside.jsonl), whatever interrupted the saves; a run
+that diverges is recorded in its own directory (a `diverged` line in metrics.jsonl) and keeps its
+last good checkpoint while the others go on.
 """
 
 import dataclasses

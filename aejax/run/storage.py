@@ -2,7 +2,7 @@
 
 Small files are written whole under a temporary name and renamed (a crash leaves the old file or
 the new one, never half of one); appends (metrics.jsonl) may leave a cut-off last line, which
-rundir's reader ignores and the resume drops. Checkpoints are orbax's (checkpoint.py).
+rundir's reader ignores and the resume sets aside. Checkpoints are orbax's (checkpoint.py).
 """
 
 import contextlib
