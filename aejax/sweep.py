@@ -51,7 +51,7 @@ from aejax import main as main_lib  # Defines --config, --workdir and main's fla
 from aejax import slurm  # Defines the --slurm_* flags.
 from aejax.data import data_flags  # --data_dir, --manual_dir, --download, as main takes them.
 from aejax.run import rundir
-from aejax.errors import Diverged, UserError
+from aejax.errors import AejaxError, Diverged, Preempted, UserError
 
 _SWEEP = flags.DEFINE_multi_string(
     "sweep", [], 'A config field and its values, e.g. --sweep="model.latents=2,16,32"; repeat the '
@@ -385,13 +385,16 @@ def groups(runs: list[Run], max_size: int | None) -> list[list[Run]]:
 
 def sweep_vectorized(runs: list[Run], todo: list[Run], diverged: list[Run]) -> int:
   """Trains the unfinished runs group by group in this process. A run that diverges stops alone
-  and its group trains on; the sweep goes on to the next group, every lock of the last one
-  released (train_group). Preempted, bad input and a full disk (which fails every group alike)
-  end the sweep."""
+  and its group trains on. A group that fails otherwise (out of memory, a bad input found late,
+  a full disk) has every lock released (train_group); its runs are named FAILED with its error
+  on one line, and the sweep goes on to the next group. A stop signal ends the sweep (exit 3),
+  and so does an error that every group met alike (its own line and exit code, as a bad input
+  found before anything trained is)."""
   from aejax import train
 
   planned = groups(todo, _MAX_GROUP_SIZE.value) if todo else []
   logging.info("%d groups of sizes %s", len(planned), " ".join(str(len(g)) for g in planned))
+  failed, errors = [], []
   for group in planned:
     workdirs = [r.workdir for r in group]
     logging.info("Training a vectorised group of %d: %s", len(group), " ".join(workdirs))
@@ -401,7 +404,27 @@ def sweep_vectorized(runs: list[Run], todo: list[Run], diverged: list[Run]) -> i
     except Diverged as e:
       logging.error("%s", e)
       diverged.extend(r for r in group if rundir.divergence(r.workdir))
-  return finished(runs, [], diverged)
+    except Preempted:
+      raise
+    except Exception as e:  # pylint: disable=broad-except
+      errors.append(e)
+      if not isinstance(e, AejaxError):  # A failure of aejax itself: its traceback, once.
+        logging.exception("A vectorised group of %d failed", len(group))
+      failed.extend(group)
+      for run in group:
+        logging.error("FAILED %s (in a group of %d): %s", run.workdir, len(group), one_line(e))
+  if len(errors) == len(planned) and len({type(e) for e in errors}) == 1 and isinstance(
+      errors[0], AejaxError):
+    raise errors[0]
+  return finished(runs, failed, diverged)
+
+
+def one_line(e: Exception) -> str:
+  """An aejax error's message; any other error's type and the first line of its message."""
+  if isinstance(e, AejaxError):
+    return str(e)
+  first = next((line.strip() for line in str(e).splitlines() if line.strip()), "")
+  return f"{type(e).__name__}: {first[:300]}".rstrip(": ")
 
 
 # --- Slurm --------------------------------------------------------------------------------------

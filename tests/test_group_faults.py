@@ -269,3 +269,47 @@ def test_managers_already_built_are_closed_when_a_later_one_fails(tmp_path, monk
     GroupDirs.open(workdirs, [_small_config(seed=s) for s in (0, 1)], device_count=1)
   assert built == closed == [os.path.join(workdirs[0], rundir.CHECKPOINTS)]
   assert not lock._held
+
+
+def test_a_group_that_fails_late_is_named_failed_and_the_sweep_trains_the_next(
+    data_dir, tmp_path, monkeypatch, caplog):
+  """The first group's evaluation runs out of device memory after its epoch (XLA's error,
+  injected): its run is named FAILED with that error on one line, its checkpoint of the epoch is
+  kept, every lock is released, the second group trains to the end, and the sweep's status is 1
+  with a line saying how many runs failed. Catches: sweep_vectorized letting the error through
+  (a traceback, the second group never trained)."""
+  from aejax import sweep
+
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()
+  root = str(tmp_path / "root")
+  for name, value in (("data_dir", data_dir), ("workdir", root)):
+    monkeypatch.setattr(flags.FLAGS, name, value)
+  config_file = os.path.join(REPO, "experiments", "vae.py")
+  passed = ["--config.batch_size=632", "--config.eval_batch_size=1000",
+            "--config.model.hidden=(16,)", "--config.input.train_labels=(0,1)",
+            "--config.num_epochs=1"]
+  runs = sweep.plan(config_file, root, ["model.latents=4,8"], passed,
+                    sweep.load_config(config_file, passed))
+  oom = "RESOURCE_EXHAUSTED: Out of memory allocating 30822912384 bytes."
+  real_build_runner = train.build_runner
+
+  def build_runner(g, data):
+    runner = real_build_runner(g, data)
+    if g.configs[0].model.latents == 4:
+      def evaluate(params, run):
+        raise jax.errors.JaxRuntimeError(f"{oom}\nBuffer assignment: ...")
+      runner.evaluate = evaluate
+    return runner
+
+  monkeypatch.setattr(train, "build_runner", build_runner)
+  status = sweep.sweep_vectorized(runs, list(runs), [])
+  assert status == 1
+  failed, trained = runs[0].workdir, runs[1].workdir
+  lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("FAILED")]
+  assert len(lines) == 1 and lines[0].startswith(f"FAILED {failed} ") and lines[0].endswith(
+      f": JaxRuntimeError: {oom}"), lines
+  assert "1 of 2 runs failed" in caplog.text
+  assert rundir.checkpoint_steps(failed) == [20] and not rundir.is_finished(failed, 1)
+  assert rundir.is_finished(trained, 1)
+  assert not lock._held
