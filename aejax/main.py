@@ -24,7 +24,9 @@ _ALLOW_FALLBACK = flags.DEFINE_bool(
     "from the newest readable older one instead of stopping with an error.")
 _FORCE_NEW = flags.DEFINE_bool(
     "force_new", False, "If --workdir already holds a run, start afresh in a new sibling "
-    "directory <workdir>-2, -3, ... (nothing is deleted).")
+    "directory <workdir>-2, -3, ... (nothing is deleted). aejax.sweep: the same for its "
+    "--workdir, decided once for all its runs; to resume that sweep, pass the new directory "
+    "as --workdir without --force_new.")
 _DISTRIBUTED = flags.DEFINE_bool(
     "distributed", False, "Call jax.distributed.initialize(): set by launch.sh for multi-process "
     "runs. Without the three flags below JAX detects SLURM, TPU pods and other clusters itself.")

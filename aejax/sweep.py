@@ -233,11 +233,11 @@ def split_gpus(ids: list[str], parallel: int) -> list[list[str]]:
 # --- Running -----------------------------------------------------------------------------------
 
 def main_flags() -> list[str]:
-  """main's own flags and the data flags (other than --config/--workdir) as given, so each run
-  sees them too."""
+  """main's own flags and the data flags as given, so each run sees them too; not --config and
+  --workdir (each run's are its own), nor --force_new (the sweep has applied it to --workdir)."""
   return [FLAGS[f.name].serialize()
           for module in (main_lib, data_flags) for f in FLAGS.get_flags_for_module(module)
-          if f.present and f.name not in ("config", "workdir")]
+          if f.present and f.name not in ("config", "workdir", "force_new")]
 
 
 def launch(run: Run, command: list[str], env: dict[str, str]) -> tuple[int, float]:
@@ -258,6 +258,14 @@ def last_line(path: str) -> str:
 def sweep(argv: list[str]) -> int:
   config_file = FLAGS["config"].config_filename
   passed = config_overrides(argv)
+  if FLAGS.force_new:
+    if _STATUS.value:
+      raise UserError("--status reports the sweep in --workdir as it is; drop --force_new")
+    # Decided here, once: the runs, their commands (a Slurm requeue repeats them and resumes),
+    # Slurm's folder and the logs all use this directory, and no run's main decides again.
+    FLAGS.workdir = rundir.fresh_workdir(FLAGS.workdir)
+    logging.info("--force_new: this sweep's workdir is %s; without --force_new, "
+                 "--workdir=%s resumes it", FLAGS.workdir, FLAGS.workdir)
   runs = only(plan(config_file, FLAGS.workdir, _SWEEP.value, passed, FLAGS.config), _ONLY.value)
   for run in runs:
     check_existing(run)

@@ -134,14 +134,15 @@ def test_rerunning_the_sweep_trains_nothing(swept, data_dir):
 def test_compare_marks_a_crashed_run_and_the_sweep_reruns_it(swept, data_dir, tmp_path):
   root = str(tmp_path / "root")
   shutil.copytree(swept, root)
-  # Killed during its final evaluation: the train line is written, no test line, no checkpoint.
+  # Killed during its final evaluation: the train line and the epoch's checkpoint are written
+  # (the checkpoint before the evaluation started), no test line.
   crashed = os.path.join(root, "mlp_ae-seed=1-model.latents=4")
   with open(os.path.join(crashed, "metrics.jsonl")) as f:
     train_line = f.readline()
   assert json.loads(train_line)["split"] == "train"
   with open(os.path.join(crashed, "metrics.jsonl"), "w") as f:
     f.write(train_line)
-  shutil.rmtree(os.path.join(crashed, "checkpoints"))
+  assert rundir.checkpoint_steps(crashed) == [468]
   assert not rundir.is_finished(crashed, 1)  # The sweep would run it again.
 
   # analysis/metrics.json (aejax.analyze's output) is read too: here it repeats the test error.
@@ -174,8 +175,46 @@ def test_compare_marks_a_crashed_run_and_the_sweep_reruns_it(swept, data_dir, tm
                    timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "3 finished (skipped), 1 to run, 2 at a time" in proc.stderr
-  assert rundir.is_finished(crashed, 1)
+  assert rundir.is_finished(crashed, 1) and f"Finished {crashed}" in proc.stderr
+  # It only evaluated: its epoch was not trained again (the train line is the one first written).
+  assert open(os.path.join(crashed, "metrics.jsonl")).readline() == train_line
+  assert "has no test line" in open(os.path.join(crashed, "main.log")).read()
   assert others == {n: open(os.path.join(root, n, "metrics.jsonl")).read() for n in others}
+
+
+def test_force_new_starts_the_sweep_afresh_in_a_new_workdir_that_its_runs_resume(swept,
+                                                                                 data_dir):
+  """The sweep decides the fresh directory once, for all its runs: `<workdir>-2`, its runs under
+  their usual names, each run's main given that directory without --force_new (which a Slurm
+  requeue repeats: it resumes). The old sweep is left as it was. Catches: --force_new passed on
+  to every run, whose main then finds the sweep's main.log in its directory and moves to
+  `<run>-2`, which the sweep reports FAILED."""
+  name = RUN_NAMES[0]
+  before = sorted(os.listdir(swept))
+  args = [*_sweep_args(swept, data_dir), f"--only={name}", "--force_new"]
+  proc = run_aejax(*args, module="aejax.sweep", timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  fresh = f"{swept}-2"
+  assert f"this sweep's workdir is {fresh}" in proc.stderr
+  assert sorted(os.listdir(swept)) == before and os.listdir(fresh) == [name]
+  assert rundir.is_finished(os.path.join(fresh, name), 1)
+  assert "--force_new" not in open(os.path.join(fresh, name, "main.log")).read()
+  again = run_aejax(*_sweep_args(fresh, data_dir), f"--only={name}", module="aejax.sweep",
+                    timeout=300)
+  assert again.returncode == 0 and "1 finished (skipped), 0 to run" in again.stderr
+
+
+def test_the_runs_of_a_sweep_never_get_force_new(monkeypatch):
+  """What each run's command (local or a Slurm task) gets of the sweep's flags: not --force_new,
+  which the sweep has already applied to its --workdir (catches: main_flags forwarding it)."""
+  from absl import flags
+
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()
+  monkeypatch.setattr(flags.FLAGS["force_new"], "present", 1)
+  monkeypatch.setattr(flags.FLAGS["allow_fallback"], "present", 1)
+  assert "--noallow_fallback" in sweep_lib.main_flags()
+  assert not [f for f in sweep_lib.main_flags() if "force_new" in f]
 
 
 @pytest.mark.parametrize("flags,expected", [
