@@ -161,11 +161,9 @@ def test_a_sweep_with_one_more_seed_resumes_the_old_runs_and_trains_the_new_one_
                                  [lb[k] for k in sorted(lb) if k not in ("split",)], rtol=1e-5)
 
 
-def test_a_failed_group_holds_no_lock_while_the_sweep_trains_the_next(data_dir, tmp_path,
-                                                                      monkeypatch):
-  """Every run of the first group diverges in epoch 2 (a NaN injected into its step), after its
-  epoch-1 checkpoint. When the sweep starts the second group, the first group's locks are free:
-  aejax.analyze runs on one of its runs meanwhile. The second group trains to the end."""
+def _sweep_in_process(data_dir, tmp_path, monkeypatch, num_epochs, specs):
+  """(aejax.sweep, the runs of its plan of `specs` in tmp_path/root), its flags set as the
+  command's would be, to call its functions in this process."""
   from aejax import sweep  # Defines aejax.main's flags: only in the tests that need them.
 
   if not flags.FLAGS.is_parsed():
@@ -176,9 +174,18 @@ def test_a_failed_group_holds_no_lock_while_the_sweep_trains_the_next(data_dir, 
   config_file = os.path.join(REPO, "experiments", "vae.py")
   passed = ["--config.batch_size=632", "--config.eval_batch_size=1000",
             "--config.model.hidden=(16,)", "--config.input.train_labels=(0,1)",
-            "--config.num_epochs=2"]
-  runs = sweep.plan(config_file, root, ["model.latents=4,8", "seed=0,1"], passed,
-                    sweep.load_config(config_file, passed))
+            f"--config.num_epochs={num_epochs}"]
+  return sweep, sweep.plan(config_file, root, specs, passed,
+                           sweep.load_config(config_file, passed))
+
+
+def test_a_failed_group_holds_no_lock_while_the_sweep_trains_the_next(data_dir, tmp_path,
+                                                                      monkeypatch):
+  """Every run of the first group diverges in epoch 2 (a NaN injected into its step), after its
+  epoch-1 checkpoint. When the sweep starts the second group, the first group's locks are free:
+  aejax.analyze runs on one of its runs meanwhile. The second group trains to the end."""
+  sweep, runs = _sweep_in_process(data_dir, tmp_path, monkeypatch, num_epochs=2,
+                                  specs=["model.latents=4,8", "seed=0,1"])
   real_step, real_train_group = train.train_step, train.train_group
 
   def poisoned_step(state, x, rng, **kwargs):  # The latents=4 group: NaN from step 23 on.
@@ -278,19 +285,8 @@ def test_a_group_that_fails_late_is_named_failed_and_the_sweep_trains_the_next(
   kept, every lock is released, the second group trains to the end, and the sweep's status is 1
   with a line saying how many runs failed. Catches: sweep_vectorized letting the error through
   (a traceback, the second group never trained)."""
-  from aejax import sweep
-
-  if not flags.FLAGS.is_parsed():
-    flags.FLAGS.mark_as_parsed()
-  root = str(tmp_path / "root")
-  for name, value in (("data_dir", data_dir), ("workdir", root)):
-    monkeypatch.setattr(flags.FLAGS, name, value)
-  config_file = os.path.join(REPO, "experiments", "vae.py")
-  passed = ["--config.batch_size=632", "--config.eval_batch_size=1000",
-            "--config.model.hidden=(16,)", "--config.input.train_labels=(0,1)",
-            "--config.num_epochs=1"]
-  runs = sweep.plan(config_file, root, ["model.latents=4,8"], passed,
-                    sweep.load_config(config_file, passed))
+  sweep, runs = _sweep_in_process(data_dir, tmp_path, monkeypatch, num_epochs=1,
+                                  specs=["model.latents=4,8"])
   oom = "RESOURCE_EXHAUSTED: Out of memory allocating 30822912384 bytes."
   real_build_runner = train.build_runner
 
