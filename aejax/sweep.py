@@ -414,7 +414,7 @@ def sweep_vectorized(runs: list[Run], todo: list[Run], diverged: list[Run]) -> i
       diverged.extend(r for r in group if rundir.divergence(r.workdir))
     except Preempted:
       raise
-    except Exception as e:  # pylint: disable=broad-except
+    except Exception as e:  # Whatever failed this group is its runs' failure, not the next's.
       errors.append(e)
       if not isinstance(e, AejaxError):  # A failure of aejax itself: its traceback, once.
         logging.exception("A vectorised group of %d failed", len(group))

@@ -5,7 +5,8 @@
 2. loading the data (`data/splits.py`: `load_data` -> `Data`);
 3. the model, optimizer and run inputs (`init_group`), the state resumed or fresh (`start`);
 4. building the runner (`build_runner`: the compiled epoch chunks and the evaluation);
-5. one epoch at a time (`train_epoch`, then `end_epoch`: metrics, evaluation, checkpoint).
+5. an evaluation cut short before the resume point redone (`evaluate_missing`), then one epoch
+   at a time (`train_epoch`, then `end_epoch`: metrics, checkpoint, evaluation).
 Every way out of `train_group` releases what phases 1 and 4 hold.
 
 The loop keeps a small dataset (MNIST) on the devices: each epoch draws its permutation on device
@@ -324,7 +325,7 @@ def end_epoch(g: Group, runner: Runner, dirs: GroupDirs, watcher: preemption.Pre
           if k in train_metrics)
   g.position = Position(epoch, 0, [{} for _ in g.configs])
   stop = watcher.should_stop()
-  saved = (stop or epoch % config.checkpoint.every_epochs == 0 or epoch == config.num_epochs)
+  saved = stop or epoch % config.checkpoint.every_epochs == 0 or epoch == config.num_epochs
   if saved:
     dirs.save(g.layout, g.state, g.position, spe)
   if _evaluated(config, epoch):
