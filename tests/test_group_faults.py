@@ -170,7 +170,9 @@ def _sweep_in_process(data_dir, tmp_path, monkeypatch, num_epochs, specs):
     flags.FLAGS.mark_as_parsed()
   root = str(tmp_path / "root")
   for name, value in (("data_dir", data_dir), ("workdir", root)):
-    monkeypatch.setattr(flags.FLAGS, name, value)
+    # On the flag, not FLAGS: undoing setattr(FLAGS, ...) left the flag undefined for the next
+    # test that sets it.
+    monkeypatch.setattr(flags.FLAGS[name], "value", value)
   config_file = os.path.join(REPO, "experiments", "vae.py")
   passed = ["--config.batch_size=632", "--config.eval_batch_size=1000",
             "--config.model.hidden=(16,)", "--config.input.train_labels=(0,1)",
