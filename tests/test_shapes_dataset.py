@@ -94,11 +94,13 @@ def test_a_square_is_on_exactly_the_pixels_worked_out_by_hand(prepared):
 
   from aejax.data import shapes
 
-  # The full grid: square, scale 1, orientation 0, x 0, y 1: centre (16, 48), half side 10.
-  full = shapes.render(np.array([[0, 5, 0, 0, 31]]))[0]
+  # The full grid: square, scale 1, orientation 0, (x, y) = (0, 1) and (1, 0): centres (16, 48)
+  # and (48, 16), half side 10.
+  low_left, top_right = shapes.render(np.array([[0, 5, 0, 0, 31], [0, 5, 0, 31, 0]]))
   expected = np.zeros((64, 64), bool)
   expected[38:58, 6:26] = True
-  np.testing.assert_array_equal(full, expected)
+  np.testing.assert_array_equal(low_left, expected)
+  np.testing.assert_array_equal(top_right, expected.T)
 
 
 @pytest.mark.parametrize("factors", [(0, 1, 1, 3, 5), (0, 0, 2, 6, 1), (0, 1, 3, 7, 0),
@@ -119,8 +121,8 @@ def test_rotated_squares_and_ellipses_match_the_rule_computed_otherwise(prepared
 
 
 def test_the_heart_is_mirror_symmetric_with_its_tip_below_its_centre():
-  """catches: the heart upside down (q = v), its unit (`8 * s`), and a heart turned by the
-  orientation (its axis not vertical at orientation 0)."""
+  """catches: the heart upside down (q = v), its unit (`8 * s`), and the heart on its side (p and
+  q swapped)."""
   from aejax.data import shapes
 
   # Heart, scale 1, orientation 0, x 0, y 0: centre (16, 16), unit 9 px.
@@ -146,8 +148,8 @@ def test_the_first_and_last_orientation_draw_the_same_image():
 
 
 def test_the_color_and_noisy_variants_keep_the_factors_and_the_shapes(prepared):
-  """catches: colours drawn from [0, 1) (a dark shape is lost in the background), noise up to
-  255 (a background pixel reads as shape), and a variant rendered from other factors."""
+  """catches: colours drawn from [0, 1) (a dark shape is lost in the background), and noise up
+  to 255 (a background pixel reads as shape)."""
   binary, factors, values = _read(prepared[1]["binary"])
   mask = binary[..., 0] == 255
   color, color_factors, _ = _read(prepared[1]["color"])
@@ -210,7 +212,7 @@ def test_a_dataset_without_factors_is_no_ground_truth_source(data_dir):
 
 
 @pytest.mark.parametrize("args, words", [
-    (["--grid=3,6,40,32,30"], "30 y_position values do not divide the full grid's 32"),
+    (["--grid=3,2,4,8,5"], "5 y_position values do not divide the full grid's 32"),
     (["--grid=3,6,40,32"], "five counts"),
     (["--grid=tiny"], "neither full nor small"),
     (["--variant=colour"], "'colour' is not one of binary, color, noisy"),

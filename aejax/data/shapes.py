@@ -51,10 +51,9 @@ FACTOR_NAMES = ("shape", "scale", "orientation", "x_position", "y_position")
 FULL_GRID = (3, 6, 40, 32, 32)
 GRIDS = {"full": FULL_GRID, "small": (3, 6, 10, 16, 16)}
 VARIANTS = ("binary", "color", "noisy")
-SHAPES = ("square", "ellipse", "heart")
 # Pixels at scale 1: the square's half side, the ellipse's semi-axes, the heart's unit.
 SQUARE_HALF, ELLIPSE_AXES, HEART_UNIT = 10.0, (12.0, 6.0), 9.0
-# Images rendered and handed to TFDS together: a few MB of booleans at a time.
+# Images rendered together: about 16 MB per float32 array of the chunk.
 CHUNK = 1024
 
 
@@ -133,18 +132,22 @@ def _heart(u: np.ndarray, v: np.ndarray) -> np.ndarray:
   return r * r * r <= p2 * q2 * q
 
 
+def check_variant(variant: str) -> None:
+  if variant not in VARIANTS:
+    raise UserError(f"--variant={variant!r} is not one of {', '.join(VARIANTS)}")
+
+
 def colorize(mask_NxHxW: np.ndarray, variant: str, rng: np.random.RandomState) -> np.ndarray:
   """[N, 64, 64, C] uint8 images of the masks in `variant` (module docstring), drawing from rng."""
+  check_variant(variant)
   on_NxHxWx1 = mask_NxHxW[..., None]
   if variant == "binary":
     return on_NxHxWx1.astype(np.uint8) * np.uint8(255)
   if variant == "color":
     color_Nx1x1x3 = np.round(255 * rng.uniform(0.5, 1, (len(mask_NxHxW), 1, 1, 3)))
     return (on_NxHxWx1 * color_Nx1x1x3).astype(np.uint8)
-  if variant == "noisy":
-    noise_NxHxWx3 = rng.randint(0, 255, (*mask_NxHxW.shape, 3), dtype=np.uint8)
-    return np.where(on_NxHxWx1, np.uint8(255), noise_NxHxWx3)
-  raise UserError(f"--variant={variant!r} is not one of {', '.join(VARIANTS)}")
+  noise_NxHxWx3 = rng.randint(0, 255, (*mask_NxHxW.shape, 3), dtype=np.uint8)  # noisy
+  return np.where(on_NxHxWx1, np.uint8(255), noise_NxHxWx3)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,8 +181,7 @@ def examples(grid: tuple[int, ...], variant: str, seed: int):
 def prepare_shapes(data_dir: str, variant: str = "binary", grid: tuple[int, ...] = FULL_GRID,
                    seed: int = 0) -> tuple[str, str]:
   """Renders the grid in `variant` and stores it in `data_dir`; returns (name, directory)."""
-  if variant not in VARIANTS:
-    raise UserError(f"--variant={variant!r} is not one of {', '.join(VARIANTS)}")
+  check_variant(variant)
   name = dataset_name(variant, grid)
   target = os.path.join(data_dir, name, VERSION)
   if os.path.exists(target):

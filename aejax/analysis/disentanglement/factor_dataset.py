@@ -12,8 +12,7 @@ stored one, drawn once per image.
 import numpy as np
 
 from aejax.analysis.disentanglement.source import MetricInputError
-
-SPLIT = "train"
+from aejax.data.shapes import SPLIT
 
 
 class FactorSource:
