@@ -143,8 +143,9 @@ def test_a_changed_recipe_is_rebuilt_and_the_same_one_reused(data_dir, mnist, tm
   assert "\n" not in str(e.value)
 
 
-def test_every_field_of_the_recipe_and_the_data_is_in_the_fingerprint():
-  """catches: the view left out of the recipe's dict; the data's checksum left out."""
+def test_every_field_of_the_recipe_and_the_data_is_in_the_fingerprint(data_dir, tmp_path):
+  """catches: the view left out of the recipe's dict; the data left out of the fingerprint;
+  dataset_info.json's checksum left out of the data's identity."""
   data = {"name": "mnist/3.0.1", "version": "3.0.1", "splits": {"test": 1, "train": 2},
           "dataset_info_sha256": "0" * 64}
   base = fn.fingerprint(TINY, data)
@@ -157,6 +158,21 @@ def test_every_field_of_the_recipe_and_the_data_is_in_the_fingerprint():
   for key, value in (("version", "3.0.2"), ("splits", {"test": 1, "train": 3}),
                      ("dataset_info_sha256", "1" * 64)):
     assert fn.fingerprint(TINY, {**data, key: value}) != base, key
+
+  # The same files with another dataset_info.json: another identity, by its checksum alone.
+  builder_dir = dataset.prepare("mnist", data_dir)
+  copy = tmp_path / "mnist" / "3.0.1"
+  copy.mkdir(parents=True)
+  for name in os.listdir(builder_dir):
+    if name.endswith((".json", "-00001")):
+      os.symlink(os.path.join(builder_dir, name), copy / name)
+  info = json.load(open(os.path.join(builder_dir, "dataset_info.json")))
+  os.remove(copy / "dataset_info.json")
+  json.dump({**info, "description": info.get("description", "") + " "},
+            open(copy / "dataset_info.json", "w"))
+  original, changed = fn.data_identity(builder_dir), fn.data_identity(str(copy))
+  assert original["dataset_info_sha256"] != changed["dataset_info_sha256"]
+  assert {**original, "dataset_info_sha256": None} == {**changed, "dataset_info_sha256": None}
 
 
 def test_a_dataset_without_labels_gets_the_random_embedding(data_dir, mnist, tmp_path,
