@@ -24,8 +24,8 @@ from aejax.errors import UserError
 
 from conftest import REPO
 
-# One epoch of the stored recipe: enough for features that tell corrupted digits apart.
-SHORT = fn.Recipe(arch="lenet", epochs=1)
+# One epoch on a third of the train split: enough for features that tell corrupted digits apart.
+SHORT = fn.Recipe(arch="lenet", epochs=1, train_examples=20_000)
 # Seconds to train: for what a stored network is and how it is found again.
 TINY = fn.Recipe(arch="lenet", epochs=1, train_examples=1000)
 N = 2000  # Images per set in the monotone tests.
@@ -86,7 +86,7 @@ def test_record_holds_the_recipe_name_and_test_accuracy(short_net, test_images):
   images, labels = test_images
   assert short_net.name == "lenet_mnist"
   record = short_net.record
-  assert record["recipe"]["epochs"] == 1 and record["recipe"]["arch"] == "lenet"
+  assert record["recipe"]["epochs"] == 1 and record["recipe"]["train_examples"] == 20_000
   assert record["data"]["splits"] == {"test": 10_000, "train": 60_000}
   # The accuracy from the model applied directly, in chunks of another size than features'.
   model = fn.LeNet(num_classes=10)
@@ -95,7 +95,7 @@ def test_record_holds_the_recipe_name_and_test_accuracy(short_net, test_images):
   feats = np.concatenate([np.asarray(f) for f, _ in outputs])
   logits = np.concatenate([np.asarray(l) for _, l in outputs])
   assert record["test_accuracy"] == np.mean(logits.argmax(-1) == labels)
-  assert record["test_accuracy"] > 0.95
+  assert record["test_accuracy"] > 0.9
   np.testing.assert_allclose(short_net.features(images[:7]), feats[:7], rtol=1e-5, atol=1e-5)
   with pytest.raises(UserError, match="takes uint8 images of shape"):
     short_net.features(images[:7].astype(np.float32))

@@ -212,6 +212,9 @@ def _build(directory: str, builder_dir: str, recipe: Recipe, data: dict, fp: str
   temporary directory and renamed, so a killed build leaves nothing that looks finished."""
   import orbax.checkpoint as ocp
 
+  if recipe.trained and "test" not in data["splits"]:
+    raise UserError(f"{data['name']} has no test split to measure its feature network on; "
+                    f"use a dataset with train and test splits")
   train_images, train_labels = dataset.load_split(builder_dir, "train", recipe.view)
   if recipe.train_examples is not None:
     train_images = train_images[:recipe.train_examples]
@@ -224,8 +227,6 @@ def _build(directory: str, builder_dir: str, recipe: Recipe, data: dict, fp: str
     logging.info("Training the feature network %s (%d epochs on %d images)", network,
                  recipe.epochs, len(train_images))
     params = train(model, params, train_images, train_labels, recipe)
-    if "test" not in data["splits"]:
-      raise UserError(f"{data['name']} has no test split to measure its feature network on")
     test_images, test_labels = dataset.load_split(builder_dir, "test", recipe.view)
     accuracy = accuracy_of(model, params, test_images, test_labels)
     logging.info("Feature network %s: test accuracy %.4f", network, accuracy)
