@@ -114,8 +114,7 @@ def test_same_recipe_twice_gives_bitwise_the_same_features(data_dir, mnist, tmp_
 
 def test_a_changed_recipe_is_rebuilt_and_the_same_one_reused(data_dir, mnist, tmp_path,
                                                               monkeypatch):
-  """catches: the fingerprint without the recipe's seed (a changed recipe loads the stored
-  network: an error); the record's recipe not compared on load (a tampered record reused)."""
+  """catches: the record's recipe not compared on load (a tampered record reused)."""
   store = str(tmp_path)
   first = fn.for_dataset("mnist", data_dir, recipe=TINY, store_dir=store)
   changed = fn.for_dataset("mnist", data_dir, recipe=dataclasses.replace(TINY, seed=1),
@@ -177,8 +176,7 @@ def test_every_field_of_the_recipe_and_the_data_is_in_the_fingerprint(data_dir, 
 
 def test_a_dataset_without_labels_gets_the_random_embedding(data_dir, mnist, tmp_path,
                                                             monkeypatch):
-  """catches: a dataset without labels trained anyway (no labels: a crash in training); the
-  record not saying the embedding is random."""
+  """catches: random_embedding=False not refused; the network's name not saying it is random."""
   monkeypatch.setattr(dataset, "has_labels", lambda builder_dir: False)
 
   def no_training(*args, **kwargs):
@@ -200,7 +198,7 @@ def test_a_dataset_without_labels_gets_the_random_embedding(data_dir, mnist, tmp
 
 
 def test_a_dataset_not_prepared_offline_is_one_line_exit_2(tmp_path):
-  """catches: for_dataset downloading (or tracing back) when offline preparation is impossible."""
+  """catches: for_dataset downloading by default (it fails another way: no host to reach)."""
   # A process of its own: TFDS imports TensorFlow to look the dataset up for preparing.
   code = ("from aejax import cli; from aejax.analysis import feature_net; "
           f"cli.run_command(lambda: feature_net.for_dataset('mnist', {str(tmp_path)!r}))")
