@@ -49,35 +49,40 @@ def _metrics(net, real_images, fake_images):
           sq.prdc(real_NxD, fake_NxD)["precision"])
 
 
-def _assert_monotone(rows):
-  fds, kids, precisions = zip(*rows)
-  assert all(a < b for a, b in zip(fds, fds[1:])), fds
-  assert all(a < b for a, b in zip(kids, kids[1:])), kids
-  assert all(a > b for a, b in zip(precisions, precisions[1:])), precisions
-
-
 def _noisy(images_uint8, std, seed=0):
   x = images_uint8 / 255.0 + np.random.default_rng(seed).normal(size=images_uint8.shape) * std
   return np.round(np.clip(x, 0, 1) * 255).astype(np.uint8)
 
 
-def test_fd_kid_grow_and_precision_falls_with_gaussian_noise(short_net, test_images):
-  """catches: features taken from the logits instead of the penultimate layer (the 10 logits of
-  noisy digits stay put: FD no longer grows from std 0.2 to 0.4)."""
-  images = test_images[0]
-  # Real floor: the first half of the test split against images of the second half.
-  real, fake = images[:N], images[5000:5000 + N]
-  rows = [_metrics(short_net, real, _noisy(fake, std)) for std in (0.0, 0.1, 0.2, 0.4)]
-  _assert_monotone(rows)
+def _blurred(images_uint8, sigma):
+  x = scipy.ndimage.gaussian_filter(images_uint8.astype(np.float64), (0, sigma, sigma, 0))
+  return np.round(x).clip(0, 255).astype(np.uint8)
 
 
-def test_fd_kid_grow_and_precision_falls_with_blur(short_net, test_images):
-  """catches: the same as the noise test, for a blur of growing radius."""
+@pytest.fixture(scope="module", params=["noise", "blur"])
+def corrupted_rows(request, short_net, test_images):
+  """(FD, KID, precision) of the second half of the test split, ever more corrupted (Gaussian
+  noise of std 0, 0.1, 0.2, 0.4; a blur of sigma 0, 0.5, 1, 2), against the first half."""
   images = test_images[0]
   real, fake = images[:N], images[5000:5000 + N]
-  blurred = [np.round(scipy.ndimage.gaussian_filter(fake.astype(np.float64), (0, s, s, 0)))
-             .clip(0, 255).astype(np.uint8) for s in (0.0, 0.5, 1.0, 2.0)]
-  _assert_monotone([_metrics(short_net, real, b) for b in blurred])
+  corrupt = {"noise": _noisy, "blur": _blurred}[request.param]
+  return [_metrics(short_net, real, corrupt(fake, level))
+          for level in ((0.0, 0.1, 0.2, 0.4) if request.param == "noise" else (0.0, 0.5, 1, 2))]
+
+
+def test_fd_and_kid_grow_with_noise_and_blur(corrupted_rows):
+  """The metrics' distances grow as the generated images move away from the real ones."""
+  fds, kids, _ = zip(*corrupted_rows)
+  assert all(a < b for a, b in zip(fds, fds[1:])), fds
+  assert all(a < b for a, b in zip(kids, kids[1:])), kids
+
+
+# Measured with SHORT: precision 0.9115, 0.923, 0.8785, 0.7825 for noise and 0.9115, 0.929,
+# 0.89, 0.765 for blur: the mildest corruption raises it before it falls.
+@pytest.mark.xfail(strict=True, reason="precision rises at the mildest noise and blur")
+def test_precision_falls_with_noise_and_blur(corrupted_rows):
+  precisions = [row[2] for row in corrupted_rows]
+  assert all(a > b for a, b in zip(precisions, precisions[1:])), precisions
 
 
 def test_record_holds_the_recipe_name_and_test_accuracy(short_net, test_images):
