@@ -302,7 +302,7 @@ def write_figures(run, out_dir: str, x_test: np.ndarray, test_labels: np.ndarray
   made.append("codes_2d")
   if run.is_generative and codes_test.shape[1] == 2:
     n = 20
-    q1_N, q2_N = prior_quantiles(run, np.linspace(0.05, 0.95, n), seed)
+    q1_N, q2_N = restored_lib.prior_quantiles(run, np.linspace(0.05, 0.95, n), seed)
     z1, z2 = np.meshgrid(q1_N, q2_N[::-1])  # z2 grows upwards, as on a plot.
     figures.manifold(path("manifold"), run.decode(np.stack([z1.ravel(), z2.ravel()], 1)), n,
                      float(max(abs(q1_N[-1]), abs(q2_N[-1]))))
@@ -311,19 +311,6 @@ def write_figures(run, out_dir: str, x_test: np.ndarray, test_labels: np.ndarray
     figures.curves(path("curves"), records)
     made.append("curves")
   return [f"{name}.png" for name in made]
-
-
-PRIOR_DRAWS = 100_000  # Codes drawn from the prior for its quantiles (the manifold's grid).
-
-
-def prior_quantiles(run: restored_lib.Restored, q_Q: np.ndarray,
-                    seed: int) -> tuple[np.ndarray, ...]:
-  """Per code dimension, the quantiles q_Q of the model's own prior (its `sample`): N(0, 1)'s
-  for a VAE, the mixture's for the VampPrior, p(z1)'s for the hierarchical VAE; estimated from
-  PRIOR_DRAWS draws."""
-  z_NxZ = np.asarray(run.model.apply({"params": run.params}, jax.random.key(seed), PRIOR_DRAWS,
-                                     method=run.model.sample))
-  return tuple(np.quantile(z_NxZ, q_Q, axis=0).astype(np.float32).T)
 
 
 METRIC_TEXT = {

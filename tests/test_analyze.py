@@ -449,7 +449,7 @@ def test_the_manifold_grid_takes_the_quantiles_of_the_models_own_prior():
   import jax.numpy as jnp
   from scipy import stats
 
-  from aejax import analyze
+  from aejax.analysis import restored
 
   class Shifted(nn.Module):
     def sample(self, key, num):
@@ -459,6 +459,6 @@ def test_the_manifold_grid_takes_the_quantiles_of_the_models_own_prior():
 
   run = types.SimpleNamespace(model=Shifted(), params={})
   q_Q = np.linspace(0.05, 0.95, 7)
-  q1, q2 = analyze.prior_quantiles(run, q_Q, seed=0)
+  q1, q2 = restored.prior_quantiles(run, q_Q, seed=0)
   np.testing.assert_allclose(q1, stats.norm.ppf(q_Q, loc=3, scale=2), atol=0.05)
   np.testing.assert_allclose(q2, stats.uniform.ppf(q_Q, loc=-1, scale=2), atol=0.02)

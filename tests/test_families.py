@@ -6,6 +6,8 @@ import json
 import logging
 import os
 import re
+import subprocess
+import sys
 import types
 
 import jax
@@ -377,6 +379,19 @@ def _docs_family_module(tmp_path):
   return module
 
 
+# aejax.analyze with the family of the file argv[1] added as one row of FAMILIES.
+ANALYZE_WITH_ROW = """
+import importlib.util, runpy, sys
+spec = importlib.util.spec_from_file_location("infovae", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+from aejax import families
+families.FAMILIES["infovae"] = module
+sys.argv = ["aejax.analyze", *sys.argv[2:]]
+runpy.run_module("aejax.analyze", run_name="__main__")
+"""
+
+
 def test_a_family_written_from_the_docs_alone_trains_analyses_and_compares_against_a_vae(
     monkeypatch, caplog, data_dir, tmp_path):
   """One module (the docs' own lines), one row and one experiment file, and no other edit: the
@@ -384,7 +399,6 @@ def test_a_family_written_from_the_docs_alone_trains_analyses_and_compares_again
   analysed with its MMD in report.md, and compares with a VAE on the ELBO, its MAIN_METRIC.
   catches: a MAIN_METRIC still read from a table in compare.py, REPORTS that reach neither the
   log line nor the analysis, a shared field's refusal that forgets an owner."""
-  from aejax import analyze
   from aejax import compare
 
   module = _docs_family_module(tmp_path)
@@ -414,8 +428,16 @@ def test_a_family_written_from_the_docs_alone_trains_analyses_and_compares_again
              if "train loss" in r.getMessage())
   assert {"nll", "elbo"} <= set(records[-1])  # The test NLL comes with LIKELIHOOD.
 
-  result = analyze.analyze(workdirs["infovae"], k=10, data_dir=data_dir, nll_images=100,
-                           probe_examples=500)
+  # The command as a user runs it, with the row added (aejax.analyze's flags would clash with
+  # aejax.main's in a process that has imported both).
+  proc = subprocess.run(
+      [sys.executable, "-c", ANALYZE_WITH_ROW, str(tmp_path / "infovae.py"),
+       f"--workdir={workdirs['infovae']}", "--k=10", f"--data_dir={data_dir}",
+       "--nll_images=100", "--probe_examples=500"], cwd=REPO, capture_output=True, text=True,
+      timeout=600)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  with open(os.path.join(workdirs["infovae"], "analysis", "metrics.json")) as f:
+    result = json.load(f)
   assert result["metrics"]["train_mmd"] == pytest.approx(train_line["mmd"])
   assert result["metrics"]["nll"] <= -result["metrics"]["elbo"] + 1e-3
   report = open(os.path.join(workdirs["infovae"], "analysis", "report.md")).read()

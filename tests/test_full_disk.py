@@ -192,12 +192,14 @@ def test_a_metrics_append_that_does_not_fit_exits_5_and_the_rerun_resumes_bitwis
     assert line == (f"aejax: error: could not write {metrics} (No space left on device; 0 B "
                     f"free there); free space (or fix permissions) and re-run the same command")
     assert os.path.getsize(metrics) == 4096  # Cut off where the disk was full.
-    assert rundir.checkpoint_steps(workdir) == [96, 108, 120]  # Epoch 11's was not reached.
+    # Epoch 11's checkpoint is on disk before its evaluation, whose test line did not fit.
+    assert rundir.checkpoint_steps(workdir) == [108, 120, 132]
 
     _grow(disk)
     proc = run_aejax(*flags)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "Resuming from the checkpoint at step 120" in proc.stderr
+    assert "Resuming from the checkpoint at step 132" in proc.stderr
+    assert "Epoch 11 has no test line" in proc.stderr  # Evaluated again, not trained again.
     _assert_bitwise_equal(_state(workdir, 168), _state(straight, 168))
     with open(metrics) as f:
       rows = [json.loads(l) for l in f]

@@ -91,7 +91,7 @@ def codes_2d(path: str, points_Nx2: np.ndarray, labels_N: np.ndarray | None, how
 
 def manifold(path: str, images: np.ndarray, n: int, span: float) -> str:
   """Decoded images over an n x n grid of a 2-D latent space (the prior's 5%-95% quantiles per
-  dimension: aejax.analyze.prior_quantiles)."""
+  dimension: aejax.analysis.restored.prior_quantiles)."""
   fig = Figure(figsize=SIZES["manifold"])
   _image(fig, mosaic(images, n, n), f"decoded latent manifold (z1, z2 at prior quantiles, "
          f"|z| <= {span:.2f})")

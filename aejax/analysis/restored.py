@@ -297,3 +297,16 @@ def restore(workdir: str, step: int | None = None, image_shape: tuple[int, ...] 
                     f"damaged or was written by another config") from e
   return Restored(config, model, state.params, int(state.step), workdir, image_shape,
                   data_dir=data_dir)
+
+
+PRIOR_DRAWS = 100_000  # Codes drawn from the prior for its quantiles (the manifold's grid).
+
+
+def prior_quantiles(run: Restored, q_Q: np.ndarray,
+                    seed: int) -> tuple[np.ndarray, ...]:
+  """Per code dimension, the quantiles q_Q of the model's own prior (its `sample`): N(0, 1)'s
+  for a VAE, the mixture's for the VampPrior, p(z1)'s for the hierarchical VAE; estimated from
+  PRIOR_DRAWS draws."""
+  z_NxZ = np.asarray(run.model.apply({"params": run.params}, jax.random.key(seed), PRIOR_DRAWS,
+                                     method=run.model.sample))
+  return tuple(np.quantile(z_NxZ, q_Q, axis=0).astype(np.float32).T)
