@@ -131,11 +131,12 @@ def test_an_out_of_memory_error_is_one_line_naming_the_budget():
 
 NUM_TEST, NUM_TRAIN = 1000, 64
 # Peak resident memory of the whole run (Python, JAX, data, model, evaluation), measured on the
-# CPU with a budget of 2e8 bytes: 0.84 GB with this file alone, 2.01 GB inside the whole suite
-# under `-n 2` (whose persistent compilation cache the process then reads and writes). With the
-# chunk of 100 samples that ignored the budget (100 x 1,000 images decoded at once; Gaussian
-# decoder, (4, 8) convs): 5.55 GB.
-PEAK_BOUND = 3.0e9
+# CPU with a budget of 2e8 bytes: 0.84 GB with this file alone, 2.01 GB and 3.18 GB in two runs of
+# the whole suite under `-n 2` (the process's peak varies with what else runs: the evaluation's
+# chunks are the same, as the log line asserted below shows). With the chunk of 100 samples that
+# ignored the budget (100 x 1,000 images decoded at once; Gaussian decoder, (4, 8) convs):
+# 5.55 GB alone, which both the bound and the chunk line catch.
+PEAK_BOUND = 4.5e9
 
 
 @pytest.fixture(scope="module")
