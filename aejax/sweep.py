@@ -428,9 +428,12 @@ def sweep_vectorized(runs: list[Run], todo: list[Run], diverged: list[Run]) -> i
 
 
 def one_line(e: Exception) -> str:
-  """An aejax error's message; any other error's type and the first line of its message."""
+  """An aejax error's message; a device out of memory as a run alone reports it (naming what to
+  lower); any other error's type and the first line of its message."""
   if isinstance(e, AejaxError):
     return str(e)
+  if line := cli.out_of_memory(e, cli.TRAIN_MEMORY_FIX):
+    return line
   first = next((line.strip() for line in str(e).splitlines() if line.strip()), "")
   return f"{type(e).__name__}: {first[:300]}".rstrip(": ")
 
