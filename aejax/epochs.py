@@ -168,7 +168,10 @@ def make_evaluate(params_metrics_fn: Callable, *, eval_batch_size: int, mesh: ja
   the batch statistics of all of them (objectives.from_sums; `config` names their parameters).
 
   The same eval key every time: a stochastic objective (dynamic binarisation, posterior samples)
-  is scored on the same draws at every evaluation, so epochs compare like with like.
+  is scored on the same draws at every evaluation, so epochs compare like with like. Eval batch
+  i draws from fold_in(eval key, i), one draw of the batch's shape as in the train step: the
+  same on any device split; another eval_batch_size draws other noise (aejax.analyze's
+  per-image draws do not depend on the batch).
   `vectorized`: params and run carry a leading run axis, and so do the results.
   """
   batch_sharding = parallel.batch_sharded(mesh)
@@ -182,14 +185,13 @@ def make_evaluate(params_metrics_fn: Callable, *, eval_batch_size: int, mesh: ja
       x_B = jax.lax.dynamic_slice_in_dim(images_MxHxWxC, i * eval_batch_size, eval_batch_size)
       m_B = jax.lax.dynamic_slice_in_dim(mask_M, i * eval_batch_size, eval_batch_size)
       x_B = jax.lax.with_sharding_constraint(x_B, batch_sharding)
-      keys_B = sampling.example_keys(eval_key, i * eval_batch_size, eval_batch_size)
-      per_example = metrics_fn(params, x_B, keys_B)
+      per_example = metrics_fn(params, x_B, sampling.Stream(jax.random.fold_in(eval_key, i)))
       # Masked sums over the batch axis; a POOLED [B, ...] array keeps its trailing axes.
       return {k: totals[k] + jnp.tensordot(m_B, v, axes=1) for k, v in per_example.items()}, None
 
     # Which metrics exist depends on the config, not on the values in `hp`.
     shapes = jax.eval_shape(metrics_fn, params, images_MxHxWxC[:eval_batch_size],
-                            sampling.example_keys(eval_key, 0, eval_batch_size))
+                            sampling.Stream(eval_key))
     zeros = {k: jnp.zeros(v.shape[1:], jnp.float32) for k, v in shapes.items()}
     totals, _ = jax.lax.scan(body, zeros, jnp.arange(num_batches))
     return objectives.from_sums(totals, jnp.sum(mask_M), config, hp)

@@ -3,8 +3,8 @@
 
 log p(x) ~= logsumexp_k [log p(x|z_k) + log p(z_k) - log q(z_k|x)] - log K, z_k ~ q(z|x)
 (`losses.iwae_bound`). The K samples are drawn and decoded in chunks, so K = 5000 fits in memory;
-example b's samples come from its own key, so they do not depend on the batch, its split or the
-chunk. `sample_chunk` chooses the chunk from a memory budget.
+sample j of every image comes from the stream folded with j, so the samples do not depend on the
+chunk, nor (aejax/sampling.py) on the batch's split. `sample_chunk` chooses the chunk from a memory budget.
 Scores are summed in float32 whatever the model's compute dtype.
 """
 
@@ -20,15 +20,14 @@ from aejax.errors import UserError
 
 
 def importance_log_weights(model: Any, params: Any, x_in: jax.Array, x: jax.Array,
-                           keys_B: jax.Array, num_samples: int, chunk: int) -> jax.Array:
+                           stream: sampling.Stream, num_samples: int, chunk: int) -> jax.Array:
   """[K, B] log weights of K posterior samples of q(z|x_in), scored against x.
 
   The model gives the terms (its `posterior`, `noise_size` and `log_weights`: see
   families.vae.VAE), so every family with a likelihood shares these draws and this chunking.
   The encoder runs once; each chunk decodes chunk x B images, so a large K needs the memory of
   `chunk` samples, not of K. `chunk` need not divide K (the last chunk's extra samples are
-  dropped), and it does not change the samples. `keys_B`: one key per example (or one key:
-  sampling.as_example_keys).
+  dropped), and it does not change the samples. `stream`: the batch's (sampling.Stream).
   """
   if not jnp.issubdtype(x.dtype, jnp.floating):
     # Integer grey levels (0-255) as Bernoulli targets give NaN scores, not an error.
@@ -37,16 +36,14 @@ def importance_log_weights(model: Any, params: Any, x_in: jax.Array, x: jax.Arra
                     f"as the run was (config.input.binarize), or call Restored.nll(images, k), "
                     f"which does both")
   variables = {"params": params}
-  keys_B = sampling.as_example_keys(keys_B, x.shape[0])
   posterior = model.apply(variables, x_in, method="posterior")
   chunk = min(chunk, num_samples)
   num_chunks = -(-num_samples // chunk)
 
   def one_chunk(i):
-    # Sample j of example b comes from fold_in(keys_B[b], j): the same draws for any chunk size.
-    draw = lambda key, j: jax.random.normal(jax.random.fold_in(key, j), (model.noise_size,))
-    j_C = i * chunk + jnp.arange(chunk)
-    eps_CxBxE = jax.vmap(jax.vmap(draw, (0, None)), (None, 0))(keys_B, j_C)
+    # Sample j comes from fold_in(stream, j): the same draws for any chunk size.
+    draw = lambda j: sampling.normal(sampling.fold_in(stream, j), (x.shape[0], model.noise_size))
+    eps_CxBxE = jax.vmap(draw)(i * chunk + jnp.arange(chunk))
     return model.apply(variables, posterior, eps_CxBxE, x, method="log_weights")
 
   if num_chunks == 1:
@@ -55,11 +52,11 @@ def importance_log_weights(model: Any, params: Any, x_in: jax.Array, x: jax.Arra
   return log_w_NxCxB.reshape(-1, x.shape[0])[:num_samples]
 
 
-def vae_scores(model: Any, params: Any, x: jax.Array, keys_B: jax.Array, *, k: int,
+def vae_scores(model: Any, params: Any, x: jax.Array, stream: sampling.Stream, *, k: int,
                chunk: int) -> dict[str, jax.Array]:
   """Per-example [B] scores in nats from k posterior samples: 'nll' = -log (1/k) sum_k w_k, and
   'elbo' = (1/k) sum_k log w_k (an unbiased estimate of the ELBO)."""
-  log_w_KxB = importance_log_weights(model, params, x, x, keys_B, k, chunk)
+  log_w_KxB = importance_log_weights(model, params, x, x, stream, k, chunk)
   return {"nll": -losses.iwae_bound(log_w_KxB), "elbo": jnp.mean(log_w_KxB, axis=0)}
 
 

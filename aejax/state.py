@@ -23,5 +23,5 @@ class TrainState:
 def init_state(key: jax.Array, image_shape: tuple[int, ...], *, model: Any,
                tx: optax.GradientTransformation) -> TrainState:
   x = jnp.zeros((1, *image_shape), jnp.float32)
-  params = model.init(key, x, sampling.example_keys(jax.random.key(0), 0, 1))["params"]
+  params = model.init(key, x, sampling.Stream(jax.random.key(0)))["params"]
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))

@@ -55,20 +55,20 @@ Metrics = dict[str, jax.Array]
 
 # --- The pure steps ----------------------------------------------------------------------------
 
-def per_example_metrics(params: Any, x_uint8: jax.Array, keys_B: jax.Array, *,
+def per_example_metrics(params: Any, x_uint8: jax.Array, stream: sampling.Stream, *,
                         hp: hparams.Hparams, model: Any, config: ml_collections.ConfigDict,
                         training: bool, step: jax.Array | None = None,
                         axis_name: str | None = None) -> Metrics:
   """Scores a batch of uint8 images: a dict of [B] arrays with the objective under 'loss'.
 
-  `keys_B` holds one key per example (or is one key: sampling.as_example_keys), so every
-  example's randomness (binarisation, corruption, the family's streams) is the same however the
-  batch is split across devices. `hp`: the run's hyperparameters (hparams.of). `training`: the
+  `stream` is the batch's randomness (binarisation, corruption, the family's streams): one key
+  drawing for the whole global batch, or one key per example (aejax/sampling.py), the same
+  however the batch is split across devices. `hp`: the run's hyperparameters (hparams.of). `training`: the
   train step's objective, at train step `step` (schedules such as the KL warm-up); else
   evaluation's, which adds the evaluation-only metrics (the test NLL of
   `config.eval_num_samples`).
   """
-  streams = sampling.streams(keys_B, x_uint8.shape[0])
+  streams = sampling.streams(stream)
   x = preprocess.binarize(preprocess.to_unit_interval(x_uint8), streams.input,
                           config.input.binarize)
   # Denoising: the model sees a corrupted copy, the objective scores it against the clean x.
@@ -90,12 +90,11 @@ def train_step(state: TrainState, x_uint8: jax.Array, rng: jax.Array, *, hp: hpa
   inserts the gradient all-reduce. Under `pmap`, `x_uint8` is this device's slice and the
   gradients and metrics are averaged over `axis_name` explicitly. The same function serves both.
   """
-  local_batch = x_uint8.shape[0]
-  first = jax.lax.axis_index(axis_name) * local_batch if axis_name else 0
-  keys_B = sampling.example_keys(rng, first, local_batch)
+  # One draw of the global batch's shape per purpose; under pmap each device keeps its rows.
+  stream = sampling.Stream(rng, axis_name)
 
   def loss_fn(params):
-    per_example = per_example_metrics(params, x_uint8, keys_B, hp=hp, model=model,
+    per_example = per_example_metrics(params, x_uint8, stream, hp=hp, model=model,
                                       config=config, training=True, step=state.step,
                                       axis_name=axis_name)
     means = {k: jnp.mean(v) for k, v in per_example.items()}

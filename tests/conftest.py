@@ -125,13 +125,14 @@ def mnist(data_dir):
   return (*dataset.load_split(builder_dir, "train"), *dataset.load_split(builder_dir, "test"))
 
 
-def posterior_streams(keys_B: jax.Array, batch_size: int):
-  """sampling.streams whose posterior stream is `keys_B` itself (one key per example, or one
-  key): a test that draws the model's noise from keys_B scores the objective's own draws."""
+def posterior_streams(stream):
+  """sampling.streams whose posterior stream is `stream` itself (a sampling.Stream, or raw keys:
+  one key, or one per example): a test that draws the model's noise from it scores the
+  objective's own draws."""
   from aejax import sampling
 
-  keys_B = sampling.as_example_keys(keys_B, batch_size)
-  return sampling.streams(keys_B, batch_size)._replace(posterior=keys_B)
+  stream = sampling.as_stream(stream)
+  return sampling.streams(stream)._replace(posterior=stream)
 
 
 def assert_same_training(actual, desired) -> None:

@@ -1,6 +1,8 @@
 """`python tests/parallel_equivalence.py DATA_DIR`: 10 VAE steps on 1 device, an 8-device mesh and
 8-device pmap must give the same parameters and gradient norms (run by test_parallel.py in its
-own process, since the CPU device count is fixed when JAX starts).
+own process, since the CPU device count is fixed when JAX starts). First, the binarisation of a
+global batch of MNIST drawn on 1 device must equal the one drawn on 4, under jit over a mesh and
+under pmap: the train step draws each purpose's randomness once, of the global batch's shape.
 
 Each layout trains with Adam and with plain SGD. Adam nearly hides a wrong gradient scale: its
 update does not change when every gradient is multiplied by the same factor, save through eps.
@@ -26,6 +28,8 @@ from aejax import group
 from aejax import families
 from aejax import optimizers
 from aejax import parallel
+from aejax import preprocess
+from aejax import sampling
 from aejax import train
 from aejax.data import dataset
 from aejax.state import init_state
@@ -65,10 +69,38 @@ def ten_steps(config, images, mode, devices):
           float(sums["grad_norm"]) / 10)
 
 
+def binarisations(images_uint8, devices):
+  """The dynamic binarisation of one global batch from one key: on devices[0], jit over a mesh
+  of `devices` with the batch sharded, and pmap over `devices` with each device its rows."""
+  key = jax.random.key(11)
+  binarize = lambda x, axis_name=None: preprocess.binarize(
+      preprocess.to_unit_interval(x), sampling.Stream(key, axis_name), "dynamic")
+  one = jax.jit(binarize)(jax.device_put(images_uint8, devices[0]))
+  mesh = jax.sharding.Mesh(np.asarray(devices), (parallel.DATA_AXIS,),
+                           axis_types=(jax.sharding.AxisType.Auto,))
+  sharded = jax.device_put(images_uint8, jax.sharding.NamedSharding(
+      mesh, jax.sharding.PartitionSpec(parallel.DATA_AXIS)))
+  mesh_x = jax.jit(binarize)(sharded)
+  assert len(mesh_x.sharding.device_set) == len(devices), mesh_x.sharding
+  n = len(devices)
+  pmap_x = jax.pmap(functools.partial(binarize, axis_name=parallel.DATA_AXIS),
+                    axis_name=parallel.DATA_AXIS, devices=devices)(
+      images_uint8.reshape(n, -1, *images_uint8.shape[1:]))
+  return np.asarray(one), np.asarray(mesh_x), np.asarray(pmap_x).reshape(images_uint8.shape)
+
+
 def main():
   builder_dir = dataset.prepare("mnist", sys.argv[1])
   devices = jax.devices()
   assert len(devices) == 8, devices
+  images = dataset.load_split(builder_dir, "train")[0][:128]
+  one, mesh4, pmap4 = binarisations(images, devices[:4])
+  np.testing.assert_array_equal(mesh4, one)
+  np.testing.assert_array_equal(pmap4, one)
+  # A draw, not a threshold: grey pixels (about a fifth of the ink) land on both sides.
+  grey = (images > 0) & (images < 255)
+  assert 0.2 < one[grey].mean() < 0.8 and set(np.unique(one)) == {0.0, 1.0}, one[grey].mean()
+  print(f"EQUIVALENT binarisation on 1 and 4 devices ({int(grey.sum())} grey pixels)")
   for opt in ("adam", "sgd"):
     config = vae_config(opt)
     images = dataset.load_split(builder_dir, "train")[0][:10 * config.batch_size]

@@ -105,7 +105,7 @@ def test_objective_is_reconstruction_plus_weighted_parts_and_evaluation_the_elbo
   params = jax.jit(model.init)(jax.random.key(1), x, jax.random.key(2))["params"]
   hp = {**hparams.of(config), hparams.NUM_TRAIN: jnp.float32(600.0)}
   fn = jax.jit(lambda p, k, step: objectives.per_example(
-      model, p, x, x, posterior_streams(k, len(x)), config, hp, training=True, step=step))
+      model, p, x, x, posterior_streams(k), config, hp, training=True, step=step))
   m = fn(params, jax.random.key(3), jnp.asarray(0))
   outputs = jax.jit(lambda p, k: model.apply({"params": p}, x, k))(params, jax.random.key(3))
   want = _paper_double_loop(*(np.asarray(outputs[k], np.float64) for k in (
@@ -118,7 +118,7 @@ def test_objective_is_reconstruction_plus_weighted_parts_and_evaluation_the_elbo
                              + 2 * want["dwkl"], rtol=1e-4)
   # Evaluation: the VAE's negative ELBO (the parts are statistics of a training batch).
   m_eval = jax.jit(lambda p, k: objectives.per_example(
-      model, p, x, x, posterior_streams(k, len(x)), config, hp, training=False))(
+      model, p, x, x, posterior_streams(k), config, hp, training=False))(
           params, jax.random.key(3))
   assert set(m_eval) == {"loss", "rec", "kl", "elbo"}
   np.testing.assert_allclose(np.asarray(m_eval["loss"]), -np.asarray(m_eval["elbo"]), rtol=1e-6)

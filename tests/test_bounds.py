@@ -72,15 +72,21 @@ def _config(loss, k, m=1, beta=0.0):
   return config
 
 
-def _numpy_log_weights(model, params, x, keys_B, n):
+def _numpy_log_weights(model, params, x, stream, n):
   """[N, B] log p(x|z) + log p(z) - log q(z|x) in float64 with scipy's densities, at the samples
-  the estimator draws (draw j of example b: a standard normal from fold_in(keys_B[b], j)); only
-  the networks' outputs (encode, decode) come from the model."""
+  the estimator draws: draw j is a standard normal from fold_in(key, j), of the whole batch's
+  shape [B, Z] from one key, or of [Z] from fold_in(keys_B[b], j) for example b; only the
+  networks' outputs (encode, decode) come from the model."""
   v = {"params": params}
   mean_BxZ, logvar_BxZ = (np.asarray(a, np.float64) for a in model.apply(v, x, method="encode"))
-  draw = lambda key, j: jax.random.normal(jax.random.fold_in(key, j), (mean_BxZ.shape[1],))
-  eps_NxBxZ = np.asarray(jax.vmap(jax.vmap(draw, (0, None)), (None, 0))(keys_B, jnp.arange(n)),
-                         np.float64)
+  fold = lambda key, j: jax.random.fold_in(key, j)
+  if stream.key.ndim:
+    draw = lambda key, j: jax.random.normal(fold(key, j), (mean_BxZ.shape[1],))
+    eps_NxBxZ = jax.vmap(jax.vmap(draw, (0, None)), (None, 0))(stream.key, jnp.arange(n))
+  else:
+    eps_NxBxZ = jax.vmap(lambda j: jax.random.normal(fold(stream.key, j), mean_BxZ.shape))(
+        jnp.arange(n))
+  eps_NxBxZ = np.asarray(eps_NxBxZ, np.float64)
   std_BxZ = np.exp(0.5 * logvar_BxZ)
   z_NxBxZ = mean_BxZ + std_BxZ * eps_NxBxZ
   logits = np.asarray(model.apply(v, jnp.asarray(z_NxBxZ.reshape(-1, z_NxBxZ.shape[-1]),
@@ -94,24 +100,27 @@ def _numpy_log_weights(model, params, x, keys_B, n):
   return log_px_NxB + log_pz_NxB - log_qz_NxB
 
 
-def _setup(config, n=5):
+def _setup(config, n=5, per_example=True):
   model = families.create_model(config.model, (28, 28, 1))
   x = (jax.random.uniform(jax.random.key(0), (n, 28, 28, 1)) > 0.5).astype(jnp.float32)
   params = jax.jit(model.init)(jax.random.key(1), x, jax.random.key(2))["params"]
-  keys_B = sampling.example_keys(jax.random.key(3), 0, n)
+  keys_B = (sampling.example_keys(jax.random.key(3), 0, n) if per_example
+            else sampling.Stream(jax.random.key(3)))
   return model, params, x, keys_B
 
 
+@pytest.mark.parametrize("per_example", [True, False], ids=["example_keys", "one_key"])
 @pytest.mark.parametrize("loss,k,m,beta", [("miwae", 3, 4, 0.0), ("piwae", 3, 4, 0.0),
                                            ("ciwae", 6, 1, 0.3)])
-def test_the_objective_scores_the_estimators_samples_by_the_papers_formulas(loss, k, m, beta):
+def test_the_objective_scores_the_estimators_samples_by_the_papers_formulas(loss, k, m, beta,
+                                                                             per_example):
   """The bounds the objective computes equal the papers' formulas on log weights computed apart,
   and come in the order ELBO <= MIWAE <= IWAE (catches: log p(z) left out of the log weights,
   a sample drawn with the variance for the standard deviation, the samples drawn from another
-  key than the example's own, a bound's log-mean-exp replaced by a mean)."""
+  key than the stream folded with the sample's index, a bound's log-mean-exp replaced by a mean)."""
   config = _config(loss, k, m, beta)
   validation.validate_config(config, 1)
-  model, params, x, keys_B = _setup(config)
+  model, params, x, keys_B = _setup(config, per_example=per_example)
   log_w_NxB = _numpy_log_weights(model, params, x, keys_B, m * k)
   shift_B = log_w_NxB.max(0)  # Log weights of a random network: hundreds of nats below 0.
   iwae = _log_mean_exp(log_w_NxB - shift_B, 0) + shift_B
@@ -123,7 +132,7 @@ def test_the_objective_scores_the_estimators_samples_by_the_papers_formulas(loss
   # Training and evaluation differ for PIWAE only (training computes both sets of weights).
   for training in (True, False) if loss == "piwae" else (True,):
     got = jax.jit(lambda p, t=training: objectives.per_example(
-        model, p, x, x, posterior_streams(keys_B, len(x)), config, hparams.of(config),
+        model, p, x, x, posterior_streams(keys_B), config, hparams.of(config),
         training=t, step=jnp.asarray(0)))(params)
     np.testing.assert_allclose(got["loss"], want, rtol=1e-5)
     np.testing.assert_allclose(got["iwae_bound"], iwae, rtol=1e-5)
@@ -148,7 +157,7 @@ def test_piwae_trains_the_decoder_on_iwae_of_all_samples_and_the_encoder_on_miwa
   model, params, x, keys_B = _setup(config)
   hp = hparams.of(config)
   mean_loss = lambda p: jnp.mean(shared.bound_metrics(
-      model, p, x, x, posterior_streams(keys_B, len(x)), config, hp, True)["loss"])
+      model, p, x, x, posterior_streams(keys_B), config, hp, True)["loss"])
   got = jax.jit(jax.grad(mean_loss))(params)
   log_w = lambda p: likelihood.importance_log_weights(model, p, x, x, keys_B, m * k, m * k)
   iwae_grad = jax.jit(jax.grad(lambda p: -jnp.mean(losses.iwae_bound(log_w(p)))))(params)

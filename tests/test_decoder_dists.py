@@ -172,7 +172,7 @@ def test_the_nll_estimator_is_exact_for_a_linear_gaussian_vae(decoder_std):
   np.testing.assert_allclose(log_w_KxB, np.broadcast_to(log_px(x_Bx), (64, 3)), rtol=1e-5,
                              atol=1e-5)
   config.eval_num_samples, config.eval_sample_chunk = 8, 8
-  nll = shared.test_nll(model, params, x, x, posterior_streams(keys_B, 3), config)
+  nll = shared.test_nll(model, params, x, x, posterior_streams(keys_B), config)
   np.testing.assert_allclose(nll["nll"], -log_px(x_Bx), rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(nll["nll_bits_per_dim"], -log_px(x_Bx) / (3 * np.log(2)), rtol=1e-5,
                              atol=1e-5)
@@ -202,7 +202,7 @@ def test_every_family_with_a_likelihood_trains_and_evaluates_a_logistic_mixture(
   chex.assert_shape(jax.jit(model.apply)({"params": params}, x, keys_B)["logits"],
                     (2 * copies, 4, 4, 18))
   hp = {**hparams.of(config), hparams.NUM_TRAIN: jnp.float32(100)}
-  streams = sampling.streams(keys_B, 2 * copies)
+  streams = sampling.streams(keys_B)
   train = jax.jit(lambda p: objectives.per_example(model, p, x, x, streams, config, hp,
                                                    training=True, step=jnp.int32(0)))(params)
   test = jax.jit(lambda p: objectives.per_example(model, p, x, x, streams, config, hp,

@@ -183,7 +183,7 @@ def test_every_familys_objective_at_constant_networks_against_numpy(name):
   params = _constant_networks(model.init(jax.random.key(0), x[:2], keys_B[:2])["params"])
   num_train = 1000.0
   hp = {**hparams.of(config), hparams.NUM_TRAIN: jnp.float32(num_train)}
-  streams = sampling.streams(keys_B, COPIES)
+  streams = sampling.streams(keys_B)
   got = jax.jit(lambda p: families.FAMILIES[name].per_example(
       model, p, x, x, streams, config, hp, training=True, step=jnp.int32(0),
       axis_name=None))(params)
@@ -241,7 +241,7 @@ def test_every_familys_objective_at_constant_networks_against_numpy(name):
     exact("loss", sq_err + (1 + config.objective.commitment) * dist)
   elif name == "wae":
     # The codes are all one point c; example b's prior draw is N(0, I) from its prior stream.
-    prior_BxZ = f64(jax.vmap(lambda k: jax.random.normal(k, latent.shape))(streams.prior))
+    prior_BxZ = f64(jax.vmap(lambda k: jax.random.normal(k, latent.shape))(streams.prior.key))
     c = 2.0 * latent.size
     k_pp = c / (c + ((prior_BxZ[:, None] - prior_BxZ[None]) ** 2).sum(-1))
     k_zp_B = c / (c + ((prior_BxZ - latent) ** 2).sum(-1))
@@ -293,6 +293,7 @@ def test_every_module_of_the_table_passes_the_import_check_and_names_its_main_me
 # --- Randomness streams ------------------------------------------------------------------------
 
 def _key_set(keys) -> set[tuple[int, ...]]:
+  keys = keys.key if isinstance(keys, sampling.Stream) else keys
   return {tuple(int(v) for v in row) for row in np.asarray(jax.random.key_data(keys)).reshape(
       -1, 2)}
 
@@ -303,12 +304,12 @@ def test_no_two_streams_share_a_key_nor_any_draw_of_the_posteriors_samples():
   are all distinct. catches: two streams from the same fold_in (e.g. prior = posterior), a stream
   that is the example's own key, or a prior stream among fold_in(posterior, j)."""
   keys_B = sampling.example_keys(jax.random.key(11), 0, 64)
-  streams = sampling.streams(keys_B, 64)
+  streams = sampling.streams(keys_B)
   assert streams._fields == ("input", "corrupt", "posterior", "prior", "extra")
   sets = {name: _key_set(getattr(streams, name)) for name in streams._fields}
   sets["example"] = _key_set(keys_B)
   j_J = jnp.arange(100)
-  per_sample = jax.vmap(lambda k: jax.vmap(jax.random.fold_in, (None, 0))(k, j_J))
+  per_sample = lambda s: jax.vmap(lambda j: sampling.fold_in(s, j).key)(j_J)
   sets["posterior samples"] = _key_set(per_sample(streams.posterior))
   sets["nll samples"] = _key_set(per_sample(sampling.fold_in(streams.posterior, 1)))
   assert [len(s) for s in sets.values()] == [64] * 6 + [6400] * 2  # No repeat inside a set.
@@ -331,7 +332,7 @@ def test_a_family_receives_the_prior_and_extra_streams_apart_from_the_models_pos
     out = model.apply({"params": params}, x_in, streams.posterior)
     eps_BxZ = (out["z"] - out["mean"]) / jnp.exp(0.5 * out["logvar"])  # The posterior's noise.
     for name in ("prior", "extra"):
-      draw_BxZ = sampling.normal(getattr(streams, name), eps_BxZ.shape[1:])
+      draw_BxZ = sampling.normal(getattr(streams, name), eps_BxZ.shape)
       metrics[f"{name}_gap"] = jnp.min(jnp.abs(draw_BxZ - eps_BxZ), axis=1)
     return metrics
 

@@ -107,14 +107,14 @@ def _wide(p_net):
 def _draws(keys_B, k, size):
   """The standard-normal draws aejax.likelihood gives sample j of example b, [K, B, E]."""
   return np.stack([[np.asarray(jax.random.normal(jax.random.fold_in(key, j), (size,)))
-                    for key in keys_B] for j in range(k)]).astype(np.float64)
+                    for key in keys_B.key] for j in range(k)]).astype(np.float64)
 
 
 def _per_example(model, params, x, keys_B, config, step=0):
   step = None if step is None else jnp.asarray(step)
   fn = lambda p, x, s: objectives.per_example(model, p, x, x, s, config, hparams.of(config),
                                               training=step is not None, step=step)
-  return jax.jit(fn)(params, x, posterior_streams(keys_B, len(x)))
+  return jax.jit(fn)(params, x, posterior_streams(keys_B))
 
 
 def test_the_two_layer_elbo_and_iwae_bound_against_numpy():

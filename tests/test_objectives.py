@@ -98,11 +98,13 @@ def test_the_estimate_does_not_depend_on_the_chunk_size(mnist):
   chex.assert_shape(chunked, (120, 300))  # 3 chunks of 50, the last one trimmed.
   # Sample j of an example is the same draw whatever the chunk it is decoded in.
   np.testing.assert_allclose(chunked, one, rtol=1e-5, atol=1e-3)
-  # And example b's samples are its own: a sub-batch of the per-example keys gives its columns.
+  # With one key per example (analysis), example b's samples are its own: a sub-batch of the
+  # keys gives its columns.
   keys_B = sampling.example_keys(jax.random.key(1), 0, 300)
+  whole = likelihood.importance_log_weights(model, params, x, x, keys_B, 120, 120)
   part = likelihood.importance_log_weights(model, params, x[100:110], x[100:110],
-                                           keys_B[100:110], 120, 7)
-  np.testing.assert_allclose(part, one[:, 100:110], rtol=1e-5, atol=1e-3)
+                                           keys_B.key[100:110], 120, 7)
+  np.testing.assert_allclose(part, whole[:, 100:110], rtol=1e-5, atol=1e-3)
 
 
 def test_iwae_training_objective_and_eval_nll(mnist):

@@ -33,11 +33,12 @@ def _rows(workdir):
     return [json.loads(line) for line in f]
 
 
-def test_one_device_mesh_and_pmap_give_the_same_parameters(data_dir):
+def test_one_device_mesh_and_pmap_give_the_same_binarisation_and_parameters(data_dir):
   proc = subprocess.run([sys.executable, os.path.join(REPO, "tests", "parallel_equivalence.py"),
                          data_dir], cwd=REPO, capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, proc.stderr[-4000:]
   assert "EQUIVALENT adam" in proc.stdout and "EQUIVALENT sgd" in proc.stdout, proc.stdout
+  assert "EQUIVALENT binarisation on 1 and 4 devices" in proc.stdout, proc.stdout
 
 
 _VQ_USAGE = """

@@ -94,7 +94,7 @@ def _objective(model, params, x, keys, config, step):
   step = None if step is None else jnp.asarray(step)
   fn = lambda p, x, s: objectives.per_example(model, p, x, x, s, config, hparams.of(config),
                                               training=step is not None, step=step)
-  return jax.jit(fn)(params, x, posterior_streams(keys, len(x)))
+  return jax.jit(fn)(params, x, posterior_streams(keys))
 
 
 def test_elbo_is_reconstruction_plus_the_monte_carlo_kl_at_the_sample(tiny):
@@ -129,7 +129,7 @@ def test_iwae_bound_and_test_nll_weigh_samples_by_the_vamp_prior(tiny):
   def bound(keys, k):
     """log (1/k) sum_j p(x, z_j) / q(z_j|x), z_j from sample j's standard-normal draw."""
     draw = jax.jit(lambda key, j: jax.random.normal(jax.random.fold_in(key, j), (3,)))
-    eps = np.stack([[np.asarray(draw(key, j)) for key in keys] for j in range(k)])
+    eps = np.stack([[np.asarray(draw(key, j)) for key in keys.key] for j in range(k)])
     z_KxBxZ = mean + np.exp(0.5 * logvar) * eps.astype(np.float64)
     decode = _apply(model, "decode")
     log_w = []

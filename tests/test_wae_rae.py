@@ -56,7 +56,7 @@ def _objective(model, params, x, keys, config, step=0):
   step = None if step is None else jnp.asarray(step)
   fn = lambda p, x, s: objectives.per_example(model, p, x, x, s, config, hparams.of(config),
                                               training=step is not None, step=step)
-  return jax.jit(fn)(params, x, sampling.streams(keys, len(x)))
+  return jax.jit(fn)(params, x, sampling.streams(keys))
 
 
 def test_wae_objective_is_reconstruction_plus_lambda_mmd_to_its_own_prior_draws():
@@ -68,7 +68,7 @@ def test_wae_objective_is_reconstruction_plus_lambda_mmd_to_its_own_prior_draws(
   # The prior's draws come from the prior stream, stream 3 of the example's key (catches: prior
   # samples drawn from the posterior stream, the model's keys).
   prior = np.stack([np.asarray(jax.random.normal(jax.random.fold_in(k, 3), (3,)))
-                    for k in keys_B])
+                    for k in keys_B.key])
   np.testing.assert_allclose(float(jnp.mean(m["mmd"])), _mmd_double_loop(z, prior), rtol=1e-5)
   np.testing.assert_allclose(np.asarray(m["loss"]), np.asarray(m["sq_err"] + 10.0 * m["mmd"]),
                              rtol=1e-6)

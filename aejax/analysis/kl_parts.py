@@ -42,7 +42,7 @@ def estimate(run: restored_lib.Restored, x: np.ndarray, rng: jax.Array,
   on the chunk."""
   mean_NxZ, logvar_NxZ = (jnp.asarray(a) for a in run.posterior(x))
   n, latents = mean_NxZ.shape
-  eps_NxZ = sampling.normal(sampling.example_keys(rng, 0, n), mean_NxZ.shape[1:])
+  eps_NxZ = sampling.normal(sampling.example_keys(rng, 0, n), mean_NxZ.shape)
   z_NxZ = mean_NxZ + jnp.exp(0.5 * logvar_NxZ) * eps_NxZ
   parts = jax.jit(functools.partial(losses.kl_parts, dataset_size=None))
   per_row = batches.map_padded(lambda _, *rows: parts(*rows, mean_NxZ, logvar_NxZ),

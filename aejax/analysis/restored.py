@@ -73,8 +73,9 @@ def model_inputs(images: np.ndarray, rng: jax.Array, mode: str) -> np.ndarray:
   images scaled to [0, 1] (floats taken as already in [0, 1]), binarised per `mode`."""
   x = (preprocess.to_unit_interval(images) if images.dtype == np.uint8
        else images.astype(np.float32))
-  keys_N = sampling.example_keys(rng, 0, len(images))  # One key per image, as in training.
-  return np.asarray(jax.jit(preprocess.binarize, static_argnums=2)(x, keys_N, mode))
+  # One key per image, so an image's draw does not depend on which images come with it.
+  stream_N = sampling.example_keys(rng, 0, len(images))
+  return np.asarray(jax.jit(preprocess.binarize, static_argnums=2)(x, stream_N, mode))
 
 
 def load_split(config: ml_collections.ConfigDict, builder_dir: str,

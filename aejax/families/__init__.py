@@ -68,7 +68,7 @@ class Family(Protocol):
 
   def create(self, cfg: ml_collections.ConfigDict, image_shape: tuple[int, int, int],
              dtype: str) -> nn.Module:
-    """config.model -> its Linen model; the model's __call__(x, keys_B) gives what per_example
+    """config.model -> its Linen model; the model's __call__(x, stream) gives what per_example
     scores."""
 
   def per_example(self, model: Any, params: Any, x_in: jax.Array, x: jax.Array,

@@ -37,8 +37,8 @@ class AE(nn.Module):
   def decode(self, z_BxZ: jax.Array) -> jax.Array:
     return self.decoder(z_BxZ)
 
-  def __call__(self, x_BxHxWxC: jax.Array, keys_B: jax.Array) -> dict[str, jax.Array]:
-    del keys_B  # Deterministic; the argument keeps one call signature for every family.
+  def __call__(self, x_BxHxWxC: jax.Array, stream: sampling.Stream) -> dict[str, jax.Array]:
+    del stream  # Deterministic; the argument keeps one call signature for every family.
     z_BxZ = self.encode(x_BxHxWxC)
     return {"z": z_BxZ, "logits": self.decode(z_BxZ)}
 

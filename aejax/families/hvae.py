@@ -97,12 +97,11 @@ class HVAE(vae.VAE):
                  + losses.log_normal_diag(z2_KxBxY, s["q_mean2"], s["q_logvar2"]))
     return log_p_KxB - log_q_KxB
 
-  def __call__(self, x_BxHxWxC: jax.Array, keys_B: jax.Array) -> dict[str, jax.Array]:
+  def __call__(self, x_BxHxWxC: jax.Array, stream: sampling.Stream) -> dict[str, jax.Array]:
     """One posterior sample of both layers per example (and so every network's parameters at
-    init). `keys_B`: one PRNG key per example, or one key (see aejax.sampling)."""
+    init). `stream`: the batch's posterior noise (aejax/sampling.py)."""
     posterior = self.posterior(x_BxHxWxC)
-    keys_B = sampling.as_example_keys(keys_B, x_BxHxWxC.shape[0])
-    eps_1xBxE = sampling.normal(keys_B, (self.noise_size,))[None]
+    eps_1xBxE = sampling.normal(stream, (x_BxHxWxC.shape[0], self.noise_size))[None]
     s = self._samples(posterior, eps_1xBxE)
     return {"z": s["z1"][0], "z2": s["z2"][0], "mean": posterior[0], "logvar": posterior[1],
             "logits": s["logits"][0]}

@@ -59,7 +59,7 @@ def bound_metrics(model: Any, params: Any, x_in: jax.Array, x: jax.Array,
   `log_weights`) and, for 'piwae', INFERENCE. K = config.model.num_samples, M =
   config.model.num_bounds (1 but for 'miwae' and 'piwae'); the one estimator
   (likelihood.importance_log_weights) draws the M x K samples from the posterior stream, sample
-  m * K + k of each example from its own key, so every metric below scores the same samples.
+  m * K + k from the stream folded with m * K + k, so every metric below scores the same samples.
   'loss' is minus the bound trained; 'elbo' is the mean log weight (an unbiased estimate of the
   ELBO), 'iwae_bound' IWAE(M x K), the log of the mean weight.
 

@@ -83,12 +83,11 @@ class VAE(nn.Module):
     log_qz_KxB = losses.log_normal_diag(z_KxBxZ, mean_BxZ[None], logvar_BxZ[None])
     return log_px_KxB + self.log_prior(z_KxBxZ) - log_qz_KxB
 
-  def __call__(self, x_BxHxWxC: jax.Array, keys_B: jax.Array) -> dict[str, jax.Array]:
-    """`keys_B`: one PRNG key per example, or one key (see aejax.sampling)."""
+  def __call__(self, x_BxHxWxC: jax.Array, stream: sampling.Stream) -> dict[str, jax.Array]:
+    """`stream`: the batch's posterior noise (aejax/sampling.py)."""
     mean_BxZ, logvar_BxZ = self.encode(x_BxHxWxC)
-    keys_B = sampling.as_example_keys(keys_B, x_BxHxWxC.shape[0])
     # Reparameterisation: the sample is a differentiable function of (mean, logvar).
-    eps_BxZ = sampling.normal(keys_B, mean_BxZ.shape[1:], mean_BxZ.dtype)
+    eps_BxZ = sampling.normal(stream, mean_BxZ.shape, mean_BxZ.dtype)
     z_BxZ = mean_BxZ + jnp.exp(0.5 * logvar_BxZ) * eps_BxZ
     return {"z": z_BxZ, "mean": mean_BxZ, "logvar": logvar_BxZ,
             "logits": self.decode(z_BxZ)}

@@ -70,9 +70,9 @@ class VampVAE(vae.VAE):
                                          mean_KxZ[None, None], logvar_KxZ[None, None])
     return jax.nn.logsumexp(log_q_SxBxK, axis=-1) - jnp.log(self.num_pseudo)
 
-  def __call__(self, x_BxHxWxC: jax.Array, keys_B: jax.Array) -> dict[str, jax.Array]:
+  def __call__(self, x_BxHxWxC: jax.Array, stream: sampling.Stream) -> dict[str, jax.Array]:
     """The VAE's outputs and log p(z) at the sample, the prior's half of the Monte-Carlo KL."""
-    out = super().__call__(x_BxHxWxC, keys_B)
+    out = super().__call__(x_BxHxWxC, stream)
     return {**out, "log_prior": self.log_prior(out["z"][None])[0]}
 
 

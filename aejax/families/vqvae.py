@@ -48,8 +48,8 @@ class VQVAE(nn.Module):
   def decode(self, z_BxL: jax.Array) -> jax.Array:
     return self.decoder(z_BxL)
 
-  def __call__(self, x_BxHxWxC: jax.Array, keys_B: jax.Array) -> dict[str, jax.Array]:
-    del keys_B  # Deterministic.
+  def __call__(self, x_BxHxWxC: jax.Array, stream: sampling.Stream) -> dict[str, jax.Array]:
+    del stream  # Deterministic.
     z_BxL, z_e_BxNxD, e_BxNxD, idx_BxN = self._quantize(x_BxHxWxC)
     return {"z": z_BxL, "z_e": z_e_BxNxD, "codes": e_BxNxD, "indices": idx_BxN,
             "logits": self.decode(z_BxL)}

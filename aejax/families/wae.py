@@ -48,9 +48,9 @@ def per_example(model: Any, params: Any, x_in: jax.Array, x: jax.Array,
     # batches, so the test metrics are the reconstruction's (the figures show the samples).
     return metrics
   z_BxZ = outputs["z"]
-  # Example b's prior draw comes from its own prior-stream key: the same draws however the batch
-  # is split, and never the noise of another part of the step.
-  prior_BxZ = sampling.normal(streams.prior, z_BxZ.shape[1:])
+  # The prior draws come from the prior stream: the same draws however the batch is split, and
+  # never the noise of another part of the step.
+  prior_BxZ = sampling.normal(streams.prior, z_BxZ.shape)
   metrics["mmd"] = losses.mmd_imq(z_BxZ, prior_BxZ, axis_name)
   metrics["loss"] = metrics["loss"] + hp["objective.mmd_weight"] * metrics["mmd"]
   return metrics
