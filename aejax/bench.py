@@ -1,21 +1,26 @@
 r"""Throughput of aejax's loop beside a per-step baseline, in one process.
 
   python -m aejax.bench --experiment=vae --batch_sizes=128,1024,8192 [--json] [--steps=2000]
+  python -m aejax.bench --experiment=vae --batch_sizes=128 --modes=device,peer --rounds=3
 
 Per batch size (and dtype) it times, after a warm-up and up to `block_until_ready`:
   baseline  the usual loop (as in the Flax VAE example): a host-side permutation, a numpy batch
             gathered on the host per step and fed to the jitted step, a key split on the host;
   device    aejax's device-resident epoch (`epochs.make_train_chunk`): one call per epoch, its
             steps run as config.loop chooses for this backend and model (`loop` in the row);
+  peer      the loop a JAX user writes by hand for the same VAE (aejax/minimal_loop.py): one
+            lax.scan per epoch, no aejax code in the step; `ratio_to_peer` is device over peer;
   stream    aejax's streaming epoch (`input_pipeline.StreamEpochs`): grain reads and decodes
             each batch from the prepared TFDS files.
   group     with --replicas=1,8,32: a vectorised group (`train.train_group`'s program) of G
             runs, the device epoch vmapped over a leading run axis; examples/s is the aggregate
             over the G runs, `ratio_to_one_run` compares it with the device row (one run).
-All of them run the same pure `train.train_step` (same model, loss and optimizer). Each row gives
-examples/s, the ratio to the baseline of the same batch size and dtype, compile time, and the
-achieved FLOP/s from the FLOPs of one compiled step (XLA's cost analysis where the backend
-reports it, else an analytic count of the dense layers; `flops_source` says which).
+All but the peer run the same pure `train.train_step` (same model, loss and optimizer). With
+--rounds=N, baseline, device and peer are each timed N times, alternating, one row per round.
+Each row gives examples/s, the ratios to the baseline and to the peer of the same batch size,
+dtype and round, compile time, and the achieved FLOP/s from the FLOPs of one compiled step (XLA's
+cost analysis where the backend reports it, else an analytic count of the dense layers;
+`flops_source` says which).
 """
 
 import contextlib
@@ -40,6 +45,7 @@ from aejax.data import views
 from aejax.data import input_pipeline
 from aejax import families
 from aejax import loops
+from aejax import minimal_loop
 from aejax import models
 from aejax import optimizers
 from aejax import parallel
@@ -49,12 +55,13 @@ from aejax import train
 from aejax import validation
 from aejax.errors import UserError
 
-MODES = ("baseline", "device", "stream")
+MODES = ("baseline", "device", "peer", "stream")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 _EXPERIMENT = flags.DEFINE_string("experiment", "vae", "Name of a file in experiments/.")
 _BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["128", "1024", "8192"], "Global batch sizes.")
-_MODES = flags.DEFINE_list("modes", list(MODES), f"Which of {MODES} to time.")
+_MODES = flags.DEFINE_list("modes", ["baseline", "device", "stream"],
+                           f"Which of {MODES} to time ('peer': a VAE on the ELBO only).")
 _DTYPES = flags.DEFINE_list("dtypes", ["float32"], "Compute dtypes: float32, bfloat16.")
 _STEPS = flags.DEFINE_integer(
     "steps", 500, "Timed steps of baseline and device, rounded up to whole epochs.")
@@ -73,6 +80,8 @@ _LOOP = flags.DEFINE_string("loop", None, f"config.loop for device, one of {loop
                             "(default: the experiment's).")
 _CONV_IMPL = flags.DEFINE_string("conv_impl", None, "config.model.conv_impl, one of "
                                  f"{models.CONV_IMPLS} (default: the experiment's).")
+_ROUNDS = flags.DEFINE_integer(
+    "rounds", 1, "Times baseline, device and peer are each timed, alternating (one row each).")
 _JSON = flags.DEFINE_bool("json", False, "One JSON object per line instead of a table.")
 
 
@@ -114,11 +123,10 @@ def timed(fn, trace_name: str | None = None) -> tuple[float, object]:
   return seconds, out
 
 
-def time_device_epochs(step_fn, layout: group.Layout, run, state, images: np.ndarray, *,
-                       batch_size: int, loop: str, epochs: int, spe: int,
-                       trace_name: str) -> tuple[float, float]:
-  """(seconds, compile seconds) of `epochs` device-resident epochs (one call each) of the run or
-  group in `layout`, after one warm-up epoch."""
+def device_epochs(step_fn, layout: group.Layout, run, state, images: np.ndarray, *,
+                  batch_size: int, loop: str, epochs: int, spe: int, trace_name: str):
+  """(compile seconds, timer): `timer()` gives the seconds of `epochs` device-resident epochs
+  (one call each) of the run or group in `layout`; one warm-up epoch has run."""
   images_dev = parallel.put_replicated(images, layout.mesh)
   t0 = time.perf_counter()
   epoch_fn = epochs_lib.make_train_chunk(step_fn, batch_size=batch_size, mesh=layout.mesh,
@@ -128,13 +136,40 @@ def time_device_epochs(step_fn, layout: group.Layout, run, state, images: np.nda
   compile_s = time.perf_counter() - t0
   state, _ = jax.block_until_ready(epoch_fn(state, images_dev, 0, 0, run))  # Warm-up.
 
-  def run_epochs(state):
+  held = [state]  # The epoch donates its state: each timing continues from the last one's.
+
+  def run_epochs():
+    state = held[0]
     for epoch in range(1, epochs + 1):
       state, metrics = epoch_fn(state, images_dev, epoch, 0, run)
+    held[0] = state
     return state, metrics
 
-  seconds, _ = timed(lambda: run_epochs(state), trace_name)
-  return seconds, compile_s
+  return compile_s, lambda: timed(run_epochs, trace_name)[0]
+
+
+def peer_epochs(config, model, images: np.ndarray, *, batch_size: int, epochs: int, spe: int,
+                trace_name: str):
+  """(compile seconds, timer) of the hand-written loop (aejax/minimal_loop.py), as
+  device_epochs."""
+  minimal_loop.check(config)
+  images_dev = jax.device_put(images)
+  t0 = time.perf_counter()
+  init, epoch = minimal_loop.make_epoch(model, config, images_dev, batch_size=batch_size,
+                                        steps_per_epoch=spe)
+  params, opt_state = init(jax.random.key(config.seed))
+  key = jax.random.key(config.seed + 1)
+  epoch = epoch.lower(params, opt_state, key).compile()
+  compile_s = time.perf_counter() - t0
+  params, opt_state, _ = jax.block_until_ready(epoch(params, opt_state, key))  # Warm-up.
+
+  def run_epochs():
+    state = (params, opt_state)
+    for i in range(1, epochs + 1):
+      *state, loss = epoch(*state, jax.random.fold_in(key, i))
+    return state, loss
+
+  return compile_s, lambda: timed(run_epochs, trace_name)[0]
 
 
 def bench_group(config, images: np.ndarray, *, replicas: list[int], model, image_shape,
@@ -151,18 +186,22 @@ def bench_group(config, images: np.ndarray, *, replicas: list[int], model, image
                          for i in range(g)])
     state = group.initial_state(layout, run, image_shape=image_shape, model=model,
                                 tx=make_tx(hparams.of(config)))
-    seconds, compile_s = time_device_epochs(
+    compile_s, timer = device_epochs(
         step_fn, layout, run, state, images, batch_size=config.batch_size, loop=loop,
         epochs=epochs, spe=spe, trace_name=f"group{g}_b{config.batch_size}")
-    r = row("group", seconds, epochs * spe * g, compile_s)
+    r = row("group", timer(), epochs * spe * g, compile_s)
     r["replicas"], r["loop"] = g, loop
     rows.append(r)
   return rows
 
 
 def bench_one(config, images: np.ndarray, source, *, modes, steps: int, stream_epochs: int,
-              replicas: list[int] = ()):
-  """Rows (dicts) for one config (batch size, dtype): each requested mode, baseline first."""
+              replicas: list[int] = (), rounds: int = 1):
+  """Rows (dicts) for one config (batch size, dtype): each requested mode, baseline first.
+
+  baseline, device and peer are compiled once, then timed `rounds` times, alternating (round r
+  runs them in the order of `modes`, reversed in odd rounds), so a load that drifts over the run
+  falls on each of them alike; each row's ratios compare it with the same round's rows."""
   batch_size, num_train = config.batch_size, len(images)
   validation.validate_config(config, jax.device_count())
   validation.validate_data(config, num_train)
@@ -184,6 +223,7 @@ def bench_one(config, images: np.ndarray, source, *, modes, steps: int, stream_e
   jit_step = jax.jit(step_fn).lower(fresh_state(), x_spec, keys["train"], hp=run["hp"]).compile()
   step_compile_s = time.perf_counter() - t0
   flops, flops_source = step_flops(jit_step, fresh_state().params, batch_size)
+  suffix = f"b{batch_size}_{config.dtype}"
   rows = []
 
   def row(mode, seconds, timed_steps, compile_s):
@@ -195,6 +235,7 @@ def bench_one(config, images: np.ndarray, source, *, modes, steps: int, stream_e
             "num_train": num_train, "device_kind": jax.devices()[0].device_kind,
             "devices": jax.device_count(), "conv_impl": config.model.conv_impl}
 
+  timers = {}  # mode -> (compile seconds, timer() -> seconds, extra row fields)
   if "baseline" in modes:
     state = fresh_state()
     host_rng = np.random.default_rng(config.seed)
@@ -211,16 +252,29 @@ def bench_one(config, images: np.ndarray, source, *, modes, steps: int, stream_e
       return state
 
     state = jax.block_until_ready(run_baseline(state, min(spe, 10)))  # Warm-up.
-    seconds, _ = timed(lambda: run_baseline(state, epochs * spe),
-                       f"baseline_b{batch_size}_{config.dtype}")
-    rows.append(row("baseline", seconds, epochs * spe, step_compile_s))
-
+    timers["baseline"] = (step_compile_s, lambda: timed(
+        lambda: run_baseline(state, epochs * spe), f"baseline_{suffix}")[0], {})
   if "device" in modes:
     loop = loops.resolve(config.loop, config.model.encoder, jax.default_backend())
-    seconds, compile_s = time_device_epochs(
-        step_fn, layout, run, fresh_state(), images, batch_size=batch_size, loop=loop,
-        epochs=epochs, spe=spe, trace_name=f"device_b{batch_size}_{config.dtype}")
-    rows.append({**row("device", seconds, epochs * spe, compile_s), "loop": loop})
+    compile_s, timer = device_epochs(step_fn, layout, run, fresh_state(), images,
+                                     batch_size=batch_size, loop=loop, epochs=epochs, spe=spe,
+                                     trace_name=f"device_{suffix}")
+    timers["device"] = (compile_s, timer, {"loop": loop})
+  if "peer" in modes:
+    compile_s, timer = peer_epochs(config, model, images, batch_size=batch_size, epochs=epochs,
+                                   spe=spe, trace_name=f"peer_{suffix}")
+    timers["peer"] = (compile_s, timer, {"loop": "scan"})
+  order = [m for m in modes if m in timers]
+  for r in range(rounds):
+    timed_rows = {}
+    for mode in order if r % 2 == 0 else order[::-1]:
+      compile_s, timer, extra = timers[mode]
+      timed_rows[mode] = {**row(mode, timer(), epochs * spe, compile_s), **extra, "round": r}
+    for mode, key in (("baseline", "ratio_to_baseline"), ("peer", "ratio_to_peer")):
+      if mode in timed_rows:
+        for t in timed_rows.values():
+          t[key] = t["examples_per_sec"] / timed_rows[mode]["examples_per_sec"]
+    rows.extend(timed_rows[m] for m in order)
 
   if "stream" in modes:
     state = fresh_state()
@@ -250,18 +304,21 @@ def bench_one(config, images: np.ndarray, source, *, modes, steps: int, stream_e
         r["ratio_to_one_run"] = r["examples_per_sec"] / one if one else None
   base = next((r["examples_per_sec"] for r in rows if r["mode"] == "baseline"), None)
   for r in rows:
-    r["ratio_to_baseline"] = r["examples_per_sec"] / base if base else None
+    if r["mode"] in ("stream", "group"):
+      r["ratio_to_baseline"] = r["examples_per_sec"] / base if base else None
   return rows
 
 
 def format_row(r: dict) -> str:
-  ratio = f"{r['ratio_to_baseline']:.2f}x" if r["ratio_to_baseline"] else "-"
+  ratio = lambda key: f"{r[key]:.2f}x" if r.get(key) else "-"
   mode = f"group{r['replicas']}" if r["mode"] == "group" else r["mode"]
   if r.get("ratio_to_one_run"):
     mode += f" ({r['ratio_to_one_run']:.1f}x one run)"
   return (f"{mode:<9} {r['batch_size']:>6} {r['dtype']:<9} {r['examples_per_sec']:>14,.0f} "
-          f"{ratio:>8} {r['compile_s']:>9.2f} {r['flops_per_sec'] / 1e9:>10.1f} "
-          f"({r['flops_source']})" + (f" loop={r['loop']}" if r.get("loop") else ""))
+          f"{ratio('ratio_to_baseline'):>8} {ratio('ratio_to_peer'):>8} {r['compile_s']:>9.2f} "
+          f"{r['flops_per_sec'] / 1e9:>10.1f} ({r['flops_source']})"
+          + (f" loop={r['loop']}" if r.get("loop") else "")
+          + (f" round={r['round']}" if r.get("round") else ""))
 
 
 def main(argv):
@@ -289,8 +346,8 @@ def run():
   for flag, choices in ((_LOOP, loops.LOOPS), (_CONV_IMPL, models.CONV_IMPLS)):
     if flag.value is not None and flag.value not in choices:
       raise UserError(f"--{flag.name}={flag.value} is unknown; use one of {choices}")
-  if _STEPS.value < 1 or _STREAM_EPOCHS.value < 1:
-    raise UserError("--steps and --stream_epochs must be >= 1")
+  if _STEPS.value < 1 or _STREAM_EPOCHS.value < 1 or _ROUNDS.value < 1:
+    raise UserError("--steps, --stream_epochs and --rounds must be >= 1")
   base_config = load_experiment(_EXPERIMENT.value)
   builder_dir = dataset.prepare(base_config.dataset, **data_flags.values())
   view = views.from_config(base_config)  # The experiment's crop and resize, as training's.
@@ -303,7 +360,7 @@ def run():
     print(f"{_EXPERIMENT.value} on {jax.device_count()} x {jax.devices()[0].device_kind}, "
           f"{len(images)} training images")
     print(f"{'mode':<9} {'batch':>6} {'dtype':<9} {'examples/s':>14} {'vs base':>8} "
-          f"{'compile s':>9} {'GFLOP/s':>10}")
+          f"{'vs peer':>8} {'compile s':>9} {'GFLOP/s':>10}")
   for dtype in _DTYPES.value:
     for batch_size in batch_sizes:
       config = base_config.copy_and_resolve_references()
@@ -315,7 +372,8 @@ def run():
       if _CONV_IMPL.value is not None:
         config.model.conv_impl = _CONV_IMPL.value
       for r in bench_one(config, images, source, modes=modes, steps=_STEPS.value,
-                         stream_epochs=_STREAM_EPOCHS.value, replicas=replicas):
+                         stream_epochs=_STREAM_EPOCHS.value, replicas=replicas,
+                         rounds=_ROUNDS.value):
         print(json.dumps({"experiment": _EXPERIMENT.value, **r}) if _JSON.value
               else format_row(r), flush=True)
 
