@@ -80,6 +80,9 @@ _LOOP = flags.DEFINE_string("loop", None, f"config.loop for device, one of {loop
                             "(default: the experiment's).")
 _CONV_IMPL = flags.DEFINE_string("conv_impl", None, "config.model.conv_impl, one of "
                                  f"{models.CONV_IMPLS} (default: the experiment's).")
+_PEER_LOOP = flags.DEFINE_enum(
+    "peer_loop", None, ["scan", "host"], "How the peer runs an epoch's steps (default: as the "
+    "device mode does: a host loop for a conv model on CPU, else one lax.scan).")
 _ROUNDS = flags.DEFINE_integer(
     "rounds", 1, "Times baseline, device and peer are each timed, alternating (one row each).")
 _JSON = flags.DEFINE_bool("json", False, "One JSON object per line instead of a table.")
@@ -148,26 +151,26 @@ def device_epochs(step_fn, layout: group.Layout, run, state, images: np.ndarray,
   return compile_s, lambda: timed(run_epochs, trace_name)[0]
 
 
-def peer_epochs(config, model, images: np.ndarray, *, batch_size: int, epochs: int, spe: int,
-                trace_name: str):
+def peer_epochs(config, model, images: np.ndarray, *, batch_size: int, loop: str, epochs: int,
+                spe: int, trace_name: str):
   """(compile seconds, timer) of the hand-written loop (aejax/minimal_loop.py), as
-  device_epochs."""
+  device_epochs; `loop`: 'scan', or 'host' where aejax's device mode runs a host loop."""
   minimal_loop.check(config)
   images_dev = jax.device_put(images)
-  t0 = time.perf_counter()
-  init, epoch = minimal_loop.make_epoch(model, config, images_dev, batch_size=batch_size,
-                                        steps_per_epoch=spe)
-  params, opt_state = init(jax.random.key(config.seed))
+  init, compile_epoch = minimal_loop.make_epoch(model, config, images_dev, batch_size=batch_size,
+                                                steps_per_epoch=spe, loop=loop)
+  params, opt_state = jax.block_until_ready(init(jax.random.key(config.seed)))
   key = jax.random.key(config.seed + 1)
-  epoch = epoch.lower(params, opt_state, key).compile()
+  t0 = time.perf_counter()
+  epoch = compile_epoch(params, opt_state, key)
   compile_s = time.perf_counter() - t0
-  params, opt_state, _ = jax.block_until_ready(epoch(params, opt_state, key))  # Warm-up.
+  held = list(jax.block_until_ready(epoch(params, opt_state, key))[:2])  # Warm-up.
 
   def run_epochs():
-    state = (params, opt_state)
     for i in range(1, epochs + 1):
-      *state, loss = epoch(*state, jax.random.fold_in(key, i))
-    return state, loss
+      params, opt_state, loss = epoch(*held, jax.random.fold_in(key, i))
+      held[:] = params, opt_state
+    return held, loss
 
   return compile_s, lambda: timed(run_epochs, trace_name)[0]
 
@@ -261,9 +264,14 @@ def bench_one(config, images: np.ndarray, source, *, modes, steps: int, stream_e
                                      trace_name=f"device_{suffix}")
     timers["device"] = (compile_s, timer, {"loop": loop})
   if "peer" in modes:
-    compile_s, timer = peer_epochs(config, model, images, batch_size=batch_size, epochs=epochs,
-                                   spe=spe, trace_name=f"peer_{suffix}")
-    timers["peer"] = (compile_s, timer, {"loop": "scan"})
+    # The peer runs its steps as aejax's device mode does ('host': a conv model on CPU, where a
+    # scan's convolutions are single-threaded loops; aejax/loops.py), unless --peer_loop says.
+    loop = _PEER_LOOP.value or ("host" if loops.resolve(config.loop, config.model.encoder,
+                                                        jax.default_backend()) == "host"
+                                else "scan")
+    compile_s, timer = peer_epochs(config, model, images, batch_size=batch_size, loop=loop,
+                                   epochs=epochs, spe=spe, trace_name=f"peer_{suffix}")
+    timers["peer"] = (compile_s, timer, {"loop": loop})
   order = [m for m in modes if m in timers]
   for r in range(rounds):
     timed_rows = {}
