@@ -82,6 +82,13 @@ def test_bench_times_the_hand_written_peer_beside_the_device_loop_alternating(da
     assert abs(device["ratio_to_peer"] - device["examples_per_sec"] / peer["examples_per_sec"]
                ) < 1e-9
     assert device["timed_steps"] == peer["timed_steps"] == 8  # One epoch of 512 images.
+  # A conv VAE on CPU: the peer runs its steps from a host loop, as aejax's device mode does.
+  proc = run_aejax("--json", f"--data_dir={data_dir}", "--experiment=conv_vae",
+                   "--num_train=256", "--batch_sizes=128", "--steps=2", "--modes=device,peer",
+                   module="aejax.bench")
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  device, peer = [json.loads(line) for line in proc.stdout.splitlines()]
+  assert device["loop"] == peer["loop"] == "host" and peer["timed_steps"] == 2
   proc = run_aejax(f"--data_dir={data_dir}", "--experiment=conv_ae", "--modes=peer",
                    module="aejax.bench")
   assert proc.returncode == 2
