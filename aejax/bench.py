@@ -9,7 +9,8 @@ Per batch size (and dtype) it times, after a warm-up and up to `block_until_read
   device    aejax's device-resident epoch (`epochs.make_train_chunk`): one call per epoch, its
             steps run as config.loop chooses for this backend and model (`loop` in the row);
   peer      the loop a JAX user writes by hand for the same VAE (aejax/minimal_loop.py): one
-            lax.scan per epoch, no aejax code in the step; `ratio_to_peer` is device over peer;
+            lax.scan per epoch (a host loop over one compiled step where device runs one), no
+            aejax code in the step; `ratio_to_peer` is device over peer;
   stream    aejax's streaming epoch (`input_pipeline.StreamEpochs`): grain reads and decodes
             each batch from the prepared TFDS files.
   group     with --replicas=1,8,32: a vectorised group (`train.train_group`'s program) of G
