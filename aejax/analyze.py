@@ -30,6 +30,7 @@ from aejax import losses
 from aejax import memory
 from aejax.analysis import probes
 from aejax.analysis import restored as restored_lib
+from aejax.analysis import samplers
 from aejax.run import lock
 from aejax.run import rundir
 from aejax.run import storage
@@ -290,7 +291,8 @@ def write_figures(run, out_dir: str, x_test: np.ndarray, test_labels: np.ndarray
                           run.decode((1 - t_T) * z_ends[0][None] + t_T * z_ends[1][None]))
     made += ["samples", "interpolation"]
   elif run.ex_post_components:
-    z = probes.gaussian_mixture_samples(codes_train, run.ex_post_components, 64, seed)
+    z = samplers.gmm_sample(samplers.gaussian_mixture(codes_train, run.ex_post_components, seed),
+                            64, seed)
     figures.samples(path("samples"), run.decode(z))
     made.append("samples")
   if codes_test.shape[1] == 2:

@@ -71,13 +71,3 @@ def auroc(scores_normal: np.ndarray, scores_anomalous: np.ndarray) -> float:
   labels = np.concatenate([np.zeros(len(scores_normal)), np.ones(len(scores_anomalous))])
   return float(roc_auc_score(labels, np.concatenate([scores_normal, scores_anomalous])))
 
-
-def gaussian_mixture_samples(codes_train_NxZ: np.ndarray, components: int, num: int,
-                             seed: int) -> np.ndarray:
-  """num codes [num, Z] drawn from a Gaussian mixture (full covariances, seeded) fitted to the
-  train codes: ex-post density estimation, to sample a model that has no prior (RAE)."""
-  from sklearn.mixture import GaussianMixture
-
-  gmm = GaussianMixture(components, covariance_type="full", random_state=seed)
-  gmm.fit(np.asarray(codes_train_NxZ, np.float64))
-  return gmm.sample(num)[0].astype(np.float32)
