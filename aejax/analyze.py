@@ -30,6 +30,7 @@ from aejax import losses
 from aejax import memory
 from aejax.analysis import probes
 from aejax.analysis import restored as restored_lib
+from aejax.analysis import sample_scores
 from aejax.analysis import samplers
 from aejax.run import lock
 from aejax.run import rundir
@@ -52,6 +53,17 @@ _EVAL_MEMORY = flags.DEFINE_float(
     "eval_memory_bytes", 0, "Bytes of device memory the NLL's decoded samples and the KL parts "
     "may take at once, e.g. 4e9; 0: a quarter of the device's memory ($AEJAX_DEVICE_MEMORY_BYTES, "
     "else the device's limit, else the host's memory). The numbers do not depend on it.")
+_SAMPLE_QUALITY = flags.DEFINE_bool(
+    "sample_quality", False, "Also measure sample quality in the dataset's feature network "
+    "(built once beside the prepared dataset): FD, KID, precision, recall, density and coverage "
+    "of generated and of reconstructed test images, and the real floor (docs/analysis.md).")
+_SAMPLE_IMAGES = flags.DEFINE_integer(
+    "sample_images", sample_scores.IMAGES, "Generated images and test images each of the "
+    "sample-quality metrics compares (at most the test split).")
+_EX_POST_COMPONENTS = flags.DEFINE_integer(
+    "ex_post_components", samplers.EX_POST_COMPONENTS, "Components of the Gaussian mixture "
+    "fitted to the train codes of a family without a prior (ae, rae), which the sample-quality "
+    "metrics sample from; 0: such a family has no sampler.")
 flags.mark_flags_as_required(["workdir"])
 cli.require_local_paths("workdir")
 
@@ -102,13 +114,17 @@ def family_reports(run: restored_lib.Restored) -> dict[str, float]:
 def analyze(workdir: str, *, step: int | None = None, k: int = 5000, data_dir: str | None = None,
             manual_dir: str | None = None, download: bool = True, nll_images: int = 0,
             probe_examples: int = 0, neighbors: int = 5, seed: int = 0,
-            eval_memory_bytes: float = 0) -> dict:
+            eval_memory_bytes: float = 0, sample_quality: bool = False,
+            sample_images: int = sample_scores.IMAGES,
+            ex_post_components: int = samplers.EX_POST_COMPONENTS) -> dict:
   """Writes <workdir>/analysis/{metrics.json, *.png, report.md}; returns the metrics.json dict."""
   if (k < 1 or neighbors < 1 or probe_examples < 0 or nll_images < 0
       or eval_memory_bytes < 0):
     raise UserError(f"--k={k} and --neighbors={neighbors} must be >= 1, --probe_examples="
                     f"{probe_examples}, --nll_images={nll_images} and --eval_memory_bytes="
                     f"{eval_memory_bytes:g} >= 0")
+  if sample_quality:
+    sample_scores.check_settings(sample_images, ex_post_components)
   restored_lib.load_config(workdir)  # A folder that holds no run is neither locked nor created.
   # Locked before anything is read: not while a run or another analysis writes this workdir.
   with storage.writing(os.path.join(workdir, lock.FILENAME)):
@@ -116,14 +132,17 @@ def analyze(workdir: str, *, step: int | None = None, k: int = 5000, data_dir: s
   try:
     return _analyze(workdir, step=step, k=k, data_dir=data_dir, manual_dir=manual_dir,
                     download=download, nll_images=nll_images, probe_examples=probe_examples,
-                    neighbors=neighbors, seed=seed, eval_memory_bytes=eval_memory_bytes)
+                    neighbors=neighbors, seed=seed, eval_memory_bytes=eval_memory_bytes,
+                    sample_quality=sample_quality, sample_images=sample_images,
+                    ex_post_components=ex_post_components)
   finally:
     lock.release(workdir)
 
 
 def _analyze(workdir: str, *, step: int | None, k: int, data_dir: str | None,
              manual_dir: str | None, download: bool, nll_images: int, probe_examples: int,
-             neighbors: int, seed: int, eval_memory_bytes: float) -> dict:
+             neighbors: int, seed: int, eval_memory_bytes: float, sample_quality: bool,
+             sample_images: int, ex_post_components: int) -> dict:
   # Fails on a bad workdir/step before any data work.
   run = restored_lib.restore(workdir, step, data_dir=data_dir)
   config = run.config
@@ -136,6 +155,9 @@ def _analyze(workdir: str, *, step: int | None, k: int, data_dir: str | None,
   storage.remove_killed_temps(out_dir)
 
   builder_dir = dataset.prepare(config.dataset, data_dir, manual_dir, download)
+  # Found or built before the other metrics, so a dataset without one fails before that work.
+  net = (sample_scores.feature_network(config, data_dir, manual_dir, download)
+         if sample_quality else None)
   train_images, train_labels = restored_lib.load_split(config, builder_dir, "train")
   test_images, test_labels = restored_lib.load_split(config, builder_dir, "test")
   # A dataset without class labels (CelebA, a folder of your own): no probes, no held-out AUROC.
@@ -205,6 +227,14 @@ def _analyze(workdir: str, *, step: int | None, k: int, data_dir: str | None,
   logging.info("Baselines, probes and AUROC done: %s", m)
 
   made = write_figures(run, out_dir, x_test, test_labels, codes_train, codes_test, seed)
+  quality = None
+  if net is not None:  # Codes of the whole train split: the ex-post samplers are fitted to them.
+    quality = sample_scores.measure(
+        run, net, train_images, test_images, x_test,
+        codes_train if len(subset) == len(x_train) else run.encode(x_train),
+        images=sample_images, components=ex_post_components, seed=seed, out_dir=out_dir)
+    m.update(quality.metrics)
+    made.append(quality.figure)
   result = {
       "workdir": os.path.abspath(workdir), "step": run.step, "model": config.model.name,
       "latents": config.model.latents, "binarize": mode, "test_images": len(x_test),
@@ -219,6 +249,9 @@ def _analyze(workdir: str, *, step: int | None, k: int, data_dir: str | None,
                              families.has_kl_parts(config)),
       "figures": sorted(made),
   }
+  if quality is not None:
+    result["sample_quality"] = quality.record
+    result["protocols"]["sample_quality"] = quality.protocol
   if held_out is not None:
     result["protocols"]["held_out"] = held_out.pop("protocol")
     result["protocols"].update(held_out.pop("left_out"))
@@ -347,7 +380,8 @@ def report(result: dict) -> str:
            f"`{result['binarize']}`; {result['test_images']} test images.", "",
            "| metric | value | what |", "|---|---|---|"]
   for name, value in result["metrics"].items():
-    text = METRIC_TEXT.get(name) or (REPORT_TEXT if name.startswith("train_") else "")
+    text = (METRIC_TEXT.get(name) or (REPORT_TEXT if name.startswith("train_") else "")
+            or sample_scores.describe(name, result.get("sample_quality", {}).get("network")))
     lines.append(f"| `{name}` | {value:.4f} | {text} |")
   if "held_out" in result:
     lines += ["", *anomaly.report_lines(result["held_out"]["normal_labels"],
@@ -371,7 +405,8 @@ def main(argv: list[str]) -> None:
             nll_images=_NLL_IMAGES.value,
             probe_examples=_PROBE_EXAMPLES.value,
             neighbors=_NEIGHBORS.value, seed=_SEED.value,
-            eval_memory_bytes=_EVAL_MEMORY.value)
+            eval_memory_bytes=_EVAL_MEMORY.value, sample_quality=_SAMPLE_QUALITY.value,
+            sample_images=_SAMPLE_IMAGES.value, ex_post_components=_EX_POST_COMPONENTS.value)
   except (UserError, StorageError) as e:
     cli.fail(str(e), e.exit_code)
   except jax.errors.JaxRuntimeError as e:

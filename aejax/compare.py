@@ -43,8 +43,8 @@ _METRIC = flags.DEFINE_list(
 _OUT = flags.DEFINE_string("out", None, "Folder to write compare.csv and curves.png to.")
 
 # Which way is better, by words in the metric's name; others (kl, grad_norm) have no best.
-HIGHER_IS_BETTER = ("elbo", "acc", "auroc")
-LOWER_IS_BETTER = ("sq_err", "bce", "loss", "rec", "nll", "err")
+HIGHER_IS_BETTER = ("elbo", "acc", "auroc", "precision", "recall", "coverage")
+LOWER_IS_BETTER = ("sq_err", "bce", "loss", "rec", "nll", "err", "fd", "kid")
 ANALYSIS_PREFIX = "analysis."
 
 

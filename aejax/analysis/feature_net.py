@@ -108,10 +108,11 @@ def default_recipe(image_shape: tuple[int, ...], labelled: bool,
 
 
 class FeatureNet:
-  """A stored feature network: `features(images)` and the `record` it was stored with."""
+  """A stored feature network: `features(images)`, the `record` it was stored with and the
+  `directory` it is stored in (what is computed once from it may be kept there too)."""
 
-  def __init__(self, model: nn.Module, params, record: dict):
-    self.record = record
+  def __init__(self, model: nn.Module, params, record: dict, directory: str):
+    self.record, self.directory = record, directory
     self._params = params
     self._features = jax.jit(lambda p, x: _features_in_batches(model, p, x))
 
@@ -276,7 +277,7 @@ def _load(directory: str, recipe: Recipe, data: dict, fp: str) -> FeatureNet:
                           abstract)
   with ocp.StandardCheckpointer() as checkpointer:
     params = checkpointer.restore(os.path.join(directory, PARAMS), abstract)
-  return FeatureNet(model, params, record)
+  return FeatureNet(model, params, record, directory)
 
 
 # -- Training ------------------------------------------------------------------------------------

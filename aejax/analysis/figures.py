@@ -56,9 +56,10 @@ def reconstructions(path: str, images: np.ndarray, recons: np.ndarray, cols: int
   return _save(fig, path)
 
 
-def samples(path: str, images: np.ndarray, rows: int = 8) -> str:
+def samples(path: str, images: np.ndarray, rows: int = 8,
+            source: str = "from the prior") -> str:
   fig = Figure(figsize=SIZES["samples"])
-  _image(fig, mosaic(images, rows, rows), f"{rows * rows} samples from the prior (pixel means)")
+  _image(fig, mosaic(images, rows, rows), f"{rows * rows} samples {source} (pixel means)")
   return _save(fig, path)
 
 
