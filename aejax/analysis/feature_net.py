@@ -43,6 +43,7 @@ import optax
 
 from aejax.data import dataset
 from aejax.data import views
+from aejax import loops
 from aejax.errors import UserError
 from aejax.run import storage
 
@@ -296,24 +297,37 @@ def train(model: nn.Module, params, images_NxHxWxC: np.ndarray, labels_N: np.nda
     logits_BxK = model.apply(p, _scaled(x_BxHxWxC))[1]
     return optax.softmax_cross_entropy_with_integer_labels(logits_BxK, y_B).mean()
 
+  def step(state, images, labels, perm_N, i):
+    p, opt_state = state
+    idx_B = jax.lax.dynamic_slice_in_dim(perm_N, i * recipe.batch_size, recipe.batch_size)
+    grads = jax.grad(loss)(p, images[idx_B], labels[idx_B])
+    updates, opt_state = optimizer.update(grads, opt_state, p)
+    return optax.apply_updates(p, updates), opt_state
+
   @jax.jit
-  def epoch(state, images, labels, key):
+  def scanned_epoch(state, images, labels, key):
     perm_N = jax.random.permutation(key, images.shape[0])
+    return jax.lax.scan(lambda s, i: (step(s, images, labels, perm_N, i), None), state,
+                        jnp.arange(steps))[0]
 
-    def step(state, i):
-      p, opt_state = state
-      idx_B = jax.lax.dynamic_slice_in_dim(perm_N, i * recipe.batch_size, recipe.batch_size)
-      grads = jax.grad(loss)(p, images[idx_B], labels[idx_B])
-      updates, opt_state = optimizer.update(grads, opt_state, p)
-      return (optax.apply_updates(p, updates), opt_state), None
+  jit_step = jax.jit(step)
 
-    return jax.lax.scan(step, state, jnp.arange(steps))[0]
+  def host_epoch(state, images, labels, key):
+    perm_N = jax.random.permutation(key, images.shape[0])
+    for i in range(steps):
+      state = jit_step(state, images, labels, perm_N, i)
+    return state
 
+  # A conv net's steps in a scan run single-threaded on XLA:CPU (aejax/loops.py): there, a host
+  # loop over one jitted step; the same steps on the same batches either way.
+  epoch = (host_epoch if loops.resolve("auto", "conv", jax.default_backend()) == "host"
+           else scanned_epoch)
   images, labels = jnp.asarray(images_NxHxWxC), jnp.asarray(labels_N)
   state = (params, optimizer.init(params))
   data_key = jax.random.fold_in(jax.random.key(recipe.seed), 1)
   for e in range(recipe.epochs):
     state = epoch(state, images, labels, jax.random.fold_in(data_key, e))
+    logging.info("Feature network: epoch %d/%d trained", e + 1, recipe.epochs)
   return state[0]
 
 
