@@ -17,6 +17,11 @@ The default metric is the model family's main test metric (its module's MAIN_MET
 `--metric=analysis.<path>` reads the number at that dotted path of `<run>/analysis/metrics.json`
 (written by aejax.analyze): `analysis.metrics.nll`, `analysis.metrics.knn_accuracy`, ...
 Below the table, each metric's mean over the variants (the mean of the rows).
+
+Runs of different experiments differ in many fields: `--by=folder` names each variant by its
+folder instead (e.g. one aejax.sweep workdir per experiment below the path given). Metrics of
+sample quality (analysis.metrics.fd_<network>, ...) get a first row, the real floor that
+aejax.analyze measured beside them: the train images against the same test images.
 """
 
 import csv
@@ -41,11 +46,17 @@ _METRIC = flags.DEFINE_list(
     "or analysis.metrics.<key> of analysis/metrics.json; default: the main metric of the runs' "
     "family (docs/sweeps.md lists each family's).")
 _OUT = flags.DEFINE_string("out", None, "Folder to write compare.csv and curves.png to.")
+_BY = flags.DEFINE_list(
+    "by", None, "The fields that name a variant (config fields, or `folder`: the run's first "
+    "folder below the path given); default: every field that differs between runs. Runs of one "
+    "variant must still differ in nothing but the seed.")
 
 # Which way is better, by words in the metric's name; others (kl, grad_norm) have no best.
 HIGHER_IS_BETTER = ("elbo", "acc", "auroc", "precision", "recall", "coverage")
 LOWER_IS_BETTER = ("sq_err", "bce", "loss", "rec", "nll", "err", "fd", "kid")
 ANALYSIS_PREFIX = "analysis."
+FOLDER = "folder"  # A pseudo-field: the run's first folder below the path it was found under.
+FLOOR = "sample_quality.floor."  # analysis/metrics.json's real floor of the generated metrics.
 
 
 @dataclasses.dataclass
@@ -57,8 +68,9 @@ class Run:
   analysis: dict[str, float]  # analysis/metrics.json, flat; {} when absent or damaged.
 
   @classmethod
-  def read(cls, path: str) -> "Run":
-    config = rundir.with_added_fields(rundir.flatten(rundir.read_config(path)))
+  def read(cls, path: str, folder: str = "") -> "Run":
+    config = {**rundir.with_added_fields(rundir.flatten(rundir.read_config(path))),
+              FOLDER: folder}
     records = rundir.read_metrics(path)
     try:
       analysis = rundir.read_analysis(path)
@@ -98,22 +110,25 @@ def direction(metric: str) -> int:
 
 def find_runs(paths: list[str]) -> list[Run]:
   """Run directories given directly or found anywhere below the given folders."""
-  found = []
+  found = {}
   for path in paths:
     if not os.path.isdir(path):
       raise UserError(f"{path} is not a directory; pass run directories or folders holding them")
     if rundir.is_run(path):
-      found.append(path)
+      found.setdefault(os.path.normpath(path), "")
       continue
     for parent, dirs, _ in os.walk(path):
       dirs.sort()
       runs = [d for d in dirs if rundir.is_run(os.path.join(parent, d))]
-      found.extend(os.path.join(parent, d) for d in runs)
+      for d in runs:
+        below = os.path.relpath(os.path.join(parent, d), path).split(os.sep)
+        found.setdefault(os.path.normpath(os.path.join(parent, d)),
+                         below[0] if len(below) > 1 else "")
       dirs[:] = [d for d in dirs if d not in runs]  # A run's own folders hold no runs.
   if not found:
     raise UserError(f"no run directories (with a config.json) in {' '.join(paths)}; pass the "
                     f"--workdir of aejax.main or aejax.sweep")
-  return [Run.read(p) for p in dict.fromkeys(os.path.normpath(p) for p in found)]
+  return [Run.read(p, folder) for p, folder in found.items()]
 
 
 def main_metric(family_name: str) -> str:
@@ -148,9 +163,25 @@ def check_metrics(metrics: list[str], runs: list[Run]) -> None:
 
 # --- The table ---------------------------------------------------------------------------------
 
-def variant_fields(runs: list[Run]) -> list[str]:
-  keys = sorted({k for r in runs for k in r.config} - {"seed"})
-  return [k for k in keys if len({repr(r.config.get(k)) for r in runs}) > 1]
+def variant_fields(runs: list[Run], by: list[str] | None = None) -> list[str]:
+  """The fields that name a variant: `by`, else every field (but the seed) that differs."""
+  keys = sorted({k for r in runs for k in r.config} - {"seed", FOLDER})
+  differing = [k for k in keys if len({repr(r.config.get(k)) for r in runs}) > 1]
+  if not by:
+    return differing
+  if unknown := [k for k in by if k not in keys and k != FOLDER]:
+    raise UserError(f"--by={','.join(by)}: {', '.join(unknown)} is no config field of the runs; "
+                    f"choose from {FOLDER} or the fields that differ: {', '.join(differing)}")
+  return list(by)
+
+
+def check_variants(groups: dict[tuple, list[Run]]) -> None:
+  """A variant named by --by holds runs that differ in nothing but the seed."""
+  for values, group in groups.items():
+    keys = sorted({k for r in group for k in r.config} - {"seed", FOLDER})
+    if differ := [k for k in keys if len({repr(r.config.get(k)) for r in group}) > 1]:
+      raise UserError(f"the runs of variant {values} differ in {', '.join(differ[:5])}"
+                      f"{', ...' if len(differ) > 5 else ''}; add those fields to --by")
 
 
 def _sort_key(values: tuple) -> tuple:
@@ -179,12 +210,15 @@ def best_epoch(runs: list[Run], metric: str) -> int | None:
   return epochs[int(np.argmax(means) if direction(metric) > 0 else np.argmin(means))]
 
 
-def build_rows(runs: list[Run], metrics: list[str]) -> tuple[list[str], list[dict[str, Any]]]:
+def build_rows(runs: list[Run], metrics: list[str],
+               by: list[str] | None = None) -> tuple[list[str], list[dict[str, Any]]]:
   """One dict per variant, raw numbers (the markdown and the CSV are both written from these)."""
-  fields = variant_fields(runs)
+  fields = variant_fields(runs, by)
   groups: dict[tuple, list[Run]] = {}
   for r in runs:
     groups.setdefault(tuple(r.config.get(k) for k in fields), []).append(r)
+  if by:
+    check_variants(groups)
   curve_metric = best_epoch_metric(metrics)
   rows = []
   for values in sorted(groups, key=_sort_key):
@@ -206,6 +240,21 @@ def build_rows(runs: list[Run], metrics: list[str]) -> tuple[list[str], list[dic
   return fields, rows
 
 
+def floor_rows(runs: list[Run], metrics: list[str]) -> list[dict[str, Any]]:
+  """The real floor of the sample-quality metrics among `metrics`, one row per distinct floor
+  (a different N or split gives another): what the train images score against the test images."""
+  floors: dict[tuple, dict[str, float]] = {}
+  for r in runs:
+    values = {m: r.analysis.get(FLOOR + m[len(ANALYSIS_PREFIX + "metrics."):]) for m in metrics
+              if m.startswith(ANALYSIS_PREFIX + "metrics.")}
+    values = {m: v for m, v in values.items() if v is not None}
+    if values:
+      images = r.analysis.get("sample_quality.images")
+      floors.setdefault((images, tuple(sorted(values.items()))), values)
+  return [{"label": f"real floor: {images} train vs {images} test images", "values": values}
+          for (images, _), values in sorted(floors.items(), key=lambda kv: repr(kv[0]))]
+
+
 def _decimals(x: float) -> int:
   """Four significant digits for the mean; its std gets the same decimals."""
   if not math.isfinite(x):
@@ -224,11 +273,17 @@ def status(row: dict[str, Any]) -> str:
                    for r in row["incomplete"])
 
 
-def markdown(fields: list[str], rows: list[dict[str, Any]], metrics: list[str]) -> str:
+def markdown(fields: list[str], rows: list[dict[str, Any]], metrics: list[str],
+             floors: list[dict[str, Any]] = ()) -> str:
   curve_metric = best_epoch_metric(metrics) or "-"
   header = [*(fields or ["variant"]), "n", *(_metric_header(m) for m in metrics),
             f"best epoch ({curve_metric})", "params", "examples/s", "wall time", "status"]
   lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+  for floor in floors:
+    cells = [floor["label"], *["-"] * (max(1, len(fields)) - 1), "-"]
+    cells += [f"{v:.{_decimals(v)}f}" if (v := floor["values"].get(m)) is not None else "-"
+              for m in metrics]
+    lines.append("| " + " | ".join(cells + ["-"] * 5) + " |")
   for row in rows:
     cells = [_fmt_field(v) for v in row["fields"].values()] or ["all runs"]
     cells.append(str(row["n"]))
@@ -270,13 +325,17 @@ def _metric_header(metric: str) -> str:
 
 
 def write_csv(path: str, fields: list[str], rows: list[dict[str, Any]],
-              metrics: list[str]) -> None:
+              metrics: list[str], floors: list[dict[str, Any]] = ()) -> None:
   """The table's rows and columns, numbers at full precision (mean and std in two columns)."""
   header = [*fields, "n", *(f"{m}_{s}" for m in metrics for s in ("mean", "std")),
             "best_epoch", "params", "examples_per_sec", "wall_seconds", "status"]
   with open(path, "w", newline="") as f:
     writer = csv.writer(f)
     writer.writerow(header)
+    for floor in floors:
+      writer.writerow([floor["label"], *[""] * (len(fields) - 1), "",
+                       *(v for m in metrics for v in (floor["values"].get(m, ""), "")),
+                       *[""] * 5])
     for row in rows:
       writer.writerow([*(_fmt_field(v) for v in row["fields"].values()), row["n"],
                        *(row[m][i] for m in metrics for i in (0, 1)), row["best_epoch"],
@@ -326,17 +385,19 @@ def plot_curves(path: str, fields: list[str], rows: list[dict[str, Any]],
   plt.close(fig)
 
 
-def compare(paths: list[str], metrics: list[str] | None, out: str | None) -> str:
+def compare(paths: list[str], metrics: list[str] | None, out: str | None,
+            by: list[str] | None = None) -> str:
   runs = find_runs(paths)
   metrics = metrics or default_metrics(runs)
   check_metrics(metrics, runs)
-  fields, rows = build_rows(runs, metrics)
-  table = markdown(fields, rows, metrics)
+  fields, rows = build_rows(runs, metrics, by)
+  floors = floor_rows(runs, metrics)
+  table = markdown(fields, rows, metrics, floors)
   if len(rows) > 1:
     table += "\n\n" + variants_mean(rows, metrics)
   if out:
     os.makedirs(out, exist_ok=True)
-    write_csv(os.path.join(out, "compare.csv"), fields, rows, metrics)
+    write_csv(os.path.join(out, "compare.csv"), fields, rows, metrics, floors)
     plot_curves(os.path.join(out, "curves.png"), fields, rows, metrics)
   for row in rows:
     for r in row["incomplete"]:
@@ -355,7 +416,7 @@ def main(argv: list[str]) -> None:
     if problem := rundir.local_path_problem(path):
       cli.fail(problem)
   try:
-    print(compare(argv[1:], _METRIC.value, _OUT.value))
+    print(compare(argv[1:], _METRIC.value, _OUT.value, _BY.value))
   except UserError as e:
     cli.fail(str(e))
   if _OUT.value:

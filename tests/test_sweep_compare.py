@@ -244,3 +244,38 @@ def test_sweep_values_and_directory_names():
   assert sweep_lib.safe_name("(256, 64)") == "256,64"
   assert sweep_lib.safe_name("a/b c") == "a_bc"
   assert sweep_lib.safe_name("1e-3") == "1e-3"
+
+
+def test_compare_by_folder_gives_the_real_floor_as_its_first_row(swept, tmp_path):
+  """Runs of different experiments, one folder each, named by their folder (--by=folder), with
+  the real floor aejax.analyze stores beside sample-quality metrics as the first row.
+  Catches: the floor row left out; the floor shown under the reconstructions' column; a variant
+  named by --by that mixes runs of other configs (here two code sizes) averaged silently."""
+  root = str(tmp_path / "root")
+  fd, floor = {2: 40.0, 4: 30.0}, 1.5
+  for latents, folder in ((2, "small"), (4, "large")):
+    for seed in SEEDS:
+      name = f"mlp_ae-seed={seed}-model.latents={latents}"
+      run = os.path.join(root, folder, name)
+      shutil.copytree(os.path.join(swept, name), run)
+      os.makedirs(os.path.join(run, "analysis"))
+      with open(os.path.join(run, "analysis", "metrics.json"), "w") as f:
+        json.dump({"metrics": {"fd_net": fd[latents] + seed, "rec_fd_net": 1.0},
+                   "sample_quality": {"images": 100, "floor": {"fd_net": floor}}}, f)
+  metrics = "--metric=analysis.metrics.fd_net,analysis.metrics.rec_fd_net"
+  proc = run_aejax(root, "--by=folder", metrics, module="aejax.compare", timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  rows = _table(proc.stdout)
+  assert [r["folder"] for r in rows] == ["real floor: 100 train vs 100 test images", "large",
+                                        "small"]
+  assert rows[0]["analysis.metrics.fd_net ↓"] == "1.500"
+  assert rows[0]["analysis.metrics.rec_fd_net ↓"] == "-"
+  assert [_mean_std(r["analysis.metrics.fd_net ↓"])[:2] for r in rows[1:]] == [
+      (30.5, 0.7071), (40.5, 0.7071)]
+  # One folder holding both code sizes: not one variant.
+  mixed = os.path.join(root, "small", "mlp_ae-seed=0-model.latents=4")
+  shutil.copytree(os.path.join(root, "large", "mlp_ae-seed=0-model.latents=4"), mixed)
+  proc = run_aejax(root, "--by=folder", metrics, module="aejax.compare", timeout=300)
+  assert proc.returncode == 2 and "differ in model.latents; add those fields to --by" in \
+      proc.stderr, proc.stderr[-3000:]
+  assert "Traceback" not in proc.stderr
