@@ -6,34 +6,44 @@
 #
 #   bench/sample_quality.sh /tmp/sample_quality [--data_dir=... --manual_dir=...]
 #
-# EPOCHS (default 10) is the budget of every family; SAMPLE_IMAGES (default 10000) the N of the
-# metrics. Re-running it skips the runs already finished (aejax.sweep) and analyses again.
+# EPOCHS (default 5) is the budget of every family; SAMPLE_IMAGES (default 10000) the N of the
+# metrics; ANALYZE_FLAGS (default "--k=1000 --nll_images=2000 --probe_examples=10000") the rest
+# of aejax.analyze's settings: the test NLL of the families that have one from k = 1000
+# importance samples on the first 2,000 test images; EXPERIMENTS the experiment files (default:
+# one per family, the AE's sparse and denoising variants included).
+# Re-running it skips the runs already finished (aejax.sweep) and analyses again.
 set -euo pipefail
 root=${1:?usage: bench/sample_quality.sh WORKDIR [aejax.sweep flags]}
 shift
 PY=${PY:-python}
-EPOCHS=${EPOCHS:-10}
+EPOCHS=${EPOCHS:-5}
 SAMPLE_IMAGES=${SAMPLE_IMAGES:-10000}
-experiments="mlp_ae sparse_ae denoising_ae rae wae vae beta_tcvae vamp burda2015_vae_2layer vqvae"
+EXPERIMENTS=${EXPERIMENTS:-"vae beta_tcvae vamp burda2015_vae_2layer mlp_ae sparse_ae denoising_ae rae wae vqvae"}
+ANALYZE_FLAGS=${ANALYZE_FLAGS:-"--k=1000 --nll_images=2000 --probe_examples=10000"}
 data_flags=()
 for flag in "$@"; do
   case $flag in --data_dir=*|--manual_dir=*) data_flags+=("$flag") ;; esac
 done
 mkdir -p "$root"
-for e in $experiments; do
+for e in $EXPERIMENTS; do
+  start=$(date +%s)
   "$PY" -m aejax.sweep --config="experiments/$e.py" --workdir="$root/$e" --vectorize \
       --sweep="seed=0,1,2" --config.num_epochs="$EPOCHS" "$@" > "$root/$e.log" 2>&1 \
       || { echo "$e failed: see $root/$e.log" >&2; exit 1; }
-done
-find "$root" -mindepth 3 -maxdepth 3 -name config.json | sort | while read -r config; do
-  run=$(dirname "$config")
-  "$PY" -m aejax.analyze --workdir="$run" --sample_quality --sample_images="$SAMPLE_IMAGES" \
-      "${data_flags[@]}" > "$run/analyze.log" 2>&1 \
-      || { echo "analysis of $run failed: see $run/analyze.log" >&2; exit 1; }
+  echo "train $e (3 seeds): $(( $(date +%s) - start )) s wall" | tee -a "$root/wall_times.txt"
+  for config in "$root/$e"/*/config.json; do
+    run=$(dirname "$config")
+    start=$(date +%s)
+    # shellcheck disable=SC2086  # ANALYZE_FLAGS is a list of flags.
+    "$PY" -m aejax.analyze --workdir="$run" --sample_quality --sample_images="$SAMPLE_IMAGES" \
+        $ANALYZE_FLAGS "${data_flags[@]}" > "$run/analyze.log" 2>&1 \
+        || { echo "analysis of $run failed: see $run/analyze.log" >&2; exit 1; }
+    echo "analyze ${run#"$root"/}: $(( $(date +%s) - start )) s wall" | tee -a "$root/wall_times.txt"
+  done
 done
 net=lenet_mnist
-metrics=""
+metrics="analysis.metrics.nll,analysis.metrics.sq_err_per_image,"
 for m in fd kid precision recall density coverage; do
   metrics+="analysis.metrics.${m}_$net,analysis.metrics.rec_${m}_$net,"
 done
-"$PY" -m aejax.compare "$root" --metric="${metrics%,}" --out="$root/compare"
+"$PY" -m aejax.compare "$root" --by=folder --metric="${metrics%,}" --out="$root/compare"
