@@ -16,6 +16,7 @@ import dataclasses
 import json
 import os
 import re
+import time
 
 from absl import logging
 import numpy as np
@@ -97,6 +98,7 @@ def measure(run, net: feature_net.FeatureNet, train_images: np.ndarray, test_ima
     raise UserError(f"the sample-quality metrics need at least k + 1 = {MIN_IMAGES} test and "
                     f"train images, and {run.config.dataset} has {len(test_images)} test and "
                     f"{len(train_images)} train images; use a larger split")
+  start = time.perf_counter()
   sampler = samplers.for_run(run, codes_train, components, seed)
   rng = np.random.default_rng(seed)
   test_idx = np.sort(rng.permutation(len(test_images))[:n])
@@ -111,6 +113,8 @@ def measure(run, net: feature_net.FeatureNet, train_images: np.ndarray, test_ima
   m.update({metric_name(k, net.name, reconstructed=True): v for k, v in
             sample_quality.sample_quality(real_NxF, net.features(reconstructed), seed).items()})
   floor = real_floor(net, run.config, train_images[train_idx], real_NxF, seed)
+  logging.info("Sample quality of %d images measured in %.1f s (the sampler's fit included)", n,
+               time.perf_counter() - start)
   path = os.path.join(out_dir, f"{FIGURE}.png")
   figures.samples(path, generated[:64] / 255.0, source=f"that the {net.name} metrics scored")
   record = {"network": net.name, "network_fingerprint": net.record["fingerprint"],
