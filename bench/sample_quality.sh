@@ -11,7 +11,8 @@
 # of aejax.analyze's settings: the test NLL of the families that have one from k = 1000
 # importance samples on the first 2,000 test images; EXPERIMENTS the experiment files (default:
 # one per family, the AE's sparse and denoising variants included).
-# Re-running it skips the runs already finished (aejax.sweep) and analyses again.
+# Re-running it skips the runs already finished (aejax.sweep) and the analyses already written
+# with these settings (their flags are kept in analyze.flags beside analyze.log).
 set -euo pipefail
 root=${1:?usage: bench/sample_quality.sh WORKDIR [aejax.sweep flags]}
 shift
@@ -33,11 +34,17 @@ for e in $EXPERIMENTS; do
   echo "train $e (3 seeds): $(( $(date +%s) - start )) s wall" | tee -a "$root/wall_times.txt"
   for config in "$root/$e"/*/config.json; do
     run=$(dirname "$config")
+    settings="--sample_images=$SAMPLE_IMAGES $ANALYZE_FLAGS"
+    done_with=$(cat "$run/analyze.flags" 2>/dev/null || true)
+    if [[ -f "$run/analysis/metrics.json" && "$done_with" == "$settings" ]]; then
+      continue
+    fi
     start=$(date +%s)
     # shellcheck disable=SC2086  # ANALYZE_FLAGS is a list of flags.
     "$PY" -m aejax.analyze --workdir="$run" --sample_quality --sample_images="$SAMPLE_IMAGES" \
         $ANALYZE_FLAGS "${data_flags[@]}" > "$run/analyze.log" 2>&1 \
         || { echo "analysis of $run failed: see $run/analyze.log" >&2; exit 1; }
+    echo "$settings" > "$run/analyze.flags"
     echo "analyze ${run#"$root"/}: $(( $(date +%s) - start )) s wall" | tee -a "$root/wall_times.txt"
   done
 done
