@@ -78,8 +78,8 @@ def base() -> ml_collections.ConfigDict:
   c.model = ml_collections.ConfigDict()
   # 'ae' (deterministic code) | 'vae' (Gaussian posterior, N(0, I) prior) | 'vqvae' | 'wae'
   # (MMD to an N(0, I) prior) | 'rae' (regularised decoder) | 'beta_tcvae' | 'vamp' (VAE with a
-  # VampPrior) | 'hvae' (two stochastic layers);
-  # docs/families.md.
+  # VampPrior) | 'hvae' (two stochastic layers) | 'dip_vae' | 'annealed_vae' (capacity-annealed
+  # beta-VAE); docs/families.md.
   c.model.name = "ae"
   c.model.encoder = "mlp"
   c.model.hidden = (512, 256)  # Encoder widths; the decoder mirrors them.
@@ -129,6 +129,12 @@ def base() -> ml_collections.ConfigDict:
   c.objective.tc_alpha = 1.0  # 'beta_tcvae': weight of the index-code mutual information.
   c.objective.tc_beta = 1.0  # 'beta_tcvae': weight of the total correlation.
   c.objective.tc_gamma = 1.0  # 'beta_tcvae': weight of the dimension-wise KL.
+  c.objective.dip_type = "i"  # 'dip_vae': 'i' (Cov of the encoder means) | 'ii' (of q(z)).
+  c.objective.dip_lambda_od = 0.0  # 'dip_vae': weight of the squared off-diagonal covariances.
+  c.objective.dip_lambda_d = 0.0  # 'dip_vae': weight of the squared diagonal's distance from 1.
+  c.objective.capacity_gamma = 0.0  # 'annealed_vae': gamma, weight of |KL - C|.
+  c.objective.capacity_max = 0.0  # 'annealed_vae': c_max, the final target KL C in nats.
+  c.objective.capacity_steps = 0  # 'annealed_vae': C rises linearly from 0 over these steps.
 
   c.opt = ml_collections.ConfigDict()
   c.opt.name = "adam"  # 'adam' | 'adamw' | 'sgd'

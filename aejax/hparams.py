@@ -20,7 +20,9 @@ FIELDS = ("learning_rate", "objective.beta", "objective.kl_warmup_steps", "input
           "objective.l1_code", "objective.sparsity_weight", "objective.commitment",
           "opt.weight_decay", "objective.mmd_weight", "objective.code_l2",
           "objective.decoder_reg", "objective.tc_alpha", "objective.tc_beta",
-          "objective.tc_gamma", "objective.ciwae_beta")
+          "objective.tc_gamma", "objective.ciwae_beta", "objective.dip_lambda_od",
+          "objective.dip_lambda_d", "objective.capacity_gamma", "objective.capacity_max",
+          "objective.capacity_steps")
 # Not a config field: the training split's size, which the trainer adds to a run's `hp`
 # (group.run_inputs) for objectives that estimate a statistic of the whole split from a batch
 # (beta_tcvae). The loaded split knows it (a fraction, config.input.train_labels); a field the

@@ -280,3 +280,39 @@ def batch_kl_parts(z_BxZ: jax.Array, mean_BxZ: jax.Array, logvar_BxZ: jax.Array,
     mean_MxZ = jax.lax.all_gather(mean_BxZ, axis_name, tiled=True)
     logvar_MxZ = jax.lax.all_gather(logvar_BxZ, axis_name, tiled=True)
   return kl_parts(z_BxZ, mean_BxZ, logvar_BxZ, mean_MxZ, logvar_MxZ, dataset_size)
+
+
+def batch_mean(v_Bx: jax.Array, axis_name: str | None = None) -> jax.Array:
+  """The mean over the whole (global) batch's first axis. Under pmap (`axis_name`) every device
+  holds an equal share, so the mean of the devices' means is the global batch's."""
+  m = jnp.mean(v_Bx, axis=0)
+  return jax.lax.pmean(m, axis_name) if axis_name else m
+
+
+def latent_covariance(mean_BxZ: jax.Array, logvar_BxZ: jax.Array | None = None,
+                      axis_name: str | None = None) -> jax.Array:
+  """DIP-VAE's covariance of the code over the (global) batch, [Z, Z]: Cov[mu(x)] = E[mu mu^T] -
+  E[mu] E[mu]^T of the encoder means (DIP-VAE-I; the biased estimate, as disentanglement_lib's
+  compute_covariance_z_mean), plus E[diag(exp(logvar(x)))] when `logvar_BxZ` is given
+  (DIP-VAE-II: the covariance of q(z) = E_x q(z|x)). Under pmap the moments are pooled first."""
+  e_mmT_ZxZ = batch_mean(mean_BxZ[:, :, None] * mean_BxZ[:, None, :], axis_name)
+  e_m_Z = batch_mean(mean_BxZ, axis_name)
+  cov_ZxZ = e_mmT_ZxZ - e_m_Z[:, None] * e_m_Z[None, :]
+  if logvar_BxZ is not None:
+    cov_ZxZ = cov_ZxZ + jnp.diag(batch_mean(jnp.exp(logvar_BxZ), axis_name))
+  return cov_ZxZ
+
+
+def dip_penalty(cov_ZxZ: jax.Array, lambda_od: jax.Array, lambda_d: jax.Array) -> jax.Array:
+  """DIP-VAE's distance of a covariance from the identity (Kumar et al. 2018, eqs. 6-7):
+  lambda_od sum_{i != j} Cov_ij^2 + lambda_d sum_i (Cov_ii - 1)^2; a scalar."""
+  diag_Z = jnp.diagonal(cov_ZxZ)
+  off_ZxZ = cov_ZxZ - jnp.diag(diag_Z)
+  return lambda_od * jnp.sum(jnp.square(off_ZxZ)) + lambda_d * jnp.sum(jnp.square(diag_Z - 1.0))
+
+
+def capacity(step: jax.Array, c_max: jax.Array, steps: jax.Array) -> jax.Array:
+  """The annealed VAE's target KL C at a train step (Burgess et al. 2018): linear from 0 to c_max
+  over `steps` steps, then c_max (disentanglement_lib's anneal); 0 steps is c_max at once."""
+  ramp = jnp.minimum(1.0, step.astype(jnp.float32) / jnp.maximum(steps, 1.0))
+  return c_max * jnp.where(steps > 0, ramp, 1.0)

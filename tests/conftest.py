@@ -178,6 +178,47 @@ def start_on_4_devices(call: str) -> subprocess.Popen:
                           env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+def refusal(config, field: str, value) -> str:
+  """The one line validation refuses `config` with, once its `field` (`batch_size` or a field
+  of config.objective) is `value`."""
+  from aejax import validation
+  from aejax.errors import UserError
+
+  if field == "batch_size":
+    config.batch_size = value
+  else:
+    config.objective[field] = value
+  with pytest.raises(UserError) as e:
+    validation.validate_config(config, 1)
+  return str(e.value)
+
+
+def run_on_4_devices(call: str) -> None:
+  """Runs `call` as start_on_4_devices does and asserts that it exits 0."""
+  proc = start_on_4_devices(call)
+  out, _ = proc.communicate(timeout=120)
+  assert proc.returncode == 0, out[-3000:]
+
+
+def assert_pmap_matches_one_device(loss, *args_BxD) -> np.ndarray:
+  """On 4 devices (run under start_on_4_devices): `loss(*args, axis_name=...)` on each device's
+  quarter of the rows, averaged over the devices as the trainer averages them, and its gradient
+  with respect to every argument's rows equal `loss(*args)` on one device. A device's gradient
+  also holds what its rows contribute to the other devices' losses (a collective's transpose
+  sums them), so a quarter of it is the global loss's. Returns the 4 devices' values."""
+  n = jax.device_count()
+  argnums = tuple(range(len(args_BxD)))
+  one = jax.jit(jax.value_and_grad(loss, argnums=argnums))(*args_BxD)
+  split = lambda a: a.reshape(n, a.shape[0] // n, *a.shape[1:])
+  per_device = jax.pmap(jax.value_and_grad(lambda *a: loss(*a, axis_name="d"), argnums=argnums),
+                        axis_name="d")(*map(split, args_BxD))
+  np.testing.assert_allclose(float(np.mean(per_device[0])), float(one[0]), rtol=1e-5)
+  for g_n, g_1 in zip(per_device[1], one[1]):
+    np.testing.assert_allclose(np.asarray(g_n).reshape(g_1.shape) / n, np.asarray(g_1),
+                               rtol=1e-4, atol=1e-6)
+  return np.asarray(per_device[0])
+
+
 SLURM_START = 'eval "$(tools/slurm_local.sh start)" (as root), then run pytest in that shell'
 
 

@@ -5,8 +5,6 @@ that aejax.analyze reports the three parts of."""
 
 import json
 import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -19,9 +17,8 @@ from aejax import families
 from aejax import hparams
 from aejax import losses
 from aejax import objectives
-from aejax import validation
-from aejax.errors import UserError
-from conftest import REPO, posterior_streams, quick_compile, run_aejax
+from conftest import (assert_pmap_matches_one_device, posterior_streams, quick_compile, refusal,
+                      run_aejax, run_on_4_devices)
 
 SPLITS = ("train[:10%]", "test[:10%]")
 
@@ -136,21 +133,12 @@ def test_objective_is_reconstruction_plus_weighted_parts_and_evaluation_the_elbo
 def test_validation_refuses_with_one_line(name, field, value, message):
   config = _tiny()
   config.model.name = name
-  if field == "batch_size":
-    config.batch_size = value
-  else:
-    config.objective[field] = value
-  with pytest.raises(UserError) as e:
-    validation.validate_config(config, 1)
-  assert str(e.value) == message
+  assert refusal(config, field, value) == message
 
 
 def _pmap_matches_one_device():
-  """Run with 4 host devices. As in train_step: each device's loss is the mean of its examples'
-  terms (the references all-gathered), the global loss the mean over devices. Its value and its
-  gradient with respect to every example's z, mean and log-variance equal one device's on the
-  whole batch: a device's gradient also holds what its rows contribute to the others' terms
-  (all_gather's transpose sums them), so a quarter of it is the global loss's."""
+  """As in train_step: each device's loss is the mean of its examples' terms (the references
+  all-gathered), the global loss the mean over devices."""
   rng = np.random.default_rng(2)
   z, mean, logvar = (jnp.asarray(rng.normal(size=(8, 3)), jnp.float32) for _ in range(3))
 
@@ -158,25 +146,11 @@ def _pmap_matches_one_device():
     parts = losses.batch_kl_parts(z, mean, logvar, 100.0, axis_name)
     return jnp.mean(parts["mi"] + 6 * parts["tc"] + 2 * parts["dwkl"])
 
-  one = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))(z, mean, logvar)
-  split = lambda a: a.reshape(4, 2, 3)
-  four = jax.pmap(jax.value_and_grad(lambda *a: loss(*a, axis_name="d"), argnums=(0, 1, 2)),
-                  axis_name="d")(split(z), split(mean), split(logvar))
-  np.testing.assert_allclose(float(np.mean(four[0])), float(one[0]), rtol=1e-5)
-  for g4, g1 in zip(four[1], one[1]):
-    np.testing.assert_allclose(np.asarray(g4).reshape(8, 3) / 4, np.asarray(g1), rtol=1e-4,
-                               atol=1e-6)
+  assert_pmap_matches_one_device(loss, z, mean, logvar)
 
 
 def test_pmap_over_4_devices_matches_one_device():
-  env = {**os.environ, "JAX_PLATFORMS": "cpu",
-         **quick_compile({"XLA_FLAGS": "--xla_force_host_platform_device_count=4"})}
-  env["PYTHONPATH"] = os.pathsep.join([REPO, os.path.join(REPO, "tests"),
-                                       env.get("PYTHONPATH", "")])
-  proc = subprocess.run([sys.executable, "-c", "import test_beta_tcvae as t; "
-                         "t._pmap_matches_one_device()"], env=env, capture_output=True,
-                        text=True, timeout=120)
-  assert proc.returncode == 0, proc.stderr[-3000:]
+  run_on_4_devices("import test_beta_tcvae as t; t._pmap_matches_one_device()")
 
 
 def test_mnist_learns_and_analyze_restore_and_compare_work(data_dir, tmp_path):

@@ -169,11 +169,15 @@ def test_every_familys_objective_at_constant_networks_against_numpy(name):
   logits instead of the pixel means (ae), the KL's log-variance sign (vae), -log K left out of
   the VampPrior, log N left out of beta-TCVAE's minibatch weighted sampling, p(z1|z2) scored
   with q(z1|x)'s variance (hvae), the code penalty without its 1/2 (rae), the codebook term left out of the
-  loss (vqvae), the MMD's cross term over j != i only (wae))."""
+  loss (vqvae), the MMD's cross term over j != i only (wae), the diagonal's distance from 1
+  unsquared (dip_vae), the KL added besides gamma |KL - C| (annealed_vae))."""
   config = _tiny(name)
   o = config.objective
   o.code_l2, o.decoder_reg = (0.3, 0.2) if name == "rae" else (0.0, 0.0)
   o.mmd_weight = 2.0 if name == "wae" else 0.0
+  o.dip_lambda_od, o.dip_lambda_d = (2.0, 3.0) if name == "dip_vae" else (0.0, 0.0)
+  o.capacity_gamma, o.capacity_max, o.capacity_steps = ((5.0, 40.0, 10) if name == "annealed_vae"
+                                                        else (0.0, 0.0, 0))
   config.model.num_pseudo = 5 if name == "vamp" else config.model.num_pseudo
   validation.validate_config(config, 1)
   model = families.create_model(config.model, (28, 28, 1))
@@ -217,6 +221,16 @@ def test_every_familys_objective_at_constant_networks_against_numpy(name):
       exact("mi", np.log(num_train))
       exact("tc", (latent.size - 1) * np.log(num_train))
       in_mean("loss", bce + kl)  # The three parts sum to log q(z|x) - log p(z) at the sample.
+  elif name in ("dip_vae", "annealed_vae"):
+    mean_Z, logvar_Z = (f64(a)[0] for a in encoded)
+    exact("rec", bce)
+    kl = _gaussian_kl(mean_Z, logvar_Z, 0.0, 0.0)
+    if name == "dip_vae":  # Equal codes: their covariance is 0, each (0 - 1)^2 weighs 3.
+      exact("dip", 3.0 * latent.size)
+      exact("loss", bce + kl + 3.0 * latent.size)
+    else:  # At step 0 the capacity C is 0.
+      exact("capacity", 0.0)
+      exact("loss", bce + 5.0 * kl)
   elif name == "hvae":
     mean1, logvar1 = (f64(a)[0] for a in encoded)
     gauss = lambda net: (lambda m, h: m._gaussian(getattr(m, net), h))

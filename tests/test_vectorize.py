@@ -173,6 +173,17 @@ FIELD_CASES = {
                                    loss="elbo") for f in ("tc_alpha", "tc_beta", "tc_gamma")},
     "objective.ciwae_beta": _two_runs({"objective.ciwae_beta": (0.05, 0.5)}, family="vae", **{
         "loss": "ciwae", "model.num_samples": 2}),
+    # The covariance penalty is a statistic of each run's own batch: DIP-VAE-I's and II's.
+    "objective.dip_lambda_od": _two_runs({"objective.dip_lambda_od": (1.0, 5.0)},
+                                         family="dip_vae", loss="elbo"),
+    "objective.dip_lambda_d": _two_runs({"objective.dip_lambda_d": (1.0, 5.0)},
+                                        family="dip_vae", loss="elbo", **{
+                                            "objective.dip_type": "ii"}),
+    **{f"objective.capacity_{f}": _two_runs(
+        {f"objective.capacity_{f}": values}, family="annealed_vae", loss="elbo", **{
+            f"objective.capacity_{g}": v for g, v in (("gamma", 5.0), ("max", 10.0),
+                                                      ("steps", 8)) if g != f})
+       for f, values in (("gamma", (2.0, 20.0)), ("max", (2.0, 10.0)), ("steps", (4, 15)))},
 }
 
 

@@ -47,6 +47,7 @@ def shrink(config):
   if config.eval_num_samples:
     config.eval_num_samples, config.eval_sample_chunk = 12, 5  # 3 chunks, the last one partial.
   config.objective.kl_warmup_steps = min(config.objective.kl_warmup_steps, 60)
+  config.objective.capacity_steps = min(config.objective.capacity_steps, 60)
   if config.opt.schedule == "stages":  # The short schedule: 2 stages of 1 epoch each.
     config.opt.stages, config.opt.stage_growth = 2, 1
     config.num_epochs = 2

@@ -12,6 +12,7 @@ from aejax import hparams
 from aejax import losses
 from aejax import sampling
 from aejax.families import forward
+from aejax.families import shared
 from aejax.families import vae
 
 LOSSES = ("elbo",)
@@ -53,14 +54,7 @@ def per_example(model: Any, params: Any, x_in: jax.Array, x: jax.Array,
 
 
 def check(config: ml_collections.ConfigDict) -> str | None:
-  o = config.objective
-  for name in ("tc_alpha", "tc_beta", "tc_gamma"):
-    if o[name] < 0:
-      return f"config.objective.{name}={o[name]} must be >= 0"
-  if o.beta != 1 or o.kl_warmup_steps:
-    return ("'beta_tcvae' weighs the KL's parts by config.objective.tc_alpha, tc_beta and "
-            "tc_gamma; leave config.objective.beta=1 and kl_warmup_steps=0")
-  if config.batch_size < 2:
-    return ("config.batch_size must be >= 2 for 'beta_tcvae': the aggregate posterior is "
-            "estimated from the batch")
-  return None
+  return shared.check_kl_reweighted(
+      config, "beta_tcvae", ("tc_alpha", "tc_beta", "tc_gamma"),
+      "weighs the KL's parts by config.objective.tc_alpha, tc_beta and tc_gamma",
+      "the aggregate posterior is estimated from the batch")

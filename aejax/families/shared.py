@@ -119,3 +119,20 @@ def test_nll(model: Any, params: Any, x_in: jax.Array, x: jax.Array, streams: sa
                                                 config.eval_num_samples, config.eval_sample_chunk)
   nll_B = -losses.iwae_bound(log_w_KxB)
   return {"nll": nll_B, "nll_bits_per_dim": losses.bits_per_dim(nll_B, x[0].size)}
+
+
+def check_kl_reweighted(config: ml_collections.ConfigDict, family: str, weights: tuple[str, ...],
+                        how: str, batch_statistic: str | None) -> str | None:
+  """What a family that replaces or adds to the ELBO's KL term with weights of its own
+  (`config.objective.<weights>`) refuses: a negative weight; the VAE's KL weighting (beta, its
+  warm-up) beside its own (`how`: what it does instead); where its term is a statistic of the
+  training batch (`batch_statistic`: which), a batch of 1."""
+  o = config.objective
+  for name in weights:
+    if o[name] < 0:
+      return f"config.objective.{name}={o[name]} must be >= 0"
+  if o.beta != 1 or o.kl_warmup_steps:
+    return f"'{family}' {how}; leave config.objective.beta=1 and kl_warmup_steps=0"
+  if batch_statistic and config.batch_size < 2:
+    return f"config.batch_size must be >= 2 for '{family}': {batch_statistic}"
+  return None
