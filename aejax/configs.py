@@ -88,6 +88,9 @@ def base() -> ml_collections.ConfigDict:
   c.model.latents2 = 0  # 'hvae': size of the top stochastic layer z2 (model.latents: z1's).
   c.model.activation = "relu"
   c.model.channels = (32, 64)  # encoder='conv': conv widths, each halving H, W; decoder mirrors.
+  # encoder='conv': widths of dense layers between the convs and the code (the decoder mirrors
+  # them); () maps the convs' features to the code directly.
+  c.model.conv_dense = ()
   # encoder='conv': how each stride-2 4x4 (transposed) conv is computed, on the same parameters:
   # 'strided' as such, or 'space_to_depth' (space-to-depth then a stride-1 2x2 conv; transposed:
   # a stride-1 3x3 conv then depth-to-space). space_to_depth measured 2.7x (batch 128) and 6x

@@ -102,6 +102,8 @@ def validate_config(config: ml_collections.ConfigDict, device_count: int) -> Non
   _check(len(config.model.channels) > 0 and all(
       isinstance(c, int) and c >= 1 for c in config.model.channels),
          f"config.model.channels={tuple(config.model.channels)} must be positive conv widths")
+  _check(all(isinstance(w, int) and w >= 1 for w in config.model.conv_dense),
+         f"config.model.conv_dense={tuple(config.model.conv_dense)} must be positive layer widths")
   # Their form here; whether a crop fits the images waits for the dataset's stored shape
   # (views.View.shape, from the metadata, before any image is decoded).
   views.from_config(config)

@@ -79,3 +79,38 @@ def test_an_unknown_conv_impl_is_a_user_error():
   config.model.conv_impl = "winograd"
   with pytest.raises(UserError, match="conv_impl='winograd'"):
     validation.validate_config(config, 1)
+
+
+def test_disentanglement_libs_conv_pair_is_a_config():
+  """channels (32, 32, 64, 64) and conv_dense (256,) on 64x64x1 images with 10 latents build
+  disentanglement_lib's conv_encoder and deconv_decoder (methods/shared/architectures.py): each
+  layer's kernel shape and each network's parameter count, counted by hand from its layers
+  (encoder 544 + 16,416 + 32,832 + 65,600 + 262,400 + 2 x 2,570; decoder 2,816 + 263,168 +
+  65,600 + 32,800 + 16,416 + 513). catches: conv_dense left out of the decoder; a dense layer
+  too many in it."""
+  cfg = configs.with_conv(configs.base())
+  cfg.model.name, cfg.loss, cfg.model.latents = "vae", "elbo", 10
+  cfg.model.channels, cfg.model.conv_dense = (32, 32, 64, 64), (256,)
+  model = families.create_model(cfg.model, (64, 64, 1))
+  key = jax.random.key(0)
+  params = jax.eval_shape(model.init, key, jnp.zeros((2, 64, 64, 1)), key)["params"]
+  kernels = lambda net: {name: layer["kernel"].shape for name, layer in params[net].items()}
+  assert kernels("encoder") == {
+      "Conv_0": (4, 4, 1, 32), "Conv_1": (4, 4, 32, 32), "Conv_2": (4, 4, 32, 64),
+      "Conv_3": (4, 4, 64, 64), "Dense_0": (1024, 256), "Dense_1": (256, 20)}
+  assert kernels("decoder") == {
+      "Dense_0": (10, 256), "Dense_1": (256, 1024), "ConvTranspose_0": (4, 4, 64, 64),
+      "ConvTranspose_1": (4, 4, 64, 32), "ConvTranspose_2": (4, 4, 32, 32),
+      "ConvTranspose_3": (4, 4, 32, 1)}
+  count = lambda net: sum(int(np.prod(a.shape)) for a in jax.tree.leaves(params[net]))
+  assert (count("encoder"), count("decoder")) == (382932, 381313)
+
+
+def test_a_non_positive_conv_dense_width_is_a_user_error():
+  from aejax import validation
+
+  config = configs.with_conv(configs.base())
+  config.model.conv_dense = (256, 0)
+  with pytest.raises(UserError) as e:
+    validation.validate_config(config, 1)
+  assert str(e.value) == "config.model.conv_dense=(256, 0) must be positive layer widths"

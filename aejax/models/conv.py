@@ -102,6 +102,7 @@ class ConvEncoder(nn.Module):
   activation: Callable[[jax.Array], jax.Array] = nn.relu
   dtype: jnp.dtype = jnp.float32  # Compute dtype; parameters stay float32.
   conv_impl: str = "strided"  # One of CONV_IMPLS.
+  dense: Sequence[int] = ()  # Widths of hidden dense layers between the convs and the output.
 
   @nn.compact
   def __call__(self, x_BxHxWxC: jax.Array) -> jax.Array:
@@ -110,7 +111,10 @@ class ConvEncoder(nn.Module):
     for c in self.channels:
       h = self.activation(nn.Conv(c, (4, 4), strides=(2, 2), padding="SAME", dtype=self.dtype,
                                   conv_general_dilated=conv_fn)(h))
-    return nn.Dense(self.out_features, dtype=self.dtype)(h.reshape(h.shape[0], -1))
+    h = h.reshape(h.shape[0], -1)
+    for width in self.dense:
+      h = self.activation(nn.Dense(width, dtype=self.dtype)(h))
+    return nn.Dense(self.out_features, dtype=self.dtype)(h)
 
 
 class ConvDecoder(nn.Module):
@@ -121,13 +125,17 @@ class ConvDecoder(nn.Module):
   activation: Callable[[jax.Array], jax.Array] = nn.relu
   dtype: jnp.dtype = jnp.float32  # Compute dtype; parameters stay float32.
   conv_impl: str = "strided"  # One of CONV_IMPLS.
+  dense: Sequence[int] = ()  # Hidden dense widths from the code up: the encoder's reversed.
 
   @nn.compact
   def __call__(self, z_BxZ: jax.Array) -> jax.Array:
     height, width, out_channels = self.image_shape
     scale = 2 ** len(self.channels)
     h0, w0 = height // scale, width // scale
-    h = self.activation(nn.Dense(h0 * w0 * self.channels[0], dtype=self.dtype)(z_BxZ))
+    h = z_BxZ
+    for w in self.dense:
+      h = self.activation(nn.Dense(w, dtype=self.dtype)(h))
+    h = self.activation(nn.Dense(h0 * w0 * self.channels[0], dtype=self.dtype)(h))
     h = h.reshape(z_BxZ.shape[0], h0, w0, self.channels[0])
     # One upsampling per encoder conv: the widest channels are the coarsest grid.
     for i, c in enumerate(self.channels[1:]):

@@ -30,7 +30,8 @@ def encoder_decoder(cfg: ml_collections.ConfigDict, out_features: int,
     hidden = tuple(cfg.hidden)
     return (MLPEncoder(hidden, out_features, act, dtype=dtype),
             MLPDecoder(hidden[::-1], out_shape, act, dtype=dtype))
-  channels = tuple(cfg.channels)
-  return (ConvEncoder(channels, out_features, act, dtype=dtype, conv_impl=cfg.conv_impl),
+  channels, dense = tuple(cfg.channels), tuple(cfg.conv_dense)
+  return (ConvEncoder(channels, out_features, act, dtype=dtype, conv_impl=cfg.conv_impl,
+                      dense=dense),
           ConvDecoder(channels[::-1], out_shape, act, dtype=dtype,
-                      conv_impl=cfg.conv_impl))
+                      conv_impl=cfg.conv_impl, dense=dense[::-1]))
