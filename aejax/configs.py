@@ -173,6 +173,28 @@ def mlp_vae(latents: int = 20) -> ml_collections.ConfigDict:
   return c
 
 
+def dsprites(name: str = "vae") -> ml_collections.ConfigDict:
+  """The setting of disentanglement_lib's study (Locatello et al. 2019) on the dSprites-like
+  shapes (docs/disentanglement.md): its conv encoder/decoder (4 stride-2 4x4 convs of 32, 32, 64,
+  64, dense 256, 10 latents; the decoder the mirror), Bernoulli decoder on the 0/1 pixels, Adam
+  at 1e-4 (b1 0.9, b2 0.999, eps 1e-8), batches of 64, one split (the study trains and scores on
+  all of it). Its 300,000 steps are 26 epochs of the full grid."""
+  c = base()
+  c.dataset = "shapes2d"
+  c.input_mode = "stream"
+  c.input.test_split = "train"
+  c.model.name = name
+  c.loss = "elbo"
+  c.model.encoder = "conv"
+  c.model.channels = (32, 32, 64, 64)
+  c.model.conv_dense = (256,)
+  c.model.latents = 10
+  c.batch_size = 64
+  c.learning_rate = 1e-4
+  c.num_epochs = 26
+  return c
+
+
 def with_conv(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """The conv encoder/decoder pair (two stride-2 convs of 32 and 64 channels) in place of the
   MLP (model.hidden is then unused)."""

@@ -1,8 +1,10 @@
 """The dSprites-like shapes dataset (aejax/data/shapes.py, aejax.prepare_shapes) on a grid of 3
 shapes x 2 scales x 4 orientations x 8 x 8 positions (1,536 images): its order, its pixels
 against the documented rasterisation rule computed here another way, its colour and noisy
-variants, and reading it back as any prepared dataset and as the metrics' ground-truth source."""
+variants, reading it back as any prepared dataset and as the metrics' ground-truth source, and
+the study's models (experiments/dsprites_*.py) training on it."""
 
+import glob
 import itertools
 import math
 import os
@@ -10,7 +12,7 @@ import os
 import numpy as np
 import pytest
 
-from conftest import run_aejax
+from conftest import REPO, run_aejax
 
 GRID = "3,2,4,8,8"
 SIZES = (3, 2, 4, 8, 8)
@@ -233,3 +235,28 @@ def test_a_prepared_dataset_is_never_overwritten(prepared):
   proc = run_aejax(f"--data_dir={data_dir}", f"--grid={GRID}", module="aejax.prepare_shapes")
   assert proc.returncode == 2 and "already holds a prepared" in proc.stderr.splitlines()[-1]
   assert sorted(os.listdir(dirs["binary"])) == before
+
+
+DSPRITES = sorted(glob.glob(os.path.join(REPO, "experiments", "dsprites_*.py")))
+
+
+@pytest.mark.parametrize("path", DSPRITES, ids=lambda p: os.path.basename(p)[:-3])
+def test_each_dsprites_file_trains_on_the_prepared_grid(prepared, path, tmp_path):
+  """Each model of the study's table, shrunk (conv widths 4, 4, 8, 8, dense 16), trains one
+  epoch (24 steps of 64) of the binary grid and evaluates to finite test metrics."""
+  import json
+
+  from aejax import train
+  from aejax.configs import load_experiment
+
+  data_dir, _ = prepared
+  config = load_experiment(path)
+  assert config.model.channels == (32, 32, 64, 64) and config.model.conv_dense == (256,)
+  config.dataset, config.num_epochs = "shapes2d_3x2x4x8x8", 1
+  config.model.channels, config.model.conv_dense = (4, 4, 8, 8), (16,)
+  config.eval_batch_size = 512
+  state = train.train_and_evaluate(config, str(tmp_path), data_dir=data_dir)
+  assert int(state.step) == 1536 // 64
+  with open(os.path.join(str(tmp_path), "metrics.jsonl")) as f:
+    test = [line for line in map(json.loads, f) if line["split"] == "test"][-1]
+  assert all(np.isfinite(v) for k, v in test.items() if k not in ("step", "epoch", "split")), test
