@@ -22,6 +22,8 @@ from aejax import cli
 from aejax.data import data_flags  # --data_dir, --manual_dir, --download.
 from aejax.data import dataset
 from aejax.analysis import anomaly
+from aejax.analysis.disentanglement import report as disentanglement_report
+from aejax.analysis.disentanglement.factor_dataset import FactorSource
 from aejax.analysis import figures
 from aejax.analysis import kl_parts
 from aejax import decoder_dists
@@ -64,6 +66,10 @@ _EX_POST_COMPONENTS = flags.DEFINE_integer(
     "ex_post_components", samplers.EX_POST_COMPONENTS, "Components of the Gaussian mixture "
     "fitted to the train codes of a family without a prior (ae, rae), which the sample-quality "
     "metrics sample from; 0: such a family has no sampler.")
+_DISENTANGLEMENT = flags.DEFINE_bool(
+    "disentanglement", False, "Also measure disentanglement_lib's metrics of the encoder means, "
+    "on a dataset with ground-truth factors (aejax.prepare_shapes); --disentanglement_scale "
+    "shrinks their sample sizes.")
 flags.mark_flags_as_required(["workdir"])
 cli.require_local_paths("workdir")
 
@@ -116,7 +122,8 @@ def analyze(workdir: str, *, step: int | None = None, k: int = 5000, data_dir: s
             probe_examples: int = 0, neighbors: int = 5, seed: int = 0,
             eval_memory_bytes: float = 0, sample_quality: bool = False,
             sample_images: int = sample_scores.IMAGES,
-            ex_post_components: int = samplers.EX_POST_COMPONENTS) -> dict:
+            ex_post_components: int = samplers.EX_POST_COMPONENTS,
+            disentanglement: bool = False, disentanglement_scale: float = 1.0) -> dict:
   """Writes <workdir>/analysis/{metrics.json, *.png, report.md}; returns the metrics.json dict."""
   if (k < 1 or neighbors < 1 or probe_examples < 0 or nll_images < 0
       or eval_memory_bytes < 0):
@@ -125,6 +132,7 @@ def analyze(workdir: str, *, step: int | None = None, k: int = 5000, data_dir: s
                     f"{eval_memory_bytes:g} >= 0")
   if sample_quality:
     sample_scores.check_settings(sample_images, ex_post_components)
+  disentanglement_report.check_scale(disentanglement_scale, disentanglement)
   restored_lib.load_config(workdir)  # A folder that holds no run is neither locked nor created.
   # Locked before anything is read: not while a run or another analysis writes this workdir.
   with storage.writing(os.path.join(workdir, lock.FILENAME)):
@@ -134,7 +142,8 @@ def analyze(workdir: str, *, step: int | None = None, k: int = 5000, data_dir: s
                     download=download, nll_images=nll_images, probe_examples=probe_examples,
                     neighbors=neighbors, seed=seed, eval_memory_bytes=eval_memory_bytes,
                     sample_quality=sample_quality, sample_images=sample_images,
-                    ex_post_components=ex_post_components)
+                    ex_post_components=ex_post_components, disentanglement=disentanglement,
+                    disentanglement_scale=disentanglement_scale)
   finally:
     lock.release(workdir)
 
@@ -142,7 +151,8 @@ def analyze(workdir: str, *, step: int | None = None, k: int = 5000, data_dir: s
 def _analyze(workdir: str, *, step: int | None, k: int, data_dir: str | None,
              manual_dir: str | None, download: bool, nll_images: int, probe_examples: int,
              neighbors: int, seed: int, eval_memory_bytes: float, sample_quality: bool,
-             sample_images: int, ex_post_components: int) -> dict:
+             sample_images: int, ex_post_components: int, disentanglement: bool,
+             disentanglement_scale: float) -> dict:
   # Fails on a bad workdir/step before any data work.
   run = restored_lib.restore(workdir, step, data_dir=data_dir)
   config = run.config
@@ -158,6 +168,7 @@ def _analyze(workdir: str, *, step: int | None, k: int, data_dir: str | None,
   # Found or built before the other metrics, so a dataset without one fails before that work.
   net = (sample_scores.feature_network(config, data_dir, manual_dir, download)
          if sample_quality else None)
+  factors = FactorSource(builder_dir) if disentanglement else None  # No factors: exit 2 now.
   train_images, train_labels = restored_lib.load_split(config, builder_dir, "train")
   test_images, test_labels = restored_lib.load_split(config, builder_dir, "test")
   # A dataset without class labels (CelebA, a folder of your own): no probes, no held-out AUROC.
@@ -225,6 +236,8 @@ def _analyze(workdir: str, *, step: int | None, k: int, data_dir: str | None,
                                               if f"auroc_{k}" not in left_out}),
                 "left_out": left_out}
   logging.info("Baselines, probes and AUROC done: %s", m)
+  if factors:
+    m.update(disentanglement_report.run_scores(run, factors, seed, disentanglement_scale))
 
   made = write_figures(run, out_dir, x_test, test_labels, codes_train, codes_test, seed)
   quality = None
@@ -252,6 +265,9 @@ def _analyze(workdir: str, *, step: int | None, k: int, data_dir: str | None,
   if quality is not None:
     result["sample_quality"] = quality.record
     result["protocols"]["sample_quality"] = quality.protocol
+  if factors:
+    result["protocols"]["disentanglement"] = disentanglement_report.protocol(
+        seed, disentanglement_scale)
   if held_out is not None:
     result["protocols"]["held_out"] = held_out.pop("protocol")
     result["protocols"].update(held_out.pop("left_out"))
@@ -366,6 +382,7 @@ METRIC_TEXT = {
     "auroc_corrupted": "AUROC of salt-and-pepper corrupted vs clean test images (squared error)",
     **{f"auroc_{name}": f"held-out classes AUROC, score: {text}"
        for name, text in anomaly.SCORE_TEXT.items()},
+    **disentanglement_report.TEXT,
 }
 
 
@@ -406,7 +423,9 @@ def main(argv: list[str]) -> None:
             probe_examples=_PROBE_EXAMPLES.value,
             neighbors=_NEIGHBORS.value, seed=_SEED.value,
             eval_memory_bytes=_EVAL_MEMORY.value, sample_quality=_SAMPLE_QUALITY.value,
-            sample_images=_SAMPLE_IMAGES.value, ex_post_components=_EX_POST_COMPONENTS.value)
+            sample_images=_SAMPLE_IMAGES.value, ex_post_components=_EX_POST_COMPONENTS.value,
+            disentanglement=_DISENTANGLEMENT.value,
+            disentanglement_scale=disentanglement_report.SCALE.value)
   except (UserError, StorageError) as e:
     cli.fail(str(e), e.exit_code)
   except jax.errors.JaxRuntimeError as e:

@@ -26,6 +26,7 @@ aejax.analyze measured beside them: the train images against the same test image
 
 import csv
 import dataclasses
+import json
 import math
 import os
 import sys
@@ -50,9 +51,14 @@ _BY = flags.DEFINE_list(
     "by", None, "The fields that name a variant (config fields, or `folder`: the run's first "
     "folder below the path given); default: every field that differs between runs. Runs of one "
     "variant must still differ in nothing but the seed.")
+_REFERENCE = flags.DEFINE_string(
+    "reference", None, "JSON of reference rows written by aejax.disentanglement_reference "
+    "(the factors and noise as the code), shown first, mean ± std over its seeds.")
 
 # Which way is better, by words in the metric's name; others (kl, grad_norm) have no best.
-HIGHER_IS_BETTER = ("elbo", "acc", "auroc", "precision", "recall", "coverage")
+HIGHER_IS_BETTER = ("elbo", "acc", "auroc", "precision", "recall", "coverage",
+                    # disentanglement_lib's scores (analysis/disentanglement/report.py NAMES).
+                    "mig", "dci_", "sap", "modularity", "explicitness")
 LOWER_IS_BETTER = ("sq_err", "bce", "loss", "rec", "nll", "err", "fd", "kid")
 ANALYSIS_PREFIX = "analysis."
 FOLDER = "folder"  # A pseudo-field: the run's first folder below the path it was found under.
@@ -266,7 +272,32 @@ def _fmt_field(v: Any) -> str:
   return repr(v) if isinstance(v, tuple) else str(v)
 
 
+def reference_rows(path: str, fields: list[str],
+                   metrics: list[str]) -> list[dict[str, Any]]:
+  """Rows of aejax.disentanglement_reference's JSON in build_rows' form, named in the first
+  field's column; a metric it lacks is '-'."""
+  try:
+    with open(path) as f:
+      rows = json.load(f)["rows"]
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    raise UserError(f"--reference={path} is no file of aejax.disentanglement_reference ({e}); "
+                    f"write it with python -m aejax.disentanglement_reference --out={path}")
+  out = []
+  for name, ref in rows.items():
+    row = {"fields": {f: name if i == 0 else "" for i, f in enumerate(fields or ["variant"])},
+           "n": len(ref["metrics"]), "seeds": ref["seeds"], "best_epoch": None, "params": [],
+           "examples_per_sec": None, "wall_seconds": None, "incomplete": [], "runs": []}
+    for m in metrics:
+      key = m[len(ANALYSIS_PREFIX + "metrics."):] if m.startswith(ANALYSIS_PREFIX) else None
+      values = [s[key] for s in ref["metrics"] if key in s]
+      row[m] = (*mean_std(values), len(values))
+    out.append(row)
+  return out
+
+
 def status(row: dict[str, Any]) -> str:
+  if not row["runs"]:
+    return "reference"
   if not row["incomplete"]:
     return "complete"
   return "; ".join(f"seed {r.config.get('seed')} {r.progress.describe()}"
@@ -386,18 +417,24 @@ def plot_curves(path: str, fields: list[str], rows: list[dict[str, Any]],
 
 
 def compare(paths: list[str], metrics: list[str] | None, out: str | None,
-            by: list[str] | None = None) -> str:
+            by: list[str] | None = None, reference: str | None = None) -> str:
   runs = find_runs(paths)
   metrics = metrics or default_metrics(runs)
   check_metrics(metrics, runs)
   fields, rows = build_rows(runs, metrics, by)
   floors = floor_rows(runs, metrics)
-  table = markdown(fields, rows, metrics, floors)
+  shown = rows
+  if reference:
+    shown = reference_rows(reference, fields, metrics) + rows
+    fields = fields or ["variant"]  # The references' names need a column.
+    for row in rows:
+      row["fields"] = row["fields"] or {"variant": "all runs"}
+  table = markdown(fields, shown, metrics, floors)
   if len(rows) > 1:
     table += "\n\n" + variants_mean(rows, metrics)
   if out:
     os.makedirs(out, exist_ok=True)
-    write_csv(os.path.join(out, "compare.csv"), fields, rows, metrics, floors)
+    write_csv(os.path.join(out, "compare.csv"), fields, shown, metrics, floors)
     plot_curves(os.path.join(out, "curves.png"), fields, rows, metrics)
   for row in rows:
     for r in row["incomplete"]:
@@ -416,7 +453,7 @@ def main(argv: list[str]) -> None:
     if problem := rundir.local_path_problem(path):
       cli.fail(problem)
   try:
-    print(compare(argv[1:], _METRIC.value, _OUT.value, _BY.value))
+    print(compare(argv[1:], _METRIC.value, _OUT.value, _BY.value, _REFERENCE.value))
   except UserError as e:
     cli.fail(str(e))
   if _OUT.value:

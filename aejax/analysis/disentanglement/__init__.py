@@ -24,14 +24,19 @@ METRICS = {
 }
 
 
-def all_metrics(source, representation_fn, seed: int = 0) -> dict[str, float]:
-  """Every metric at the reference's sample sizes, as {"metric/score": value}.
+def all_metrics(source, representation_fn, seed: int = 0,
+                sizes: dict[str, dict[str, int]] | None = None) -> dict[str, float]:
+  """Every metric, as {"metric/score": value}, at the reference's sample sizes or at `sizes`
+  ({metric: {argument: size}}, e.g. {"mig": {"num_train": 100}}; arguments not given keep
+  their defaults).
 
   Each metric draws from its own RandomState(seed), as disentanglement_lib evaluates each metric
   in a separate run with `evaluation.random_seed = 0` (evaluation/evaluate.py).
   """
+  sizes = sizes or {}
   return {f"{name}/{key}": value for name, metric in METRICS.items()
-          for key, value in metric(source, representation_fn, int(seed)).items()}
+          for key, value in metric(source, representation_fn, int(seed),
+                                   **sizes.get(name, {})).items()}
 
 
 __all__ = ["GroundTruth", "METRICS", "MetricInputError", "all_metrics", "beta_vae_score", "dci",
