@@ -279,3 +279,28 @@ def test_compare_by_folder_gives_the_real_floor_as_its_first_row(swept, tmp_path
   assert proc.returncode == 2 and "differ in model.latents; add those fields to --by" in \
       proc.stderr, proc.stderr[-3000:]
   assert "Traceback" not in proc.stderr
+
+
+def test_compare_ranks_each_disentanglement_score_and_keeps_every_other_direction():
+  """Every score analyze --disentanglement writes is better higher (FactorVAE's count of active
+  dimensions has no better side), and no existing metric changes direction.
+  catches: a score left without a direction (`mig` dropped from HIGHER_IS_BETTER), and a word
+  that turns another metric (`mi` for MIG turns `index_code_mi` and `train_mi`)."""
+  from aejax import compare
+  from aejax.analysis.disentanglement import report
+
+  higher = {"beta_vae_accuracy", "beta_vae_train_accuracy", "factor_vae_accuracy",
+            "factor_vae_train_accuracy", "mig", "dci_disentanglement", "dci_completeness",
+            "dci_informativeness", "dci_informativeness_train", "sap", "modularity",
+            "explicitness", "explicitness_train"}
+  assert set(report.NAMES.values()) == higher | {"factor_vae_active_dims"}
+  for name in report.NAMES.values():
+    assert compare.direction(f"analysis.metrics.{name}") == (name in higher), name
+  # Test metrics, analyze's and the families' own: their directions before these scores came.
+  kept = {"elbo": 1, "knn_accuracy": 1, "linear_probe_accuracy": 1, "auroc_corrupted": 1,
+          "auroc_neg_elbo": 1, "sq_err": -1, "sq_err_per_pixel": -1, "bce": -1, "rec_nll": -1,
+          "loss": -1, "rec": -1, "nll": -1, "nll_bits_per_dim": -1, "pca_sq_err_per_image": -1,
+          "kl": 0, "index_code_mi": 0, "total_correlation": 0, "dimensionwise_kl": 0,
+          "train_mi": 0, "train_tc": 0, "train_dwkl": 0, "train_dip": 0, "train_capacity": 0,
+          "train_mmd": 0, "train_code_perplexity": 0, "grad_norm": 0}
+  assert {m: compare.direction(m) for m in kept} == kept
