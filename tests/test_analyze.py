@@ -172,6 +172,30 @@ def test_missing_checkpoints_or_step_is_one_line_listing_the_steps(vae_run, data
   assert "--step=7" in line and "existing steps are: 468" in line
 
 
+@pytest.mark.parametrize("flags, words", [
+    (["--disentanglement"], "mnist has no ground-truth factors"),
+    (["--disentanglement", "--disentanglement_scale=0"],
+     "--disentanglement_scale=0 must be from 0.01 to 1"),
+    (["--disentanglement", "--disentanglement_scale=1.5"],
+     "--disentanglement_scale=1.5 must be from 0.01 to 1"),
+    (["--disentanglement_scale=0.1"], "has no effect without --disentanglement"),
+])
+def test_disentanglement_where_it_cannot_be_measured_is_one_line_before_any_analysis(
+    vae_run, data_dir, flags, words):
+  """On MNIST (no factors) or with a size flag out of range or without --disentanglement: one
+  line, exit 2, before the first analysis step, the previous analysis kept.
+  catches: the factor check made after the other analyses (their log line shows), a scale of 0
+  taken (sizes of 1 point), a size flag ignored without --disentanglement."""
+  metrics_json = os.path.join(vae_run, "analysis", "metrics.json")
+  before = open(metrics_json).read() if os.path.exists(metrics_json) else None
+  proc = run_aejax(f"--workdir={vae_run}", f"--data_dir={data_dir}", *flags,
+                   module="aejax.analyze", env=ONE_DEVICE, timeout=300)
+  assert proc.returncode == 2, proc.stderr[-3000:]
+  assert words in _error_line(proc), proc.stderr[-2000:]
+  assert "Reconstruction and likelihood done" not in proc.stderr
+  assert (open(metrics_json).read() if os.path.exists(metrics_json) else None) == before
+
+
 def test_python_api_works_on_any_batch_size(ae_run, vae_run, mnist):
   import aejax
   from aejax.errors import UserError
