@@ -238,25 +238,137 @@ def test_a_prepared_dataset_is_never_overwritten(prepared):
 
 
 DSPRITES = sorted(glob.glob(os.path.join(REPO, "experiments", "dsprites_*.py")))
+VAE_FILE = os.path.join(REPO, "experiments", "dsprites_vae.py")
 
 
-@pytest.mark.parametrize("path", DSPRITES, ids=lambda p: os.path.basename(p)[:-3])
-def test_each_dsprites_file_trains_on_the_prepared_grid(prepared, path, tmp_path):
-  """Each model of the study's table, shrunk (conv widths 4, 4, 8, 8, dense 16), trains one
-  epoch (24 steps of 64) of the binary grid and evaluates to finite test metrics."""
+def _train_shrunk(path: str, workdir: str, data_dir: str) -> None:
+  """One model of the study's table, shrunk (conv widths 4, 4, 8, 8, dense 16), trains one epoch
+  (24 steps of 64) of the binary grid and evaluates to finite test metrics."""
   import json
 
   from aejax import train
   from aejax.configs import load_experiment
 
-  data_dir, _ = prepared
   config = load_experiment(path)
   assert config.model.channels == (32, 32, 64, 64) and config.model.conv_dense == (256,)
   config.dataset, config.num_epochs = "shapes2d_3x2x4x8x8", 1
   config.model.channels, config.model.conv_dense = (4, 4, 8, 8), (16,)
   config.eval_batch_size = 512
-  state = train.train_and_evaluate(config, str(tmp_path), data_dir=data_dir)
+  state = train.train_and_evaluate(config, workdir, data_dir=data_dir)
   assert int(state.step) == 1536 // 64
-  with open(os.path.join(str(tmp_path), "metrics.jsonl")) as f:
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
     test = [line for line in map(json.loads, f) if line["split"] == "test"][-1]
   assert all(np.isfinite(v) for k, v in test.items() if k not in ("step", "epoch", "split")), test
+
+
+@pytest.fixture(scope="module")
+def shapes_vae(prepared, tmp_path_factory):
+  """The shrunk VAE of experiments/dsprites_vae.py, trained once for the analyses below."""
+  workdir = str(tmp_path_factory.mktemp("dsprites_vae"))
+  _train_shrunk(VAE_FILE, workdir, prepared[0])
+  return workdir
+
+
+@pytest.mark.parametrize("path", DSPRITES, ids=lambda p: os.path.basename(p)[:-3])
+def test_each_dsprites_file_trains_on_the_prepared_grid(prepared, path, tmp_path, request):
+  """_train_shrunk for each file; the VAE's is the module's run (shapes_vae)."""
+  if path == VAE_FILE:
+    request.getfixturevalue("shapes_vae")
+  else:
+    _train_shrunk(path, str(tmp_path), prepared[0])
+
+
+# The flat names analyze gives all_metrics' scores (the reference's "metric/score" keys).
+DISENTANGLEMENT_NAMES = {
+    "beta_vae_accuracy", "beta_vae_train_accuracy", "factor_vae_accuracy",
+    "factor_vae_train_accuracy", "factor_vae_active_dims", "mig", "dci_disentanglement",
+    "dci_completeness", "dci_informativeness", "dci_informativeness_train", "sap", "modularity",
+    "explicitness", "explicitness_train"}
+SEED = 3
+
+
+@pytest.fixture(scope="module")
+def shapes_analysis(shapes_vae, prepared):
+  """analyze --disentanglement of the module's run at 0.01 of the reference's sizes, seed 3."""
+  import json
+
+  proc = run_aejax(f"--workdir={shapes_vae}", f"--data_dir={prepared[0]}", "--disentanglement",
+                   "--disentanglement_scale=0.01", f"--seed={SEED}", "--k=10",
+                   "--nll_images=100", module="aejax.analyze", timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  with open(os.path.join(shapes_vae, "analysis", "metrics.json")) as f:
+    return json.load(f)
+
+
+def test_analyze_scores_the_encoder_means_at_the_seed_and_sizes_it_states(
+    shapes_vae, shapes_analysis, prepared):
+  """Every score under its flat name, equal to the metrics computed here on the restored run's
+  posterior means at the stated sizes and seed; the protocol states both.
+  catches: the seed not passed on (seed 0 used), the scale applied to the batch sizes, a
+  posterior sample as the code, a score left out."""
+  import aejax
+  from aejax.analysis import disentanglement
+  from aejax.analysis.disentanglement import factor_dataset
+
+  m = shapes_analysis["metrics"]
+  assert DISENTANGLEMENT_NAMES <= set(m), sorted(set(m))
+  run = aejax.restore(shapes_vae, data_dir=prepared[0])
+  source = factor_dataset.FactorSource(prepared[1]["binary"])
+  means = lambda images: run.posterior(images.astype(np.float32) / 255)[0]
+  mig = disentanglement.mig(source, means, SEED, num_train=100, batch_size=16)
+  assert m["mig"] == pytest.approx(mig["discrete_mig"], abs=1e-6)
+  beta = disentanglement.beta_vae_score(source, means, SEED, batch_size=64, num_train=100,
+                                        num_eval=50)
+  assert (m["beta_vae_train_accuracy"], m["beta_vae_accuracy"]) == pytest.approx(
+      (beta["train_accuracy"], beta["eval_accuracy"]), abs=1e-6)
+  text = shapes_analysis["protocols"]["disentanglement"]
+  for words in (f"RandomState({SEED})", "0.01 x the reference's",
+                "beta_vae: num_train=100, num_eval=50",
+                "factor_vae: num_train=100, num_eval=50, num_variance_estimate=100",
+                "mig: num_train=100;"):
+    assert words in text, text
+  with open(os.path.join(shapes_vae, "analysis", "report.md")) as f:
+    assert "| `mig` |" in f.read()
+
+
+def test_the_reference_rows_score_the_factors_high_and_noise_at_chance_first_in_compare(
+    shapes_vae, shapes_analysis, prepared, tmp_path):
+  """aejax.disentanglement_reference on the grid, seeds 0 and 1, and compare --reference: the
+  factors as the code score near each metric's maximum, noise at chance (1 / 5 factors for the
+  accuracies, near 0 for MIG and DCI), and compare shows both first, mean ± std over the seeds.
+  catches: the two codes swapped, the reference rows after the runs', a population std
+  (ddof=0)."""
+  import json
+
+  out = str(tmp_path / "reference.json")
+  proc = run_aejax(f"--data_dir={prepared[0]}", "--dataset=shapes2d_3x2x4x8x8", "--seeds=0,1",
+                   "--disentanglement_scale=0.01", f"--out={out}",
+                   module="aejax.disentanglement_reference", timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  with open(out) as f:
+    rows = json.load(f)["rows"]
+  assert list(rows) == ["factors as code", "noise"]
+  factors, noise = rows["factors as code"]["metrics"], rows["noise"]["metrics"]
+  for scores in factors:
+    assert set(scores) == DISENTANGLEMENT_NAMES
+    assert scores["beta_vae_accuracy"] == scores["factor_vae_accuracy"] == 1.0, scores
+    assert min(scores["dci_disentanglement"], scores["dci_completeness"],
+               scores["dci_informativeness"], scores["modularity"]) > 0.95, scores
+    assert scores["mig"] > 0.8 and scores["factor_vae_active_dims"] == 5, scores
+  for scores in noise:
+    assert scores["beta_vae_accuracy"] < 0.4 and scores["factor_vae_accuracy"] < 0.4, scores
+    assert max(scores["mig"], scores["dci_disentanglement"], scores["sap"]) < 0.1, scores
+    assert scores["factor_vae_active_dims"] == 10, scores
+  proc = run_aejax(shapes_vae, f"--reference={out}", "--metric=analysis.metrics.mig",
+                   module="aejax.compare")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  table = [l for l in proc.stdout.splitlines() if l.startswith("| ")]
+  assert [l.split(" | ")[0] for l in table[1:]] == ["| factors as code", "| noise", "| all runs"]
+  for line, values in zip(table[1:3], ([s["mig"] for s in factors], [s["mig"] for s in noise])):
+    mean, std = np.mean(values), np.std(values, ddof=1)
+    shown = line.split(" | ")[2]
+    assert float(shown.split(" ± ")[0]) == pytest.approx(mean, rel=1e-3), (shown, mean)
+    assert float(shown.split(" ± ")[1]) == pytest.approx(std, rel=1e-2, abs=1e-4), (shown, std)
+    assert line.endswith("| reference |")
+  assert float(table[3].split(" | ")[2]) == pytest.approx(shapes_analysis["metrics"]["mig"],
+                                                          rel=1e-3)
