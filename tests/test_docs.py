@@ -99,7 +99,7 @@ def test_every_documented_command_parses(capsys):
           f"({', '.join(f'{m}: {len(e)}' for m, e in sorted(by_module.items()))})")
   assert len(commands) >= 40 and set(by_module) == {
       "aejax.main", "aejax.sweep", "aejax.analyze", "aejax.compare", "aejax.bench",
-      "aejax.prepare_folder", "aejax.prepare_shapes"}
+      "aejax.prepare_folder", "aejax.prepare_shapes", "aejax.disentanglement_reference"}
   assert not failures, "\n".join(failures)
 
 
