@@ -11,8 +11,11 @@
 #
 # The flags after WORKDIR are the data flags every command takes (--data_dir, --manual_dir,
 # --nodownload). Settings (environment):
-#   EPOCHS   the training budget: epochs of DATASET per run (default 2 of the small grid, 1,440
-#            steps of 64; the study trains 300,000)
+#   EPOCHS   the training budget: epochs of DATASET per run (default 1 of the small grid, 720
+#            steps of 64; the study trains 300,000). A train step of one run is 9.7 GFLOP (XLA's
+#            cost analysis of the conv pair's gradient at batch 64), so the 18 runs with their
+#            per-epoch evaluations are about 170 TFLOP: under 2 hours at 24 GFLOP/s, an
+#            estimate for the 2-core CPU, not a measurement
 #   DATASET  a prepared dataset with factors (default shapes2d_small; shapes2d is the full grid)
 #   SEEDS    default 0,1,2
 #   SCALE    --disentanglement_scale of every metric (default 1: the reference's sample sizes)
@@ -24,7 +27,7 @@ set -euo pipefail
 root=${1:?usage: bench/disentanglement.sh WORKDIR [--data_dir=... --manual_dir=...]}
 shift
 PY=${PY:-python}
-EPOCHS=${EPOCHS:-2}
+EPOCHS=${EPOCHS:-1}
 DATASET=${DATASET:-shapes2d_small}
 SEEDS=${SEEDS:-0,1,2}
 SCALE=${SCALE:-1}
