@@ -383,7 +383,7 @@ def plot_curves(path: str, fields: list[str], rows: list[dict[str, Any]],
   from matplotlib.ticker import MaxNLocator
 
   curve_metrics = [m for m in metrics if not m.startswith(ANALYSIS_PREFIX)]
-  fig, axes = plt.subplots(1, max(1, len(curve_metrics)), figsize=(6 * len(curve_metrics), 4),
+  fig, axes = plt.subplots(1, max(1, len(curve_metrics)), figsize=(6 * max(1, len(curve_metrics)), 4),
                            squeeze=False)
   for ax, metric in zip(axes[0], curve_metrics):
     plotted = set()

@@ -359,9 +359,12 @@ def test_the_reference_rows_score_the_factors_high_and_noise_at_chance_first_in_
     assert scores["beta_vae_accuracy"] < 0.4 and scores["factor_vae_accuracy"] < 0.4, scores
     assert max(scores["mig"], scores["dci_disentanglement"], scores["sap"]) < 0.1, scores
     assert scores["factor_vae_active_dims"] == 10, scores
+  # Analysis metrics only (no curve to draw): catches a zero-width curves figure.
   proc = run_aejax(shapes_vae, f"--reference={out}", "--metric=analysis.metrics.mig",
-                   module="aejax.compare")
+                   f"--out={tmp_path / 'compare'}", module="aejax.compare")
   assert proc.returncode == 0, proc.stderr[-3000:]
+  with open(tmp_path / "compare" / "compare.csv") as f:
+    assert [line.split(",")[0] for line in f][1:] == ["factors as code", "noise", "all runs"]
   table = [l for l in proc.stdout.splitlines() if l.startswith("| ")]
   assert [l.split(" | ")[0] for l in table[1:]] == ["| factors as code", "| noise", "| all runs"]
   for line, values in zip(table[1:3], ([s["mig"] for s in factors], [s["mig"] for s in noise])):
