@@ -246,18 +246,35 @@ def build_rows(runs: list[Run], metrics: list[str],
   return fields, rows
 
 
-def floor_rows(runs: list[Run], metrics: list[str]) -> list[dict[str, Any]]:
+def fixed_row(name: str, fields: list[str], metrics: list[str],
+              values: list[dict[str, float]], seeds: list) -> dict[str, Any]:
+  """A row in build_rows' form that no run of the table made (a reference code, the real floor),
+  named in the first field's column: each metric's mean ± std over `values` (one dict of
+  analysis.metrics keys per seed); a metric it lacks is '-'."""
+  row = {"fields": {f: name if i == 0 else "" for i, f in enumerate(fields or ["variant"])},
+         "n": len(values), "seeds": seeds, "best_epoch": None, "params": [],
+         "examples_per_sec": None, "wall_seconds": None, "incomplete": [], "runs": []}
+  for m in metrics:
+    key = m[len(ANALYSIS_PREFIX + "metrics."):] if m.startswith(ANALYSIS_PREFIX) else None
+    found = [v[key] for v in values if key in v]
+    row[m] = (*mean_std(found), len(found))
+  return row
+
+
+def floor_rows(runs: list[Run], fields: list[str], metrics: list[str]) -> list[dict[str, Any]]:
   """The real floor of the sample-quality metrics among `metrics`, one row per distinct floor
   (a different N or split gives another): what the train images score against the test images."""
   floors: dict[tuple, dict[str, float]] = {}
   for r in runs:
-    values = {m: r.analysis.get(FLOOR + m[len(ANALYSIS_PREFIX + "metrics."):]) for m in metrics
+    values = {m[len(ANALYSIS_PREFIX + "metrics."):]: r.analysis.get(
+        FLOOR + m[len(ANALYSIS_PREFIX + "metrics."):]) for m in metrics
               if m.startswith(ANALYSIS_PREFIX + "metrics.")}
-    values = {m: v for m, v in values.items() if v is not None}
+    values = {k: v for k, v in values.items() if v is not None}
     if values:
       images = r.analysis.get("sample_quality.images")
       floors.setdefault((images, tuple(sorted(values.items()))), values)
-  return [{"label": f"real floor: {images} train vs {images} test images", "values": values}
+  return [fixed_row(f"real floor: {images} train vs {images} test images", fields, metrics,
+                    [values], [])
           for (images, _), values in sorted(floors.items(), key=lambda kv: repr(kv[0]))]
 
 
@@ -282,17 +299,8 @@ def reference_rows(path: str, fields: list[str],
   except (OSError, ValueError, KeyError, TypeError) as e:
     raise UserError(f"--reference={path} is no file of aejax.disentanglement_reference ({e}); "
                     f"write it with python -m aejax.disentanglement_reference --out={path}")
-  out = []
-  for name, ref in rows.items():
-    row = {"fields": {f: name if i == 0 else "" for i, f in enumerate(fields or ["variant"])},
-           "n": len(ref["metrics"]), "seeds": ref["seeds"], "best_epoch": None, "params": [],
-           "examples_per_sec": None, "wall_seconds": None, "incomplete": [], "runs": []}
-    for m in metrics:
-      key = m[len(ANALYSIS_PREFIX + "metrics."):] if m.startswith(ANALYSIS_PREFIX) else None
-      values = [s[key] for s in ref["metrics"] if key in s]
-      row[m] = (*mean_std(values), len(values))
-    out.append(row)
-  return out
+  return [fixed_row(name, fields, metrics, ref["metrics"], ref["seeds"])
+          for name, ref in rows.items()]
 
 
 def status(row: dict[str, Any]) -> str:
@@ -304,17 +312,11 @@ def status(row: dict[str, Any]) -> str:
                    for r in row["incomplete"])
 
 
-def markdown(fields: list[str], rows: list[dict[str, Any]], metrics: list[str],
-             floors: list[dict[str, Any]] = ()) -> str:
+def markdown(fields: list[str], rows: list[dict[str, Any]], metrics: list[str]) -> str:
   curve_metric = best_epoch_metric(metrics) or "-"
   header = [*(fields or ["variant"]), "n", *(_metric_header(m) for m in metrics),
             f"best epoch ({curve_metric})", "params", "examples/s", "wall time", "status"]
   lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-  for floor in floors:
-    cells = [floor["label"], *["-"] * (max(1, len(fields)) - 1), "-"]
-    cells += [f"{v:.{_decimals(v)}f}" if (v := floor["values"].get(m)) is not None else "-"
-              for m in metrics]
-    lines.append("| " + " | ".join(cells + ["-"] * 5) + " |")
   for row in rows:
     cells = [_fmt_field(v) for v in row["fields"].values()] or ["all runs"]
     cells.append(str(row["n"]))
@@ -356,17 +358,13 @@ def _metric_header(metric: str) -> str:
 
 
 def write_csv(path: str, fields: list[str], rows: list[dict[str, Any]],
-              metrics: list[str], floors: list[dict[str, Any]] = ()) -> None:
+              metrics: list[str]) -> None:
   """The table's rows and columns, numbers at full precision (mean and std in two columns)."""
   header = [*fields, "n", *(f"{m}_{s}" for m in metrics for s in ("mean", "std")),
             "best_epoch", "params", "examples_per_sec", "wall_seconds", "status"]
   with open(path, "w", newline="") as f:
     writer = csv.writer(f)
     writer.writerow(header)
-    for floor in floors:
-      writer.writerow([floor["label"], *[""] * (len(fields) - 1), "",
-                       *(v for m in metrics for v in (floor["values"].get(m, ""), "")),
-                       *[""] * 5])
     for row in rows:
       writer.writerow([*(_fmt_field(v) for v in row["fields"].values()), row["n"],
                        *(row[m][i] for m in metrics for i in (0, 1)), row["best_epoch"],
@@ -422,19 +420,20 @@ def compare(paths: list[str], metrics: list[str] | None, out: str | None,
   metrics = metrics or default_metrics(runs)
   check_metrics(metrics, runs)
   fields, rows = build_rows(runs, metrics, by)
-  floors = floor_rows(runs, metrics)
-  shown = rows
+  fixed = floor_rows(runs, fields, metrics)
   if reference:
-    shown = reference_rows(reference, fields, metrics) + rows
-    fields = fields or ["variant"]  # The references' names need a column.
+    fixed += reference_rows(reference, fields, metrics)
+  shown = fixed + rows
+  if fixed:
+    fields = fields or ["variant"]  # The fixed rows' names need a column.
     for row in rows:
       row["fields"] = row["fields"] or {"variant": "all runs"}
-  table = markdown(fields, shown, metrics, floors)
+  table = markdown(fields, shown, metrics)
   if len(rows) > 1:
     table += "\n\n" + variants_mean(rows, metrics)
   if out:
     os.makedirs(out, exist_ok=True)
-    write_csv(os.path.join(out, "compare.csv"), fields, shown, metrics, floors)
+    write_csv(os.path.join(out, "compare.csv"), fields, shown, metrics)
     plot_curves(os.path.join(out, "curves.png"), fields, rows, metrics)
   for row in rows:
     for r in row["incomplete"]:
