@@ -10,7 +10,11 @@ import shlex
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO, run_aejax
+
+pytestmark = pytest.mark.quick  # The whole file is in the quick tier (docs/development.md).
 
 DOCS = [os.path.join(REPO, "README.md"), *sorted(glob.glob(os.path.join(REPO, "docs", "*.md")))]
 EXPERIMENTS = sorted(glob.glob(os.path.join(REPO, "experiments", "*.py")))  # Their docstrings.
@@ -236,3 +240,36 @@ def test_the_quick_start_trains_analyses_and_resumes(data_dir, tmp_path):
   lines = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
   assert [r["epoch"] for r in lines if r["split"] == "test"] == [1, 2]
 
+
+
+SAMPLE_QUALITY_COLUMNS = {  # README column -> aejax.compare's column on the records.
+    "test NLL": "analysis.metrics.nll ↓", "squared error": "analysis.metrics.sq_err_per_image ↓",
+    **{name: f"analysis.metrics.{key}_lenet_mnist {arrow}".strip() for name, key, arrow in (
+        ("FD", "fd", "↓"), ("KID", "kid", "↓"), ("precision", "precision", "↑"),
+        ("recall", "recall", "↑"), ("density", "density", ""), ("coverage", "coverage", "↑"),
+        ("FD of reconstructions", "rec_fd", "↓"))}}
+
+
+def test_the_sample_quality_table_is_what_compare_prints_from_its_records():
+  """Each README row of the sample-quality table, its real floor first, is one row of
+  aejax.compare --by=folder on the records in bench/results/cpu/sample_quality/, cell for cell
+  (mutation: a README number changed, or the floor row dropped, fails it)."""
+  root = "bench/results/cpu/sample_quality"
+  metrics = sorted({c.split(" ")[0] for c in SAMPLE_QUALITY_COLUMNS.values()})
+  proc = run_aejax(root, "--by=folder", f"--metric={','.join(metrics)}",
+                   module="aejax.compare", timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  table = [[c.strip() for c in r.strip("|").split("|")] for r in proc.stdout.splitlines()
+           if r.startswith("| ")]
+  header, printed = table[0], {row[0]: row for row in table[1:]}
+  readme = open(DOCS[0]).read()
+  section = readme[readme.index("## Sample quality of every family at one budget"):]
+  section = section[:section.index("\n## ", 1)]
+  rows = [[c.strip() for c in r.strip("|").split("|")] for r in section.splitlines()
+          if r.startswith("| ")]
+  shown_header, shown = rows[0], rows[1:]
+  assert shown[0][0].startswith("real floor") and len(shown) == len(printed), (shown, printed)
+  for row in shown:
+    folder = re.search(r"`(\w+)`", row[0]).group(1) if "`" in row[0] else row[0]
+    for name, cell in zip(shown_header[1:], row[1:]):
+      assert cell == printed[folder][header.index(SAMPLE_QUALITY_COLUMNS[name])], (folder, name)
