@@ -6,9 +6,14 @@ prepared TFDS data dir, to reuse it in later runs.
 """
 
 import fcntl
+import json
+import locale
 import os
+import select
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import jax
@@ -27,6 +32,9 @@ def pytest_addoption(parser):
                    "downloads MNIST)")
   parser.addoption("--data_dir", default=os.environ.get("AEJAX_TEST_DATA_DIR"),
                    help="TFDS data dir to prepare MNIST in and reuse (default: a temp dir)")
+  parser.addoption("--compilation_cache_dir", default=None,
+                   help="JAX's persistent compilation cache for every process of the run, kept "
+                   "for later runs (default: a temp dir of this run)")
 
 
 # XLA's CPU backend with LLVM's optimisation off, for the commands the family and dataset tests
@@ -48,12 +56,83 @@ def quick_compile(env: dict[str, str] | None = None) -> dict[str, str]:
   return {**env, "XLA_FLAGS": f"{flags} {QUICK_COMPILE}".strip()}
 
 
+class CommandServer:
+  """A tests/command_server.py process: `python -m MODULE` commands as forks of one that has
+  imported their libraries once (that module says why and how)."""
+
+  def __init__(self, module: str, env: dict[str, str]):
+    self.module = module
+    self.proc = subprocess.Popen(
+        [sys.executable, os.path.join(REPO, "tests", "command_server.py"), module],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=REPO, env=env)
+    self.buffer = b""
+    self._answer(timeout=300)  # {"ready": pid}
+
+  def _answer(self, timeout: float | None) -> dict:
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while b"\n" not in self.buffer:
+      wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+      if not select.select([self.proc.stdout], [], [], wait)[0]:
+        raise TimeoutError
+      chunk = os.read(self.proc.stdout.fileno(), 65536)
+      if not chunk:
+        raise RuntimeError(f"tests/command_server.py exited with {self.proc.wait()}; its "
+                           "output is in the test's captured stderr")
+      self.buffer += chunk
+    line, self.buffer = self.buffer.split(b"\n", 1)
+    return json.loads(line)
+
+  def close(self) -> None:
+    self.proc.stdin.close()  # The server ends at the end of its requests.
+    self.proc.wait()
+
+  def run(self, args: list[str], env: dict[str, str], timeout: float,
+          out_dir: str) -> subprocess.CompletedProcess:
+    module = self.module
+    stdout, stderr = os.path.join(out_dir, "stdout"), os.path.join(out_dir, "stderr")
+    request = {"module": module, "args": list(args), "env": env, "cwd": REPO, "stdout": stdout,
+               "stderr": stderr}
+    self.proc.stdin.write((json.dumps(request) + "\n").encode())
+    self.proc.stdin.flush()
+    pid = self._answer(timeout=60)["pid"]
+    cmd = [sys.executable, "-m", module, *args]
+    try:
+      returncode = self._answer(timeout)["returncode"]
+    except TimeoutError:
+      os.kill(pid, signal.SIGKILL)  # As subprocess.run does at its timeout.
+      self._answer(None)
+      raise subprocess.TimeoutExpired(cmd, timeout, _read(stdout), _read(stderr)) from None
+    return subprocess.CompletedProcess(cmd, returncode, _read(stdout), _read(stderr))
+
+
+def _read(path: str) -> str:
+  with open(path, encoding=locale.getpreferredencoding(False)) as f:  # As text=True reads.
+    return f.read()
+
+
+# The servers of this process, the most recently used last; a few at once (each holds the
+# imports, ~300 MB).
+_SERVERS: dict[tuple[str, frozenset], CommandServer] = {}
+MAX_SERVERS = 3
+
+
 def run_aejax(*args: str, env: dict[str, str] | None = None, timeout: float = 600,
               module: str = "aejax.main") -> subprocess.CompletedProcess:
-  """Runs `python -m <module> args...` from the repo root, as a user would."""
+  """Runs `python -m <module> args...` from the repo root, as a user would: its exit code,
+  output and files are a fresh process's (forked from a CommandServer of this environment)."""
+  from command_server import VARY_PER_COMMAND
+
   full_env = {**os.environ, **(env or {})}
-  return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=full_env,
-                        capture_output=True, text=True, timeout=timeout)
+  if os.environ.get("AEJAX_TEST_FRESH_PROCESSES") == "1":  # Each command its own interpreter.
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+  key = (module, frozenset((k, v) for k, v in full_env.items() if k not in VARY_PER_COMMAND))
+  server = _SERVERS.pop(key, None) or CommandServer(module, full_env)
+  _SERVERS[key] = server
+  while len(_SERVERS) > MAX_SERVERS:
+    _SERVERS.pop(next(iter(_SERVERS))).close()
+  with tempfile.TemporaryDirectory() as out_dir:
+    return server.run(args, full_env, timeout, out_dir)
 
 
 def saved_state(workdir: str, step: int | None = None) -> tuple[dict, dict]:
@@ -79,12 +158,13 @@ def _run_temp(tmp_path_factory):
 
 
 @pytest.fixture(scope="session", autouse=True)
-def compilation_cache(tmp_path_factory):
+def compilation_cache(request, tmp_path_factory):
   """One persistent JAX compilation cache for this run's test processes and every process they
   start: the suite compiles the same small programs in hundreds of fresh processes, and a
   cached executable is the one XLA would compile again (the key covers the program, the
   devices and the XLA flags), so only the time changes."""
-  path = str(_run_temp(tmp_path_factory) / "jax_cache")
+  path = (request.config.getoption("compilation_cache_dir")
+          or str(_run_temp(tmp_path_factory) / "jax_cache"))
   settings = {"jax_compilation_cache_dir": path,  # Every program, however quick to compile.
               "jax_persistent_cache_min_compile_time_secs": 0.0,
               "jax_persistent_cache_min_entry_size_bytes": 0}

@@ -61,7 +61,9 @@ def _ran_in_namespace(request, tmp_path, data_dir) -> bool:
   if unshare.returncode:
     why += f", nor create a user and mount namespace ({' '.join(unshare.stderr.split())})"
     (pytest.fail if os.environ.get("CI") == "true" else pytest.skip)(why)
-  options = [f"--data_dir={data_dir}"]
+  # The run's data and compilation cache (the compilation_cache fixture set its variable).
+  options = [f"--data_dir={data_dir}",
+             f"--compilation_cache_dir={os.environ['JAX_COMPILATION_CACHE_DIR']}"]
   if request.config.getoption("manual_dir"):
     options.append(f"--manual_dir={os.path.abspath(request.config.getoption('manual_dir'))}")
   proc = subprocess.run(

@@ -18,7 +18,12 @@ from test_parallel import TINY_VAE, _cpu_env, _rows
 # 10 steps (one epoch at batch 6000), two a call, so a signal lands mid-epoch; no grain workers.
 FLAGS = [*TINY_VAE, "--config.num_epochs=1", "--config.steps_per_call=2",
          "--config.input_workers=0"]
-ENV = {**os.environ, "PYTHON": sys.executable}
+
+
+def _env() -> dict[str, str]:
+  """This process's environment at call time (the session's compilation cache is set after
+  collection) with launch.sh's Python."""
+  return {**os.environ, "PYTHON": sys.executable}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -41,7 +46,7 @@ def _salloc(workdir, data_dir, log) -> subprocess.Popen:
   with open(log, "w") as out:
     return subprocess.Popen(
         ["salloc", "-n2", "./launch.sh", "--slurm", "--cpu_devices", "2", f"--workdir={workdir}",
-         *FLAGS, f"--data_dir={data_dir}"], cwd=REPO, env=ENV, stdout=out,
+         *FLAGS, f"--data_dir={data_dir}"], cwd=REPO, env=_env(), stdout=out,
         stderr=subprocess.STDOUT)
 
 
@@ -84,7 +89,7 @@ def test_sbatch_job_warned_of_its_time_limit_requeues_itself_and_resumes(
   proc = subprocess.run(
       ["./launch.sh", "--sbatch", "-n2", f"--output={log}", "--parsable", "--",
        "--cpu_devices", "2", f"--workdir={workdir}", *FLAGS, f"--data_dir={data_dir}"],
-      cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120)
+      cwd=REPO, env=_env(), capture_output=True, text=True, timeout=120)
   assert proc.returncode == 0, proc.stderr[-3000:]
   job_id = proc.stdout.strip().split(";")[0]
   try:
