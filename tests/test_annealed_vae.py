@@ -14,6 +14,8 @@ from aejax import losses
 from aejax import objectives
 from conftest import posterior_streams, refusal
 
+pytestmark = pytest.mark.quick  # The whole file is in the quick tier (docs/development.md).
+
 
 @pytest.mark.parametrize("step", [0, 1, 10, 15, 40])
 def test_capacity_rises_linearly_to_c_max_and_stays(step):

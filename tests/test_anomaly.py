@@ -124,6 +124,7 @@ def test_bad_train_labels_are_one_line_and_exit_2(labels, batch, expected, data_
   assert not os.path.exists(tmp_path / "w" / "metrics.jsonl")
 
 
+@pytest.mark.quick
 def test_train_labels_must_be_integers():
   config = configs.base()
   config.input.train_labels = (1.5,)
@@ -133,6 +134,7 @@ def test_train_labels_must_be_integers():
   validation.validate_train_labels(config, num_classes=10, num_selected=0)
 
 
+@pytest.mark.quick
 def test_compare_gives_the_mean_over_the_variants():
   from aejax import compare
 
@@ -178,6 +180,7 @@ def test_a_prefix_without_a_normal_image_leaves_its_aurocs_out_saying_why(data_d
   assert "| `auroc_nll`" not in report and "- **auroc_nll**: not measured: " in report
 
 
+@pytest.mark.quick
 def test_a_prefix_without_an_anomalous_image_leaves_its_aurocs_out_saying_why():
   """Mutation: without the check in held_out_aurocs, auroc_nll is NaN."""
   labels_N = np.array([2, 0, 4, 8, 7, 6, 0, 6, 3, 1, 8, 0, 7, 9, 8, 4, 5, 3])

@@ -44,6 +44,7 @@ def _ciwae(log_w_KxB, beta):
   return beta * np.mean(log_w_KxB, axis=0) + (1 - beta) * _log_mean_exp(log_w_KxB, 0)
 
 
+@pytest.mark.quick
 def test_bounds_against_numpy_on_fixed_log_weights():
   miwae = losses.miwae_bound(jnp.asarray(LOG_W_MxKxB, jnp.float32))
   np.testing.assert_allclose(miwae, _miwae(LOG_W_MxKxB), rtol=1e-6)
@@ -109,6 +110,7 @@ def _setup(config, n=5, per_example=True):
   return model, params, x, keys_B
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("per_example", [True, False], ids=["example_keys", "one_key"])
 @pytest.mark.parametrize("loss,k,m,beta", [("miwae", 3, 4, 0.0), ("piwae", 3, 4, 0.0),
                                            ("ciwae", 6, 1, 0.3)])
@@ -143,6 +145,7 @@ def test_the_objective_scores_the_estimators_samples_by_the_papers_formulas(loss
       assert np.all(got["miwae_bound"] < got["iwae_bound"]), got
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("name", ["vae", "vamp"])
 def test_piwae_trains_the_decoder_on_iwae_of_all_samples_and_the_encoder_on_miwae(name):
   """The split is by parameters (Rainforth et al.: theta climbs IWAE, phi MIWAE): the VampPrior's
@@ -174,6 +177,7 @@ def test_piwae_trains_the_decoder_on_iwae_of_all_samples_and_the_encoder_on_miwa
   assert np.abs(enc(iwae_grad) - enc(miwae_grad)).max() > 1e-3 * np.abs(enc(miwae_grad)).max()
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("name,loss,fields,message", [
     ("ae", "miwae", {}, "config.loss='miwae' does not fit config.model.name='ae'; use one of "
      "('mse', 'bce')"),

@@ -17,6 +17,8 @@ from aejax.errors import UserError
 from aejax.run import storage
 from conftest import REPO, run_aejax
 
+pytestmark = pytest.mark.quick  # The whole file is in the quick tier (docs/development.md).
+
 
 def test_mnist_matches_the_published_facts(mnist):
   train_x, train_y, test_x, test_y = mnist

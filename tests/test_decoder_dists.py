@@ -44,6 +44,7 @@ def _scipy_log_discretized_logistic(x, loc, scale):
   return np.where(x <= 0.0, dist.logcdf(upper), np.where(x >= 1.0, dist.logsf(lower), inside))
 
 
+@pytest.mark.quick
 def test_gaussian_log_prob_against_scipy_with_a_fixed_and_a_learned_std():
   rng = np.random.default_rng(0)
   x_BxHxWxC = rng.uniform(0, 1, (2, 2, 3, 3)).astype(np.float32)
@@ -67,6 +68,7 @@ def test_gaussian_log_prob_against_scipy_with_a_fixed_and_a_learned_std():
                              stats.norm.logpdf(x_BxHxWxC[0], mean[1], std[1]).sum(), rtol=1e-5)
 
 
+@pytest.mark.quick
 def test_discretized_logistic_against_scipy_at_the_edges_the_centre_and_the_tails():
   # Pixels on the 8-bit grid: both end bins, the middle, and locations far from the pixel.
   x = np.array([0.0, 1.0, 128 / 255, 3 / 255, 250 / 255, 0.0, 1.0, 40 / 255])
@@ -91,6 +93,7 @@ def test_discretized_logistic_against_scipy_at_the_edges_the_centre_and_the_tail
     np.testing.assert_allclose(float(jnp.sum(p)), 1.0, rtol=1e-4)
 
 
+@pytest.mark.quick
 def test_logistic_decoder_reads_locations_then_log_scales_and_shows_the_location():
   rng = np.random.default_rng(1)
   x = (rng.integers(0, 256, (3, 2, 2, 3)) / 255).astype(np.float32)
@@ -104,6 +107,7 @@ def test_logistic_decoder_reads_locations_then_log_scales_and_shows_the_location
   np.testing.assert_allclose(decoder_dists.DecoderDist().mean(jnp.zeros((1, 2, 2, 1))), 0.5)
 
 
+@pytest.mark.quick
 def test_a_logistic_mixture_against_scipy():
   # Two images of 2 x 1 pixels with 2 channels, a mixture of 3 per channel; the decoder's
   # channels are 3 x 2 weight logits, then 3 x 2 locations, then 3 x 2 log-scales.
@@ -124,6 +128,7 @@ def test_a_logistic_mixture_against_scipy():
                              rtol=1e-5)
 
 
+@pytest.mark.quick
 def test_bits_per_dim_by_hand():
   # 100 nats for a 28 x 28 x 1 image: 100 / (784 x 0.693147) = 100 / 543.427 = 0.184017 bits.
   np.testing.assert_allclose(losses.bits_per_dim(jnp.float32(100.0), 784), 0.184017, rtol=1e-5)
@@ -161,6 +166,7 @@ def _linear_gaussian_vae(decoder_std):
   return config, model, params, log_px
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("decoder_std", [0.5, 0.0], ids=["fixed_std", "learned_std"])
 def test_the_nll_estimator_is_exact_for_a_linear_gaussian_vae(decoder_std):
   config, model, params, log_px = _linear_gaussian_vae(decoder_std)
@@ -214,6 +220,7 @@ def test_every_family_with_a_likelihood_trains_and_evaluates_a_logistic_mixture(
   assert np.all(mean_I > 3 * se_I), (mean_I, se_I)
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("fields,message", [
     ({"model.decoder_dist": "gausian"}, "unknown config.model.decoder_dist='gausian'; use one of"),
     ({"model.decoder_std": 0.1}, "decoder_std=0.1 is the fixed std of config.model.decoder_dist="
@@ -236,6 +243,7 @@ def test_validation_refuses_a_bad_decoder_in_one_line(fields, message):
   assert message in str(e.value) and "\n" not in str(e.value)
 
 
+@pytest.mark.quick
 def test_a_run_saved_before_the_decoder_field_restores_with_the_bernoulli(tmp_path):
   config = configs.base()
   saved = json.loads(config.to_json_best_effort())

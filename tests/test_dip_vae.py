@@ -15,6 +15,8 @@ from aejax import objectives
 from conftest import (assert_pmap_matches_one_device, posterior_streams, refusal,
                       run_on_4_devices)
 
+pytestmark = pytest.mark.quick  # The whole file is in the quick tier (docs/development.md).
+
 
 def _numpy_penalty(mean, logvar, dip_type, lambda_od, lambda_d):
   """Eq. 6 (I): Cov_p(x)[mu(x)]; eq. 7 (II): E_p(x)[Sigma(x)] + Cov_p(x)[mu(x)]; each penalised

@@ -18,6 +18,8 @@ from aejax.analysis.disentanglement import information
 from aejax.analysis.disentanglement import predictors
 from aejax.errors import UserError
 
+pytestmark = pytest.mark.quick  # The whole file is in the quick tier (docs/development.md).
+
 SIZES = (3, 4, 5, 6)
 SMALL = {  # Reduced sample sizes: the file runs in seconds, the scores stay clear of chance.
     "beta_vae": {"num_train": 300, "num_eval": 200},

@@ -43,12 +43,14 @@ def _tiny(name: str, loss: str | None = None):
   return config
 
 
+@pytest.mark.quick
 def test_the_protocol_names_the_hooks():
   assert REQUIRED == ["LIKELIHOOD", "LOSSES", "MAIN_METRIC", "OWN_FIELDS", "POOLED", "check",
                       "create", "per_example"]
   assert sorted(families.REQUIRED) == REQUIRED
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("name", sorted(families.FAMILIES))
 def test_every_family_defines_the_hooks_and_its_model_the_interface(name):
   family = families.FAMILIES[name]
@@ -72,6 +74,7 @@ def test_every_family_defines_the_hooks_and_its_model_the_interface(name):
     assert model.apply({"params": params}, jax.random.key(2), 4, method="sample").shape == (4, 8)
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("name", sorted(families.FAMILIES))
 def test_validation_refuses_every_loss_the_family_does_not_list(name):
   listed = families.FAMILIES[name].LOSSES
@@ -83,6 +86,7 @@ def test_validation_refuses_every_loss_the_family_does_not_list(name):
       validation.validate_config(_tiny(name, loss), 1)
 
 
+@pytest.mark.quick
 def test_validation_reads_the_losses_from_the_entry_itself(monkeypatch):
   validation.validate_config(_tiny("vae", "iwae"), 1)
   monkeypatch.setattr(families.FAMILIES["vae"], "LOSSES", ("elbo",))
@@ -90,6 +94,7 @@ def test_validation_reads_the_losses_from_the_entry_itself(monkeypatch):
     validation.validate_config(_tiny("vae", "iwae"), 1)
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("name,field,value,owner", [
     ("vae", "objective.l1_code", 0.1, "model 'ae'"),
     ("vqvae", "objective.sparsity_weight", 1.0, "model 'ae'"),
@@ -160,6 +165,7 @@ def _gaussian_kl(mean_q, logvar_q, mean_p, logvar_p):
 COPIES = 256  # Of one image, each with its own key: the stochastic terms' means are compared.
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("name", sorted(families.FAMILIES))
 def test_every_familys_objective_at_constant_networks_against_numpy(name):
   """With every kernel 0 the encoder gives one code (or posterior) and the decoder one set of
@@ -279,6 +285,7 @@ def _module_like(base, **names):
   return module
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("names,message", [
     ({"EX_POST_COMPONENT": 10}, "defines 'EX_POST_COMPONENT', which no part of aejax reads "
      "(did you mean 'EX_POST_COMPONENTS'?)"),
@@ -298,6 +305,7 @@ def test_a_misspelt_or_unknown_hook_name_is_an_error_naming_the_module_and_the_i
   assert message in str(e.value)
 
 
+@pytest.mark.quick
 def test_every_module_of_the_table_passes_the_import_check_and_names_its_main_metric():
   for name, module in families.FAMILIES.items():
     families.check_module(name, module)
@@ -312,6 +320,7 @@ def _key_set(keys) -> set[tuple[int, ...]]:
       -1, 2)}
 
 
+@pytest.mark.quick
 def test_no_two_streams_share_a_key_nor_any_draw_of_the_posteriors_samples():
   """Over a batch of 64 examples: the five streams, the example keys, and the keys from which
   the estimator (aejax.likelihood) draws posterior sample j = 0..99 and the test NLL's samples
@@ -333,6 +342,7 @@ def test_no_two_streams_share_a_key_nor_any_draw_of_the_posteriors_samples():
       assert not sets[a] & sets[b], f"streams {a!r} and {b!r} share keys"
 
 
+@pytest.mark.quick
 def test_a_family_receives_the_prior_and_extra_streams_apart_from_the_models_posterior_noise(
     monkeypatch, mnist):
   """Through the train step's own path (train.per_example_metrics): a family that draws from

@@ -1,8 +1,11 @@
 """The analysis figures plot metrics only."""
 
 from matplotlib.axes import Axes
+import pytest
 
 from aejax.analysis import figures
+
+pytestmark = pytest.mark.quick  # The whole file is in the quick tier (docs/development.md).
 
 
 def test_curves_plot_metrics_not_the_record_fields(tmp_path, monkeypatch):

@@ -4,9 +4,12 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from aejax import decoder_dists
 from aejax import losses
+
+pytestmark = pytest.mark.quick  # The whole file is in the quick tier (docs/development.md).
 
 BERNOULLI = decoder_dists.DecoderDist("bernoulli")
 

@@ -11,6 +11,8 @@ from aejax import sampling
 from aejax import validation
 from aejax.errors import UserError
 
+pytestmark = pytest.mark.quick  # The whole file is in the quick tier (docs/development.md).
+
 
 def _init_apply(model_cfg, batch=5):
   model = families.create_model(model_cfg, (28, 28, 1))

@@ -41,6 +41,7 @@ def _binary(images_uint8, seed=0):
 
 # --- IWAE --------------------------------------------------------------------------------------
 
+@pytest.mark.quick
 def test_iwae_bound_with_one_sample_is_the_elbo_of_that_sample(mnist):
   _, model, params = _vae()
   x = _binary(mnist[2][:16])
@@ -60,6 +61,7 @@ def test_iwae_bound_with_one_sample_is_the_elbo_of_that_sample(mnist):
   np.testing.assert_allclose(-vae_family.elbo(model, out, x)["rec"], log_px, rtol=1e-5)
 
 
+@pytest.mark.quick
 def test_iwae_bound_is_stable_for_tiny_weights():
   log_w = jnp.array([[-10000.0, -3.0], [-10001.0, -2.0], [-10002.5, -50.0]])
   want = [np.log(np.mean(np.exp(np.float64(c) - c.max()))) + c.max() for c in np.asarray(
@@ -128,6 +130,7 @@ def test_iwae_training_objective_and_eval_nll(mnist):
 
 # --- Denoising ---------------------------------------------------------------------------------
 
+@pytest.mark.quick
 @pytest.mark.parametrize("mode,level", [("mask", 0.5), ("gaussian", 0.5)])
 def test_denoising_loss_compares_the_corrupted_input_with_the_clean_image(mnist, monkeypatch,
                                                                           mode, level):
@@ -156,6 +159,7 @@ def test_denoising_loss_compares_the_corrupted_input_with_the_clean_image(mnist,
   assert not np.allclose(got["loss"], losses.squared_error(recon, seen["input"]), rtol=1e-3)
 
 
+@pytest.mark.quick
 def test_corruptions():
   x = jax.random.uniform(jax.random.key(0), (64, 28, 28, 1)) + 0.1  # No zero pixels.
   masked = preprocess.corrupt(x, jax.random.key(1), "mask", 0.3)
@@ -169,6 +173,7 @@ def test_corruptions():
 
 # --- Sparse AE and beta-VAE --------------------------------------------------------------------
 
+@pytest.mark.quick
 def test_sparsity_penalties_against_hand_values():
   a = jnp.array([[0.1, 0.5], [0.3, 0.5]])  # Mean activations 0.2 and 0.5.
   rho = 0.1
@@ -180,6 +185,7 @@ def test_sparsity_penalties_against_hand_values():
                               jnp.array([3.0, 0.5]))
 
 
+@pytest.mark.quick
 def test_sparse_ae_loss_adds_the_weighted_penalties(mnist):
   config = configs.base()
   config.model.hidden, config.model.latents = (64,), 16
@@ -198,6 +204,7 @@ def test_sparse_ae_loss_adds_the_weighted_penalties(mnist):
     validation.validate_config(config, 1)
 
 
+@pytest.mark.quick
 def test_kl_warmup_is_linear_and_evaluation_uses_the_final_beta(mnist):
   c = configs.base()
   c.objective.beta, c.objective.kl_warmup_steps = 4.0, 100
@@ -223,6 +230,7 @@ def _norm(tree):
   return float(optax.tree.norm(tree))
 
 
+@pytest.mark.quick
 def test_vq_codebook_gets_gradients_only_from_the_codebook_term(mnist):
   config = configs.base()
   config.model.name, config.loss = "vqvae", "bce"
@@ -254,6 +262,7 @@ def test_vq_codebook_gets_gradients_only_from_the_codebook_term(mnist):
   chex.assert_trees_all_close(out["z"], out["codes"].reshape(64, -1))
 
 
+@pytest.mark.quick
 def test_code_usage_perplexity():
   one = losses.code_usage(jnp.zeros((4, 3), jnp.int32), 8)
   chex.assert_trees_all_close(one["code_perplexity"], jnp.ones(4), rtol=1e-6)
@@ -265,6 +274,7 @@ def test_code_usage_perplexity():
 
 # --- Learning-rate schedule --------------------------------------------------------------------
 
+@pytest.mark.quick
 def test_burda_schedule_has_the_paper_rates_and_length():
   config = configs.burda2015(num_samples=1)
   assert config.num_epochs == 3280
@@ -278,6 +288,7 @@ def test_burda_schedule_has_the_paper_rates_and_length():
   assert config.opt.eps == 1e-4 and config.opt.b1 == 0.9 and config.opt.b2 == 0.999
 
 
+@pytest.mark.quick
 def test_cosine_schedule_has_the_closed_form_rates_and_pins_num_epochs():
   import json
 

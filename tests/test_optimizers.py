@@ -8,6 +8,8 @@ from aejax import optimizers
 from aejax import validation
 from aejax.errors import UserError
 
+pytestmark = pytest.mark.quick  # The whole file is in the quick tier (docs/development.md).
+
 P = {"w": np.array([0.5, -1.0, 2.0], np.float32)}
 GRADS = [{"w": np.array([0.3, -0.2, 4.0], np.float32)},
          {"w": np.array([-0.1, 0.5, 1.0], np.float32)}]

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 
 from conftest import REPO, assert_same_training, run_aejax, saved_state
 
@@ -64,6 +65,7 @@ print(json.dumps({k: [float(whole[k]), float(per_device[k][0])]
 """
 
 
+@pytest.mark.quick
 def test_pmap_reports_the_code_usage_of_the_whole_batch():
   # Usage is not additive: each device's 16 images use fewer codes than the batch's 64, so a mean
   # of per-device values understates it. pmap must report what jit on the whole batch does.

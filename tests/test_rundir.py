@@ -14,6 +14,8 @@ from aejax.run import rundir
 from aejax.run import storage
 from conftest import REPO
 
+pytestmark = pytest.mark.quick  # The whole file is in the quick tier (docs/development.md).
+
 
 def test_main_and_sweep_share_the_resume_rule(tmp_path):
   from aejax import sweep

@@ -13,6 +13,8 @@ import scipy.linalg
 from aejax.analysis import sample_quality as sq
 from aejax.errors import UserError
 
+pytestmark = pytest.mark.quick  # The whole file is in the quick tier (docs/development.md).
+
 
 # -- Fréchet distance ----------------------------------------------------------------------------
 

@@ -40,6 +40,7 @@ def _stand_in_run(decode):
                                reconstruct=lambda x: x)
 
 
+@pytest.mark.quick
 def test_scores_are_named_after_the_network_and_exact_reconstructions_score_perfectly(
     tiny_net, mnist, tmp_path):
   """catches: the reconstructions scored against another subset of test images than the one
@@ -80,6 +81,7 @@ def test_scores_are_named_after_the_network_and_exact_reconstructions_score_perf
   assert "200 generated images" in scores[200].protocol
 
 
+@pytest.mark.quick
 def test_fewer_images_than_k_plus_one_are_one_line(tiny_net, mnist, tmp_path):
   """catches: a split of 5 images reaching the k-NN radii (their own error, after the work)."""
   train, _, test, _ = mnist
@@ -90,6 +92,7 @@ def test_fewer_images_than_k_plus_one_are_one_line(tiny_net, mnist, tmp_path):
   assert "\n" not in str(e.value)
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("flag, match", [("--sample_images=5", "fewer than k \\+ 1 = 6"),
                                          ("--ex_post_components=-1", "must be >= 0")])
 def test_analyze_refuses_impossible_sample_settings_in_one_line(tmp_path, flag, match):
@@ -101,6 +104,7 @@ def test_analyze_refuses_impossible_sample_settings_in_one_line(tmp_path, flag, 
   assert "Traceback" not in proc.stderr and re.search(match, lines[0]), lines[0]
 
 
+@pytest.mark.quick
 def test_compare_points_each_sample_metric_the_better_way():
   """catches: precision and recall read as lower-is-better (their names hold "rec", a
   reconstruction error's word); FD or KID without a direction."""

@@ -12,6 +12,8 @@ import pytest
 from aejax.analysis import samplers
 from aejax.errors import UserError
 
+pytestmark = pytest.mark.quick  # The whole file is in the quick tier (docs/development.md).
+
 
 def _mixture_codes(n: int, seed: int = 0) -> np.ndarray:
   """[n, 3] codes from three correlated Gaussian clusters of unequal weights."""

@@ -196,7 +196,8 @@ def test_a_group_varying_each_field_equals_its_runs_alone(field, mnist):
   _assert_group_is_runs_alone(FIELD_CASES[field], mnist)
 
 
-@pytest.mark.parametrize("schedule", ["constant", "cosine", "stages"])
+@pytest.mark.parametrize("schedule", ["constant", pytest.param("cosine", marks=pytest.mark.quick),
+                                      "stages"])
 @pytest.mark.parametrize("opt", ["adam", "adamw", "sgd"])
 def test_a_learning_rate_group_equals_its_runs_alone_for_every_schedule_and_optimizer(
     schedule, opt, mnist):
