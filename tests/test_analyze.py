@@ -2,6 +2,9 @@
 
 Two small runs are trained once for the module (one epoch on the real MNIST): an AE written by
 8 CPU devices and a 2-D VAE. Every analysis runs in a fresh process with one device.
+
+Time: the two runs, six more (one per family and encoder), and over twenty analyze commands, each
+restoring a run and compiling its own evaluation programs.
 """
 
 import fcntl

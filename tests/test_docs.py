@@ -148,6 +148,14 @@ def test_the_flag_tables_are_the_flag_definitions():
   assert len(re.findall(r"<!-- flags: ", "".join(open(p).read() for p in DOCS))) >= 5
 
 
+def test_the_test_times_list_every_test_file():
+  """docs/development.md's table of test times names each test file, and no file that is gone
+  (mutation seen: a test file added without regenerating the table fails here)."""
+  proc = subprocess.run([sys.executable, os.path.join(REPO, "tools", "test_durations.py"),
+                         "--check"], cwd=REPO, capture_output=True, text=True, timeout=60)
+  assert proc.returncode == 0, proc.stderr
+
+
 def _generated(page: str, name: str) -> str:
   """The text between `<!-- code: name -->` and `<!-- end code -->` of docs/<page>."""
   text = open(os.path.join(REPO, "docs", page)).read()

@@ -4,6 +4,11 @@ stopped by SIGTERM resumes to the same end.
 
 Each cell is one 10-step run (one epoch at batch 6000) of a tiny VAE on the real MNIST, run
 once per module and shared by the tests; the 1-process mesh/device run is the reference.
+
+Time: 28 processes: the eight cells (four 4-device runs, four 2-process launches) and, per mode, an
+interrupted 2-process launch and its resume; every process imports JAX and compiles its program (the
+cache serves it only to a later process with the same program and device layout: a resume, not
+another mode).
 """
 
 import os

@@ -1,4 +1,9 @@
-"""Runs survive preemption, divergence, damaged checkpoints, config drift and bad input."""
+"""Runs survive preemption, divergence, damaged checkpoints, config drift and bad input.
+
+Time: runs killed, interrupted and resumed mid-epoch (a SIGTERM must land inside an epoch of 468
+steps, a kill -9 inside a 15 MB save), each compared with an uninterrupted run, and 37 commands
+refused at start-up.
+"""
 
 import glob
 import json

@@ -2,7 +2,11 @@
 shapes x 2 scales x 4 orientations x 8 x 8 positions (1,536 images): its order, its pixels
 against the documented rasterisation rule computed here another way, its colour and noisy
 variants, reading it back as any prepared dataset and as the metrics' ground-truth source, and
-the study's models (experiments/dsprites_*.py) training on it."""
+the study's models (experiments/dsprites_*.py) training on it.
+
+Time: every experiments/dsprites_*.py file trains on the prepared grid (six conv trainings), and the
+analysis of one of them scores the disentanglement metrics at the sizes it states.
+"""
 
 import glob
 import itertools

@@ -1,4 +1,8 @@
-"""Vectorised groups: G runs as one vmapped program equal the same runs trained one by one."""
+"""Vectorised groups: G runs as one vmapped program equal the same runs trained one by one.
+
+Time: every hyperparameter field, schedule and optimizer as a group of two runs and the same runs
+alone (about 100 trainings, each compiled), and the conv groups on real MNIST.
+"""
 
 import json
 import os
