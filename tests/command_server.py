@@ -37,6 +37,7 @@ def _child(request: dict) -> None:
   # closing them here would make the interpreter's exit report the closed files on stderr.
   null = os.open(os.devnull, os.O_RDONLY)
   os.dup2(null, 0)
+  os.close(null)
   for fd, path in ((1, request["stdout"]), (2, request["stderr"])):
     out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.dup2(out, fd)
@@ -75,6 +76,7 @@ def main() -> None:
   answers = os.fdopen(os.dup(1), "w", buffering=1)
   null = os.open(os.devnull, os.O_RDWR)
   os.dup2(null, 0)
+  os.close(null)
   os.dup2(2, 1)
   sys.path[0] = os.getcwd()  # As for `python -m`: the repository's aejax.
   _import_what_it_imports(module)

@@ -20,6 +20,8 @@ import jax
 import numpy as np
 import pytest
 
+from command_server import VARY_PER_COMMAND
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Catch accidental broadcasting between [B] and [B, 1] shaped terms.
@@ -120,8 +122,6 @@ def run_aejax(*args: str, env: dict[str, str] | None = None, timeout: float = 60
               module: str = "aejax.main") -> subprocess.CompletedProcess:
   """Runs `python -m <module> args...` from the repo root, as a user would: its exit code,
   output and files are a fresh process's (forked from a CommandServer of this environment)."""
-  from command_server import VARY_PER_COMMAND
-
   full_env = {**os.environ, **(env or {})}
   if os.environ.get("AEJAX_TEST_FRESH_PROCESSES") == "1":  # Each command its own interpreter.
     return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=full_env,
