@@ -242,11 +242,11 @@ def test_dci_matches_numpy():
   """
   codes, factors = fixed_codes(300, 3)
   test_codes, test_factors = fixed_codes(200, 4)
-  rng = np.random.RandomState(0)
+  seeds = np.random.RandomState(0).randint(np.iinfo(np.int32).max, size=4)
   importance = np.zeros((3, 4))
   accuracy = []
   for k in range(4):
-    model = ensemble.GradientBoostingClassifier(random_state=rng).fit(codes, factors[:, k])
+    model = ensemble.GradientBoostingClassifier(random_state=seeds[k]).fit(codes, factors[:, k])
     importance[:, k] = model.feature_importances_
     accuracy.append(np.mean(model.predict(test_codes) == test_factors[:, k]))
 

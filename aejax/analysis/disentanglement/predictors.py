@@ -4,6 +4,9 @@ Defaults are disentanglement_lib's unsupervised study (config/unsupervised_study
 metric_configs/dci.gin, sap_score.gin): 10000 training and 5000 test points, discrete factors.
 """
 
+import os
+
+import joblib
 import numpy as np
 import scipy.stats
 from sklearn import ensemble
@@ -40,21 +43,33 @@ def dci_of_codes(train_NxD, train_factors_NxK, test_MxD, test_factors_MxK,
 
   One GradientBoostingClassifier (scikit-learn's defaults, as the reference) per factor; its
   feature importances are a column of the [D, K] importance matrix, its accuracies the
-  informativeness. The reference leaves the trees unseeded; here they draw from random_state,
-  after the samples, so a seed fixes the score.
+  informativeness. The reference leaves the trees unseeded; here factor k's trees are seeded with
+  the k-th integer drawn from random_state after the samples, so a seed fixes the score. The
+  factors' classifiers are independent, so they are fitted in parallel threads (scikit-learn
+  builds trees without the GIL): the trees of 40 orientations and 32 positions are nearly all of
+  the metrics' time.
   """
   source_lib.check_codes_and_factors(train_NxD, train_factors_NxK)
   source_lib.check_codes_and_factors(test_MxD, test_factors_MxK)
   random_state = source_lib.random_state_of(random_state)
   num_factors = train_factors_NxK.shape[1]
-  importance_DxK = np.zeros((train_NxD.shape[1], num_factors))
-  train_accuracy, test_accuracy = np.zeros(num_factors), np.zeros(num_factors)
-  for k in range(num_factors):
-    model = ensemble.GradientBoostingClassifier(random_state=random_state)
+  seeds = random_state.randint(np.iinfo(np.int32).max, size=num_factors)
+
+  def fit(k):
+    model = ensemble.GradientBoostingClassifier(random_state=seeds[k])
     model.fit(train_NxD, train_factors_NxK[:, k])
-    importance_DxK[:, k] = np.abs(model.feature_importances_)
-    train_accuracy[k] = np.mean(model.predict(train_NxD) == train_factors_NxK[:, k])
-    test_accuracy[k] = np.mean(model.predict(test_MxD) == test_factors_MxK[:, k])
+    return (np.abs(model.feature_importances_),
+            np.mean(model.predict(train_NxD) == train_factors_NxK[:, k]),
+            np.mean(model.predict(test_MxD) == test_factors_MxK[:, k]))
+
+  # The largest fits first, so the last to start is a small one.
+  order = sorted(range(num_factors), key=lambda k: -len(np.unique(train_factors_NxK[:, k])))
+  jobs = min(num_factors, os.cpu_count() or 1)
+  fitted = dict(zip(order, joblib.Parallel(n_jobs=jobs, prefer="threads")(
+      joblib.delayed(fit)(k) for k in order)))
+  importance_DxK = np.stack([fitted[k][0] for k in range(num_factors)], axis=1)
+  train_accuracy = np.array([fitted[k][1] for k in range(num_factors)])
+  test_accuracy = np.array([fitted[k][2] for k in range(num_factors)])
   return {"informativeness_train": float(train_accuracy.mean()),
           "informativeness_test": float(test_accuracy.mean()),
           "disentanglement": disentanglement(importance_DxK),

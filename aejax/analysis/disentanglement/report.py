@@ -10,8 +10,10 @@ aejax.compare reads as analysis.metrics.<name>.
 
 import copy
 import inspect
+import time
 
 from absl import flags
+from absl import logging
 import numpy as np
 
 from aejax.analysis import disentanglement
@@ -95,8 +97,12 @@ def run_scores(run, source, seed: int, scale: float) -> dict[str, float]:
   """The metrics of a restored run's encoder means (aejax.analysis.restored.Restored)."""
   coder = copy.copy(run)  # The same compiled functions, in the metrics' batch size.
   coder.batch_size = ENCODE_BATCH
-  return measure(source, lambda images: coder.encode(coder.model_inputs(images, seed)), seed,
-                 scale)
+  start = time.perf_counter()
+  scores = measure(source, lambda images: coder.encode(coder.model_inputs(images, seed)), seed,
+                   scale)
+  logging.info("Disentanglement metrics at %g x the reference's sizes: %.1f s", scale,
+               time.perf_counter() - start)
+  return scores
 
 
 RUN_CODE = ("the encoder means (model.code) of the dataset's stored images preprocessed as in "
