@@ -111,6 +111,11 @@ def base() -> ml_collections.ConfigDict:
   c.model.num_pseudo = 500  # 'vamp': K, the learned pseudo-inputs of the VampPrior's mixture.
   c.model.codebook_size = 512  # 'vqvae': codes in the codebook.
   c.model.code_dim = 8  # 'vqvae': the code is latents / code_dim vectors of this size.
+  # 'flow_vae': the posterior's flow, 'planar' | 'radial' | 'iaf', its steps, and IAF's MADE
+  # hidden widths (its context from the encoder is as wide as the first).
+  c.model.flow = "none"
+  c.model.flow_length = 0
+  c.model.flow_hidden = ()
 
   # Reconstruction term for 'ae': 'mse' (squared error summed over pixels) or 'bce' (Bernoulli
   # cross-entropy on the decoder's logits). 'vae' (Bernoulli decoder): 'elbo' | 'iwae' | 'miwae' |

@@ -196,6 +196,8 @@ def test_every_family_with_a_likelihood_trains_and_evaluates_a_logistic_mixture(
   config.model.hidden, config.model.latents, config.eval_num_samples = (16,), 3, 64
   if name == "hvae":
     config.model.hidden2, config.model.latents2 = (8,), 2
+  if name == "flow_vae":
+    config.model.flow, config.model.flow_length, config.model.flow_hidden = "iaf", 2, (8,)
   config.model.num_pseudo = 5 if name == "vamp" else config.model.num_pseudo
   validation.validate_config(config, 1)
   model = families.create_model(config.model, (4, 4, 3))

@@ -39,6 +39,8 @@ def _tiny(name: str, loss: str | None = None):
   config.model.code_dim, config.model.codebook_size = 4, 5
   if name == "hvae":  # Its second stochastic layer has no default.
     config.model.hidden2, config.model.latents2 = (8,), 4
+  if name == "flow_vae":  # Its flow has no default.
+    config.model.flow, config.model.flow_length = "planar", 2
   config.loss = loss or families.FAMILIES[name].LOSSES[0]
   return config
 
@@ -98,7 +100,7 @@ def test_validation_reads_the_losses_from_the_entry_itself(monkeypatch):
 @pytest.mark.parametrize("name,field,value,owner", [
     ("vae", "objective.l1_code", 0.1, "model 'ae'"),
     ("vqvae", "objective.sparsity_weight", 1.0, "model 'ae'"),
-    ("ae", "model.num_samples", 2, "models 'vae', 'vamp' and 'hvae'"),
+    ("ae", "model.num_samples", 2, "models 'vae', 'vamp', 'hvae' and 'flow_vae'"),
     ("vae", "objective.mmd_weight", 10.0, "model 'wae'")])
 def test_a_field_another_family_owns_is_refused_naming_every_owner(name, field, value, owner):
   """catches: a refusal naming the first owner found only (model.num_samples is read by vae,
@@ -176,7 +178,7 @@ def test_every_familys_objective_at_constant_networks_against_numpy(name):
   the VampPrior, log N left out of beta-TCVAE's minibatch weighted sampling, p(z1|z2) scored
   with q(z1|x)'s variance (hvae), the code penalty without its 1/2 (rae), the codebook term left out of the
   loss (vqvae), the MMD's cross term over j != i only (wae), the diagonal's distance from 1
-  unsquared (dip_vae), the KL added besides gamma |KL - C| (annealed_vae))."""
+  unsquared (dip_vae), the KL added besides gamma |KL - C| (annealed_vae), the log-determinant added to log q (flow_vae))."""
   config = _tiny(name)
   o = config.objective
   o.code_l2, o.decoder_reg = (0.3, 0.2) if name == "rae" else (0.0, 0.0)
@@ -245,6 +247,23 @@ def test_every_familys_objective_at_constant_networks_against_numpy(name):
                                                          method=gauss("decoder2")))
     in_mean("loss", bce + _gaussian_kl(mean1, logvar1, mean_p1, logvar_p1)
             + _gaussian_kl(mean2, logvar2, 0.0, 0.0))
+  elif name == "flow_vae":
+    # The encoder's outputs are its last bias: one q_0 and one flow for every copy. Copy b's z_0
+    # is its posterior draw; its log-det is slogdet of the flow's Jacobian (jax.jacfwd) there.
+    mean_Z, logvar_Z, flow_P = (f64(a)[0] for a in model.apply(v, x[:1], method="posterior"))
+    z0_BxZ = mean_Z + np.exp(0.5 * logvar_Z) * f64(
+        sampling.normal(streams.posterior, (COPIES, latent.size)))
+    flow = lambda z: model.apply(v, z[None, None], jnp.asarray(flow_P[None], jnp.float32),
+                                 method="flow_through")[0][0, 0]
+    z0 = jnp.asarray(z0_BxZ, jnp.float32)
+    z_l = f64(jax.jit(jax.vmap(flow))(z0))
+    log_det = f64(jax.jit(jax.vmap(lambda z: jnp.linalg.slogdet(jax.jacfwd(flow)(z))[1]))(z0))
+    log_normal = lambda z, m, lv: -0.5 * np.sum((z - m) ** 2 / np.exp(lv) + lv + np.log(2 * np.pi),
+                                                axis=-1)
+    kl = log_normal(z0_BxZ, mean_Z, logvar_Z) - log_det - log_normal(z_l, 0.0, 0.0)
+    exact("rec", bce)  # The decoder's logits are its bias, whatever the code.
+    exact("kl", kl)
+    exact("loss", bce + kl)
   elif name == "ae":
     exact("bce", bce)
     exact("loss", sq_err)

@@ -49,6 +49,7 @@ def shrink(config):
     config.model.num_pseudo = min(config.model.num_pseudo, 20)
   config.model.hidden2 = tuple(min(h, 16) for h in config.model.hidden2)
   config.model.latents2 = min(config.model.latents2, 8)
+  config.model.flow_hidden = tuple(min(h, 16) for h in config.model.flow_hidden)
   if config.eval_num_samples:
     config.eval_num_samples, config.eval_sample_chunk = 12, 5  # 3 chunks, the last one partial.
   config.objective.kl_warmup_steps = min(config.objective.kl_warmup_steps, 60)

@@ -19,6 +19,7 @@ from aejax.families import ae
 from aejax.families import annealed_vae
 from aejax.families import beta_tcvae
 from aejax.families import dip_vae
+from aejax.families import flow_vae
 from aejax.families import hvae
 from aejax.families import rae
 from aejax.families import vamp
@@ -115,7 +116,8 @@ def check_module(name: str, module: Any) -> None:
 
 FAMILIES: dict[str, Family] = {"ae": ae, "vae": vae, "vqvae": vqvae, "wae": wae, "rae": rae,
                                "beta_tcvae": beta_tcvae, "vamp": vamp, "hvae": hvae,
-                               "dip_vae": dip_vae, "annealed_vae": annealed_vae}
+                               "dip_vae": dip_vae, "annealed_vae": annealed_vae,
+                               "flow_vae": flow_vae}
 for _name, _module in FAMILIES.items():
   check_module(_name, _module)
 
