@@ -207,6 +207,35 @@ def test_the_stored_dataset_reads_back_like_any_other_and_as_a_ground_truth_sour
     np.testing.assert_array_equal(image, images[n])
 
 
+def test_cached_codes_encode_each_image_once_and_give_the_same_scores(prepared):
+  """Every metric on the stored images through a representation, and on their indices through
+  CachedCodes of that representation: the same scores, with each image encoded at most once.
+  catches: a batch's new codes stored under each other's indices (in reversed order)."""
+  from aejax.analysis import disentanglement
+  from aejax.analysis.disentanglement import factor_dataset
+
+  source = factor_dataset.FactorSource(prepared[1]["binary"])
+  projection = np.random.default_rng(0).normal(size=(64 * 64, 6)) / 64
+  calls = []
+
+  def represent(images):
+    calls.append(len(images))
+    # Summed row by row, so a code does not depend on the images beside it.
+    flat = images.reshape(len(images), -1, 1).astype(np.float64) / 255
+    return np.tanh(np.sum(flat * projection[None], axis=1))
+
+  sizes = {"beta_vae": {"num_train": 60, "num_eval": 30}, "factor_vae": {
+      "num_train": 60, "num_eval": 30, "num_variance_estimate": 200}, "mig": {"num_train": 300},
+           "dci": {"num_train": 200, "num_test": 100}, "sap": {"num_train": 200, "num_test": 100},
+           "modularity_explicitness": {"num_train": 200, "num_test": 100}}
+  plain = disentanglement.all_metrics(source, represent, 5, sizes)
+  drawn = sum(calls)
+  codes = factor_dataset.CachedCodes(source, represent)
+  cached = disentanglement.all_metrics(factor_dataset.IndexedFactors(source), codes, 5, sizes)
+  assert cached == plain
+  assert codes.encoded <= np.prod(SIZES) < drawn, (codes.encoded, drawn)
+
+
 def test_a_dataset_without_factors_is_no_ground_truth_source(data_dir):
   """catches: a source built from a dataset without a `factors` feature."""
   from aejax.analysis.disentanglement import factor_dataset

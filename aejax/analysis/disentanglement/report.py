@@ -17,6 +17,7 @@ from absl import logging
 import numpy as np
 
 from aejax.analysis import disentanglement
+from aejax.analysis.disentanglement import factor_dataset
 from aejax.errors import UserError
 
 SCALE = flags.DEFINE_float(
@@ -98,10 +99,11 @@ def run_scores(run, source, seed: int, scale: float) -> dict[str, float]:
   coder = copy.copy(run)  # The same compiled functions, in the metrics' batch size.
   coder.batch_size = ENCODE_BATCH
   start = time.perf_counter()
-  scores = measure(source, lambda images: coder.encode(coder.model_inputs(images, seed)), seed,
-                   scale)
-  logging.info("Disentanglement metrics at %g x the reference's sizes: %.1f s", scale,
-               time.perf_counter() - start)
+  codes = factor_dataset.CachedCodes(
+      source, lambda images: coder.encode(coder.model_inputs(images, seed)))
+  scores = measure(factor_dataset.IndexedFactors(source), codes, seed, scale)
+  logging.info("Disentanglement metrics at %g x the reference's sizes: %.1f s, %d images "
+               "encoded", scale, time.perf_counter() - start, codes.encoded)
   return scores
 
 
