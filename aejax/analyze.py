@@ -66,6 +66,11 @@ _EX_POST_COMPONENTS = flags.DEFINE_integer(
     "ex_post_components", samplers.EX_POST_COMPONENTS, "Components of the Gaussian mixture "
     "fitted to the train codes of a family without a prior (ae, rae), which the sample-quality "
     "metrics sample from; 0: such a family has no sampler.")
+_EX_POST_SAMPLER = flags.DEFINE_enum(
+    "ex_post_sampler", "gmm", samplers.EX_POST, "How the sample-quality metrics sample a family "
+    "without a prior (ae, rae): gmm, the Gaussian mixture of --ex_post_components fitted to the "
+    "train codes; maf, a masked autoregressive flow fitted to them; normal, N(0, I) codes (a "
+    "reference). Other families sample their own prior.")
 _DISENTANGLEMENT = flags.DEFINE_bool(
     "disentanglement", False, "Also measure disentanglement_lib's metrics of the encoder means, "
     "on a dataset with ground-truth factors (aejax.prepare_shapes); --disentanglement_scale "
@@ -122,7 +127,7 @@ def analyze(workdir: str, *, step: int | None = None, k: int = 5000, data_dir: s
             probe_examples: int = 0, neighbors: int = 5, seed: int = 0,
             eval_memory_bytes: float = 0, sample_quality: bool = False,
             sample_images: int = sample_scores.IMAGES,
-            ex_post_components: int = samplers.EX_POST_COMPONENTS,
+            ex_post_components: int = samplers.EX_POST_COMPONENTS, ex_post_sampler: str = "gmm",
             disentanglement: bool = False, disentanglement_scale: float = 1.0) -> dict:
   """Writes <workdir>/analysis/{metrics.json, *.png, report.md}; returns the metrics.json dict."""
   if (k < 1 or neighbors < 1 or probe_examples < 0 or nll_images < 0
@@ -132,6 +137,9 @@ def analyze(workdir: str, *, step: int | None = None, k: int = 5000, data_dir: s
                     f"{eval_memory_bytes:g} >= 0")
   if sample_quality:
     sample_scores.check_settings(sample_images, ex_post_components)
+  elif ex_post_sampler != "gmm":
+    raise UserError(f"--ex_post_sampler={ex_post_sampler} has no effect without "
+                    f"--sample_quality; pass both, or leave it out")
   disentanglement_report.check_scale(disentanglement_scale, disentanglement)
   restored_lib.load_config(workdir)  # A folder that holds no run is neither locked nor created.
   # Locked before anything is read: not while a run or another analysis writes this workdir.
@@ -142,8 +150,8 @@ def analyze(workdir: str, *, step: int | None = None, k: int = 5000, data_dir: s
                     download=download, nll_images=nll_images, probe_examples=probe_examples,
                     neighbors=neighbors, seed=seed, eval_memory_bytes=eval_memory_bytes,
                     sample_quality=sample_quality, sample_images=sample_images,
-                    ex_post_components=ex_post_components, disentanglement=disentanglement,
-                    disentanglement_scale=disentanglement_scale)
+                    ex_post_components=ex_post_components, ex_post_sampler=ex_post_sampler,
+                    disentanglement=disentanglement, disentanglement_scale=disentanglement_scale)
   finally:
     lock.release(workdir)
 
@@ -151,8 +159,8 @@ def analyze(workdir: str, *, step: int | None = None, k: int = 5000, data_dir: s
 def _analyze(workdir: str, *, step: int | None, k: int, data_dir: str | None,
              manual_dir: str | None, download: bool, nll_images: int, probe_examples: int,
              neighbors: int, seed: int, eval_memory_bytes: float, sample_quality: bool,
-             sample_images: int, ex_post_components: int, disentanglement: bool,
-             disentanglement_scale: float) -> dict:
+             sample_images: int, ex_post_components: int, ex_post_sampler: str,
+             disentanglement: bool, disentanglement_scale: float) -> dict:
   # Fails on a bad workdir/step before any data work.
   run = restored_lib.restore(workdir, step, data_dir=data_dir)
   config = run.config
@@ -164,6 +172,8 @@ def _analyze(workdir: str, *, step: int | None, k: int, data_dir: str | None,
     os.makedirs(out_dir, exist_ok=True)
   storage.remove_killed_temps(out_dir)
 
+  if sample_quality:  # A sampler the family does not have: exit 2 before any work.
+    samplers.kind_of(run, ex_post_sampler)
   builder_dir = dataset.prepare(config.dataset, data_dir, manual_dir, download)
   # Found or built before the other metrics, so a dataset without one fails before that work.
   net = (sample_scores.feature_network(config, data_dir, manual_dir, download)
@@ -245,7 +255,8 @@ def _analyze(workdir: str, *, step: int | None, k: int, data_dir: str | None,
     quality = sample_scores.measure(
         run, net, train_images, test_images, x_test,
         codes_train if len(subset) == len(x_train) else run.encode(x_train),
-        images=sample_images, components=ex_post_components, seed=seed, out_dir=out_dir)
+        images=sample_images, components=ex_post_components, seed=seed, ex_post=ex_post_sampler,
+        out_dir=out_dir)
     m.update(quality.metrics)
     made.append(quality.figure)
   result = {
@@ -424,7 +435,7 @@ def main(argv: list[str]) -> None:
             neighbors=_NEIGHBORS.value, seed=_SEED.value,
             eval_memory_bytes=_EVAL_MEMORY.value, sample_quality=_SAMPLE_QUALITY.value,
             sample_images=_SAMPLE_IMAGES.value, ex_post_components=_EX_POST_COMPONENTS.value,
-            disentanglement=_DISENTANGLEMENT.value,
+            ex_post_sampler=_EX_POST_SAMPLER.value, disentanglement=_DISENTANGLEMENT.value,
             disentanglement_scale=disentanglement_report.SCALE.value)
   except (UserError, StorageError) as e:
     cli.fail(str(e), e.exit_code)

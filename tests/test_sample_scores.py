@@ -105,6 +105,15 @@ def test_analyze_refuses_impossible_sample_settings_in_one_line(tmp_path, flag, 
 
 
 @pytest.mark.quick
+def test_an_ex_post_sampler_without_the_metrics_is_one_line(tmp_path):
+  """catches: --ex_post_sampler accepted and ignored when no sample is drawn."""
+  proc = run_aejax(f"--workdir={tmp_path}", "--ex_post_sampler=maf", module="aejax.analyze")
+  lines = [l for l in proc.stderr.splitlines() if l.startswith("aejax: error:")]
+  assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-3000:]
+  assert "has no effect without --sample_quality" in lines[0], lines[0]
+
+
+@pytest.mark.quick
 def test_compare_points_each_sample_metric_the_better_way():
   """catches: precision and recall read as lower-is-better (their names hold "rec", a
   reconstruction error's word); FD or KID without a direction."""
@@ -169,3 +178,15 @@ def test_analyze_writes_the_sample_metrics_of_a_trained_run_and_compare_shows_it
   cells = [c.strip() for c in floor_row.strip("|").split("|")]
   assert cells[0] == "real floor: 300 train vs 300 test images"
   assert float(cells[2]) == pytest.approx(record["floor"][f"fd_{net}"], rel=1e-3)
+  # The flow sampler instead of the mixture: the same command, its own record and protocol.
+  proc = subprocess.run(
+      [sys.executable, "-c", _ANALYZE_WITH_TINY_NET, str(tmp_path / "features"),
+       f"--workdir={workdir}", f"--data_dir={data_dir}", "--sample_quality",
+       "--sample_images=300", "--ex_post_sampler=maf", "--probe_examples=200"],
+      cwd=REPO, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  with open(os.path.join(workdir, "analysis", "metrics.json")) as f:
+    flow = json.load(f)
+  assert flow["sample_quality"]["sampler"] == "ex_post_maf"
+  assert "masked autoregressive flow" in flow["protocols"]["sample_quality"]
+  assert np.isfinite(flow["metrics"][f"fd_{net}"])

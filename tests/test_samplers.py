@@ -138,6 +138,27 @@ def test_each_kind_of_family_gets_its_sampler():
     assert gmm.codes(5, 0).shape == (5, 3)
 
 
+def test_a_family_without_a_prior_may_sample_a_flow_or_the_standard_normal():
+  """--ex_post_sampler=maf fits the flow to the codes (its samples' mean and spread near the
+  codes'), normal draws N(0, I); either asked of a family with its own sampler is one line.
+  catches: the flow's samples left standardised (mean 0, std 1 instead of the codes')."""
+  codes_NxZ = _mixture_codes(300)
+  flow = samplers.for_run(_fake_run("ae"), codes_NxZ, ex_post="maf", seed=0)
+  assert flow.kind == "ex_post_maf" and "5 layers" in flow.protocol
+  z = flow.codes(2000, 1)
+  assert z.shape == (2000, 3) and z.dtype == np.float32
+  np.testing.assert_allclose(z.mean(0), codes_NxZ.mean(0), atol=0.3 * codes_NxZ.std(0).max())
+  np.testing.assert_allclose(z.std(0), codes_NxZ.std(0), rtol=0.3)
+  normal = samplers.for_run(_fake_run("rae"), codes_NxZ, ex_post="normal")
+  z = normal.codes(20_000, 3)
+  assert normal.kind == "ex_post_normal" and z.shape == (20_000, 3)
+  np.testing.assert_allclose([z.mean(), z.std()], [0, 1], atol=0.02)
+  for run in (_fake_run("vae", generative=True), _fake_run("vqvae")):
+    with pytest.raises(UserError, match="has its own sampler, so leave the flag out") as e:
+      samplers.for_run(run, codes_NxZ, ex_post="maf")
+    assert "\n" not in str(e.value)
+
+
 @pytest.mark.parametrize("components, match", [(0, "has no sampler"), (301, "exceeds the 300")])
 def test_a_family_without_a_sampler_is_one_line(components, match):
   """catches: components=0 reaching scikit-learn (its own ValueError, a traceback); more

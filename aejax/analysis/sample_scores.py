@@ -89,17 +89,18 @@ class Scores:
 def measure(run, net: feature_net.FeatureNet, train_images: np.ndarray, test_images: np.ndarray,
             x_test: np.ndarray, codes_train: np.ndarray, *, images: int = IMAGES,
             components: int = samplers.EX_POST_COMPONENTS, seed: int = 0,
-            out_dir: str) -> Scores:
+            ex_post: str = "gmm", out_dir: str) -> Scores:
   """The sample quality of `run` (a Restored): uint8 train and test images as stored,
   x_test the test images as the model takes them (binarised as it trained), codes_train the
-  codes the ex-post samplers are fitted to."""
+  codes the ex-post samplers are fitted to; ex_post: how a family without a prior is sampled
+  (samplers.EX_POST)."""
   n = min(images, len(test_images), len(train_images))
   if n < MIN_IMAGES:
     raise UserError(f"the sample-quality metrics need at least k + 1 = {MIN_IMAGES} test and "
                     f"train images, and {run.config.dataset} has {len(test_images)} test and "
                     f"{len(train_images)} train images; use a larger split")
   start = time.perf_counter()
-  sampler = samplers.for_run(run, codes_train, components, seed)
+  sampler = samplers.for_run(run, codes_train, components, seed, ex_post)
   fitted = time.perf_counter()
   rng = np.random.default_rng(seed)
   test_idx = np.sort(rng.permutation(len(test_images))[:n])

@@ -6,6 +6,11 @@
   variants, rae) draws from a Gaussian mixture fitted to its train codes after training (full
   covariances, seeded; Ghosh et al. 2020's ex-post density estimation, 10 components by default,
   as pythae's).
+- `ex_post_maf`: the same families, from a masked autoregressive flow fitted to the train codes
+  (aejax/analysis/maf.py; Papamakarios et al. 2017), when asked for.
+- `ex_post_normal`: the same families, from N(0, I): the prior they were never trained with, a
+  reference for the fitted densities (the question the two-stage VAE and the ex-post densities
+  answer is how far below it they get).
 - `vq_categorical`: a VQ-VAE draws each position of its code grid independently from the
   frequencies with which the train codes use each codebook entry there, and decodes the entries.
   An independent categorical, not an autoregressive prior (van den Oord et al. fit a PixelCNN):
@@ -19,15 +24,24 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from aejax.analysis import maf
 from aejax.errors import UserError
 
 EX_POST_COMPONENTS = 10  # Ghosh et al. 2020 and pythae.
+# --ex_post_sampler: how a family without a prior is sampled.
+EX_POST = ("gmm", "maf", "normal")
 
 PROTOCOLS = {
     "prior": "codes drawn from the model's own prior (its `sample`)",
     "ex_post_gmm": ("codes drawn from a Gaussian mixture of {components} components (full "
                     "covariances, scikit-learn, seeded) fitted to the codes of the train images "
                     "(Ghosh et al. 2020's ex-post density estimation)"),
+    "ex_post_maf": ("codes drawn from a masked autoregressive flow ({layers} layers, MADEs of "
+                    "{hidden} units; Papamakarios et al. 2017) fitted by maximum likelihood to "
+                    "the standardised codes of the train images ({steps} Adam steps of {batch} "
+                    "codes, seeded)"),
+    "ex_post_normal": ("codes drawn from N(0, I), a prior the model was not trained with (a "
+                       "reference for the fitted densities)"),
     "vq_categorical": ("each of the {positions} positions of the code grid drawn independently "
                        "from the frequencies of the {codebook} codebook entries at that position "
                        "among the codes of the train images (an independent categorical per "
@@ -44,20 +58,34 @@ class Sampler:
   codes: Callable[[int, int], np.ndarray]
 
 
-def kind_of(run) -> str:
-  """How `run` (a Restored) is sampled: a key of PROTOCOLS."""
-  if run.is_generative:
-    return "prior"
-  if run.config.model.name == "vqvae":
-    return "vq_categorical"
-  return "ex_post_gmm"
+def kind_of(run, ex_post: str = "gmm") -> str:
+  """How `run` (a Restored) is sampled: a key of PROTOCOLS. `ex_post` (one of EX_POST) chooses
+  for a family without a prior; asked of another family, it is a UserError."""
+  if ex_post not in EX_POST:
+    raise UserError(f"--ex_post_sampler={ex_post!r} is none of {EX_POST}")
+  if run.is_generative or run.config.model.name == "vqvae":
+    if ex_post != "gmm":
+      raise UserError(f"--ex_post_sampler={ex_post} samples a family without a prior (ae, "
+                      f"rae); model {run.config.model.name!r} has its own sampler, so leave the "
+                      f"flag out")
+    return "prior" if run.is_generative else "vq_categorical"
+  return f"ex_post_{ex_post}"
 
 
 def for_run(run, codes_train_NxZ: np.ndarray, components: int = EX_POST_COMPONENTS,
-            seed: int = 0) -> Sampler:
+            seed: int = 0, ex_post: str = "gmm") -> Sampler:
   """The sampler of a restored run, fitted to its train codes where the family needs that;
-  components: of the ex-post mixture (0: a family without a prior has no sampler)."""
-  kind = kind_of(run)
+  components: of the ex-post mixture (0: a family without a prior has no mixture sampler);
+  ex_post: one of EX_POST, for a family without a prior."""
+  kind = kind_of(run, ex_post)
+  if kind == "ex_post_normal":
+    size = codes_train_NxZ.shape[1]
+    return Sampler(kind, PROTOCOLS[kind], lambda n, s: np.asarray(
+        jax.random.normal(jax.random.key(s), (n, size)), np.float32))
+  if kind == "ex_post_maf":
+    fitted = maf.fit(codes_train_NxZ, seed)
+    return Sampler(kind, PROTOCOLS[kind].format(layers=maf.LAYERS, hidden="-".join(
+        map(str, maf.HIDDEN)), steps=maf.STEPS, batch=maf.BATCH), fitted.sample)
   if kind == "prior":
     return Sampler(kind, PROTOCOLS[kind], run.prior_codes)
   if kind == "vq_categorical":

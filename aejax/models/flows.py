@@ -73,30 +73,47 @@ class MaskedDense(nn.Module):
     return y_NxO + bias.reshape((1,) * (y_NxO.ndim - 1) + bias.shape)
 
 
+class MADE(nn.Module):
+  """Two heads [..., Z] whose d-th outputs depend on the variables before d only (Germain et
+  al., 2015), ELU hidden layers of widths `hidden`; an optional context h [..., hidden[0]]
+  enters the first hidden layer, unmasked. `reverse` reverses the variables' order (outputs are
+  returned in the inputs' order). `second_bias` initialises the second head's biases."""
+  latents: int
+  hidden: tuple[int, ...]
+  reverse: bool = False
+  second_bias: float = 0.0
+
+  @nn.compact
+  def __call__(self, z_NxZ: jax.Array,
+               h_NxH: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+    masks = made_masks(self.latents, self.hidden)
+    a = z_NxZ[..., ::-1] if self.reverse else z_NxZ
+    for i, mask in enumerate(masks[:-1]):
+      a = MaskedDense(mask, name=f"hidden_{i}")(a)
+      if i == 0 and h_NxH is not None:
+        a = a + h_NxH
+      a = nn.elu(a)
+    first_NxZ = MaskedDense(masks[-1], name="first")(a)
+    second_NxZ = MaskedDense(masks[-1], bias_init=self.second_bias, name="second")(a)
+    if self.reverse:
+      return first_NxZ[..., ::-1], second_NxZ[..., ::-1]
+    return first_NxZ, second_NxZ
+
+
 class IAFStep(nn.Module):
   """One step of inverse autoregressive flow: [m, s] = MADE(z, h), sigma = sigmoid(s),
   f(z) = sigma z + (1 - sigma) m, log |det| = sum log sigma (Kingma et al., 2016, algorithm 1).
-  The context h enters the first hidden layer, unmasked; `reverse` reverses the variables' order
-  (the paper reverses it between steps). s's biases start at 1, so sigma starts near 1 (the paper
-  initialises s "sufficiently positive, close to +1 or +2")."""
+  `reverse` reverses the variables' order (the paper reverses it between steps). s's biases
+  start at 1, so sigma starts near 1 (the paper initialises s "sufficiently positive, close to
+  +1 or +2")."""
   latents: int
   hidden: tuple[int, ...]
   reverse: bool = False
 
   @nn.compact
   def __call__(self, z_NxZ: jax.Array, h_NxH: jax.Array | None) -> tuple[jax.Array, jax.Array]:
-    z_in = z_NxZ[..., ::-1] if self.reverse else z_NxZ
-    masks = made_masks(self.latents, self.hidden)
-    a = z_in
-    for i, mask in enumerate(masks[:-1]):
-      a = MaskedDense(mask, name=f"hidden_{i}")(a)
-      if i == 0 and h_NxH is not None:
-        a = a + h_NxH
-      a = nn.elu(a)
-    m_NxZ = MaskedDense(masks[-1], name="m")(a)
-    s_NxZ = MaskedDense(masks[-1], bias_init=1.0, name="s")(a)
-    if self.reverse:
-      m_NxZ, s_NxZ = m_NxZ[..., ::-1], s_NxZ[..., ::-1]
+    m_NxZ, s_NxZ = MADE(self.latents, self.hidden, self.reverse, second_bias=1.0,
+                        name="made")(z_NxZ, h_NxH)
     sigma_NxZ = jax.nn.sigmoid(s_NxZ)
     return (sigma_NxZ * z_NxZ + (1 - sigma_NxZ) * m_NxZ,
             jnp.sum(jax.nn.log_sigmoid(s_NxZ), axis=-1))
