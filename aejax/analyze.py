@@ -69,8 +69,9 @@ _EX_POST_COMPONENTS = flags.DEFINE_integer(
 _EX_POST_SAMPLER = flags.DEFINE_enum(
     "ex_post_sampler", "gmm", samplers.EX_POST, "How the sample-quality metrics sample a family "
     "without a prior (ae, rae): gmm, the Gaussian mixture of --ex_post_components fitted to the "
-    "train codes; maf, a masked autoregressive flow fitted to them; normal, N(0, I) codes (a "
-    "reference). Other families sample their own prior.")
+    "train codes; maf, a masked autoregressive flow fitted to them; two_stage, the second stage "
+    "of the two-stage VAE fitted to them; normal, N(0, I) codes (a reference). Other families "
+    "sample their own prior.")
 _DISENTANGLEMENT = flags.DEFINE_bool(
     "disentanglement", False, "Also measure disentanglement_lib's metrics of the encoder means, "
     "on a dataset with ground-truth factors (aejax.prepare_shapes); --disentanglement_scale "

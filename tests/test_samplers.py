@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from aejax.analysis import samplers
+from aejax.analysis import two_stage
 from aejax.errors import UserError
 
 pytestmark = pytest.mark.quick  # The whole file is in the quick tier (docs/development.md).
@@ -138,7 +139,8 @@ def test_each_kind_of_family_gets_its_sampler():
     assert gmm.codes(5, 0).shape == (5, 3)
 
 
-def test_a_family_without_a_prior_may_sample_a_flow_or_the_standard_normal():
+def test_a_family_without_a_prior_may_sample_a_flow_a_second_stage_or_the_standard_normal(
+    monkeypatch):
   """--ex_post_sampler=maf fits the flow to the codes (its samples' mean and spread near the
   codes'), normal draws N(0, I); either asked of a family with its own sampler is one line.
   catches: the flow's samples left standardised (mean 0, std 1 instead of the codes')."""
@@ -153,6 +155,13 @@ def test_a_family_without_a_prior_may_sample_a_flow_or_the_standard_normal():
   z = normal.codes(20_000, 3)
   assert normal.kind == "ex_post_normal" and z.shape == (20_000, 3)
   np.testing.assert_allclose([z.mean(), z.std()], [0, 1], atol=0.02)
+  # The second stage's fit is tested in test_code_densities.py; here, that it is the one used.
+  fits = []
+  monkeypatch.setattr(two_stage, "fit", lambda codes, seed: fits.append((codes, seed)) or
+                      types.SimpleNamespace(sample=lambda n, s: np.zeros((n, 3), np.float32)))
+  second = samplers.for_run(_fake_run("ae"), codes_NxZ, ex_post="two_stage", seed=4)
+  assert second.kind == "ex_post_two_stage" and "two-stage VAE" in second.protocol
+  assert fits[0][0] is codes_NxZ and fits[0][1] == 4 and second.codes(2, 0).shape == (2, 3)
   for run in (_fake_run("vae", generative=True), _fake_run("vqvae")):
     with pytest.raises(UserError, match="has its own sampler, so leave the flag out") as e:
       samplers.for_run(run, codes_NxZ, ex_post="maf")

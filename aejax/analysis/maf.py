@@ -15,8 +15,8 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
+from aejax.analysis import code_fitting
 from aejax.models import flows
 
 LAYERS = 5
@@ -90,42 +90,26 @@ def from_noise(params: list, u_NxZ: jax.Array, hidden: tuple[int, ...] = HIDDEN)
 class FittedMAF:
   """A MAF fitted to codes: `log_prob(z)` [N] and `sample(n, seed)` [n, Z] in the codes' units."""
   params: list
-  mean_Z: np.ndarray
-  std_Z: np.ndarray
+  unit: code_fitting.Standardisation
   hidden: tuple[int, ...]
 
   def log_prob(self, z_NxZ: np.ndarray) -> np.ndarray:
-    x = jnp.asarray((np.asarray(z_NxZ, np.float64) - self.mean_Z) / self.std_Z, jnp.float32)
-    return np.asarray(jax.jit(log_prob, static_argnums=2)(self.params, x, self.hidden),
-                      np.float64) - np.sum(np.log(self.std_Z))
+    lp = jax.jit(log_prob, static_argnums=2)(self.params, self.unit.to_unit(z_NxZ), self.hidden)
+    return np.asarray(lp, np.float64) - np.sum(np.log(self.unit.std_Z))
 
   def sample(self, n: int, seed: int) -> np.ndarray:
-    u = jax.random.normal(jax.random.key(seed), (n, len(self.mean_Z)))
-    x = np.asarray(jax.jit(from_noise, static_argnums=2)(self.params, u, self.hidden))
-    return (x * self.std_Z + self.mean_Z).astype(np.float32)
+    u = jax.random.normal(jax.random.key(seed), (n, len(self.unit.mean_Z)))
+    return self.unit.from_unit(jax.jit(from_noise, static_argnums=2)(self.params, u, self.hidden))
 
 
 def fit(codes_NxZ: np.ndarray, seed: int, layers: int = LAYERS, hidden: tuple[int, ...] = HIDDEN,
         steps: int = STEPS, batch: int = BATCH, learning_rate: float = LEARNING_RATE) -> FittedMAF:
   """Maximum likelihood by Adam on random batches of the standardised codes, seeded."""
-  codes = np.asarray(codes_NxZ, np.float64)
-  mean_Z, std_Z = codes.mean(0), codes.std(0)
-  std_Z = np.where(std_Z > 0, std_Z, 1.0)  # A constant dimension stays as it is.
-  x_NxZ = jnp.asarray((codes - mean_Z) / std_Z, jnp.float32)
+  unit = code_fitting.Standardisation.of(codes_NxZ)
+  x_NxZ = unit.to_unit(codes_NxZ)
   init_key, batch_key = jax.random.split(jax.random.key(seed))
-  params = init(init_key, x_NxZ.shape[1], layers, hidden)
-  tx = optax.adam(learning_rate)
-
-  @jax.jit
-  def train(params, key):
-    def step(carry, k):
-      params, opt_state = carry
-      idx = jax.random.randint(k, (min(batch, len(x_NxZ)),), 0, len(x_NxZ))
-      grads = jax.grad(lambda p: -jnp.mean(log_prob(p, x_NxZ[idx], hidden)))(params)
-      updates, opt_state = tx.update(grads, opt_state, params)
-      return (optax.apply_updates(params, updates), opt_state), None
-
-    (params, _), _ = jax.lax.scan(step, (params, tx.init(params)), jax.random.split(key, steps))
-    return params
-
-  return FittedMAF(train(params, batch_key), mean_Z, std_Z, tuple(hidden))
+  params = code_fitting.adam_fit(
+      lambda p, x, _: -jnp.mean(log_prob(p, x, hidden)),
+      init(init_key, x_NxZ.shape[1], layers, hidden), x_NxZ, batch_key, steps=steps,
+      batch=batch, learning_rate=learning_rate)
+  return FittedMAF(params, unit, tuple(hidden))

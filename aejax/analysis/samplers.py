@@ -8,6 +8,8 @@
   as pythae's).
 - `ex_post_maf`: the same families, from a masked autoregressive flow fitted to the train codes
   (aejax/analysis/maf.py; Papamakarios et al. 2017), when asked for.
+- `ex_post_two_stage`: the same families, from the second stage of the two-stage VAE (Dai & Wipf
+  2019) fitted to the train codes (aejax/analysis/two_stage.py), when asked for.
 - `ex_post_normal`: the same families, from N(0, I): the prior they were never trained with, a
   reference for the fitted densities (the question the two-stage VAE and the ex-post densities
   answer is how far below it they get).
@@ -25,11 +27,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from aejax.analysis import maf
+from aejax.analysis import two_stage
 from aejax.errors import UserError
 
 EX_POST_COMPONENTS = 10  # Ghosh et al. 2020 and pythae.
 # --ex_post_sampler: how a family without a prior is sampled.
-EX_POST = ("gmm", "maf", "normal")
+EX_POST = ("gmm", "maf", "two_stage", "normal")
 
 PROTOCOLS = {
     "prior": "codes drawn from the model's own prior (its `sample`)",
@@ -40,6 +43,11 @@ PROTOCOLS = {
                     "{hidden} units; Papamakarios et al. 2017) fitted by maximum likelihood to "
                     "the standardised codes of the train images ({steps} Adam steps of {batch} "
                     "codes, seeded)"),
+    "ex_post_two_stage": ("codes drawn from the second stage of the two-stage VAE (Dai & Wipf "
+                          "2019: a VAE on the standardised train codes, as many latents as the "
+                          "code has dimensions, MLPs of {hidden} ReLU units, a learned decoder "
+                          "variance gamma; {steps} Adam steps of {batch} codes, seeded): "
+                          "N(mu(u), gamma I) for u from N(0, I)"),
     "ex_post_normal": ("codes drawn from N(0, I), a prior the model was not trained with (a "
                        "reference for the fitted densities)"),
     "vq_categorical": ("each of the {positions} positions of the code grid drawn independently "
@@ -86,6 +94,11 @@ def for_run(run, codes_train_NxZ: np.ndarray, components: int = EX_POST_COMPONEN
     fitted = maf.fit(codes_train_NxZ, seed)
     return Sampler(kind, PROTOCOLS[kind].format(layers=maf.LAYERS, hidden="-".join(
         map(str, maf.HIDDEN)), steps=maf.STEPS, batch=maf.BATCH), fitted.sample)
+  if kind == "ex_post_two_stage":
+    fitted = two_stage.fit(codes_train_NxZ, seed)
+    return Sampler(kind, PROTOCOLS[kind].format(hidden="-".join(map(str, two_stage.HIDDEN)),
+                                                steps=two_stage.STEPS, batch=two_stage.BATCH),
+                   fitted.sample)
   if kind == "prior":
     return Sampler(kind, PROTOCOLS[kind], run.prior_codes)
   if kind == "vq_categorical":
