@@ -10,7 +10,8 @@
 # metrics; ANALYZE_FLAGS (default "--k=1000 --nll_images=2000 --probe_examples=10000") the rest
 # of aejax.analyze's settings: the test NLL of the families that have one from k = 1000
 # importance samples on the first 2,000 test images; EXPERIMENTS the experiment files (default:
-# one per family, the AE's sparse and denoising variants included).
+# one per family, the AE's sparse and denoising variants and the flow VAE's planar and IAF
+# posteriors included).
 # Training evaluates the ELBO only (--config.eval_num_samples=0: some experiments estimate the NLL
 # with k = 5000 after their last epoch, hours on a CPU); the NLL comes from the analysis.
 # Re-running it skips the runs already finished (aejax.sweep) and the analyses already written
@@ -21,7 +22,7 @@ shift
 PY=${PY:-python}
 EPOCHS=${EPOCHS:-5}
 SAMPLE_IMAGES=${SAMPLE_IMAGES:-10000}
-EXPERIMENTS=${EXPERIMENTS:-"vae beta_tcvae vamp burda2015_vae_2layer mlp_ae sparse_ae denoising_ae rae wae vqvae"}
+EXPERIMENTS=${EXPERIMENTS:-"vae beta_tcvae vamp burda2015_vae_2layer mlp_ae sparse_ae denoising_ae rae wae vqvae flow_vae_planar flow_vae_iaf"}
 ANALYZE_FLAGS=${ANALYZE_FLAGS:-"--k=1000 --nll_images=2000 --probe_examples=10000"}
 data_flags=()
 for flag in "$@"; do

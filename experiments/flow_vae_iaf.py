@@ -4,7 +4,10 @@ given the code and the encoder's 320-unit context, the variables' order reversed
 
   python -m aejax.main --config=experiments/flow_vae_iaf.py --workdir=/tmp/flow_vae_iaf
 
-Not run at these settings: no measurement of it is claimed.
+Result (measured, CPU with 2 cores shared with other jobs, bench/sample_quality.sh: 5 epochs,
+seeds 0-2 as one vectorised group, 199 s for the group): test NLL 98.70 ± 0.11 nats (k = 1000,
+first 2,000 test images) against the plain VAE's 99.76 ± 0.10 at the same budget, lower in each
+seed (bench/results/cpu/sample_quality/flow_vae_iaf/).
 """
 
 from aejax import configs
