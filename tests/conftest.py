@@ -167,7 +167,11 @@ def compilation_cache(request, tmp_path_factory):
           or str(_run_temp(tmp_path_factory) / "jax_cache"))
   settings = {"jax_compilation_cache_dir": path,  # Every program, however quick to compile.
               "jax_persistent_cache_min_compile_time_secs": 0.0,
-              "jax_persistent_cache_min_entry_size_bytes": 0}
+              "jax_persistent_cache_min_entry_size_bytes": 0,
+              # By default JAX puts a GPU autotuning folder inside the cache dir into every
+              # program's compile options, and so the dir's path into every key: a cache moved
+              # or copied elsewhere would never hit. The tests run on CPUs, which autotune nothing.
+              "jax_persistent_cache_enable_xla_caches": "none"}
   for name, value in settings.items():
     jax.config.update(name, value)  # This process,
     os.environ[name.upper()] = str(value)  # and the ones it starts.
