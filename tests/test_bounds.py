@@ -182,10 +182,11 @@ def test_piwae_trains_the_decoder_on_iwae_of_all_samples_and_the_encoder_on_miwa
     ("ae", "miwae", {}, "config.loss='miwae' does not fit config.model.name='ae'; use one of "
      "('mse', 'bce')"),
     ("ae", "mse", {"model.num_bounds": 2},
-     "config.model.num_bounds=2 applies to models 'vae' and 'vamp', not 'ae'; set it to 1"),
+     "config.model.num_bounds=2 applies to models 'vae', 'vamp' and 'flow_vae', not 'ae'; set it "
+     "to 1"),
     ("wae", "mse", {"objective.ciwae_beta": 0.5},
-     "config.objective.ciwae_beta=0.5 applies to models 'vae' and 'vamp', not 'wae'; set it to "
-     "0.0"),
+     "config.objective.ciwae_beta=0.5 applies to models 'vae', 'vamp' and 'flow_vae', not 'wae'; "
+     "set it to 0.0"),
     ("vae", "iwae", {"model.num_bounds": 2}, "config.model.num_bounds=2 is the M of MIWAE and "
      "PIWAE: use > 1 only with config.loss='miwae' or 'piwae'"),
     ("vae", "elbo", {"model.num_samples": 8}, "config.model.num_samples=8 is the K of a "

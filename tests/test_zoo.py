@@ -2,7 +2,7 @@
 reproductions run a short version of their schedule end to end, and the conv experiments learn
 at their own sizes.
 
-Time: one short training per experiment file (27 MNIST files, 120 to 240 steps each, in this
+Time: one short training per experiment file (28 MNIST files, 120 to 240 steps each, in this
 process) and three conv experiments at their full sizes; each compiles its own train and evaluation
 programs, which is most of the time, and no two files share a config.
 """

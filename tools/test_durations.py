@@ -24,7 +24,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOC = os.path.join(REPO, "docs", "development.md")
 MARKER = re.compile(r"(<!-- test durations -->\n)(.*?)(<!-- end test durations -->)", re.S)
 DURATION = re.compile(r"^\s*([\d.]+)s (setup|call|teardown)\s+((tests/[\w/]+\.py)::\S+)", re.M)
-SUMMARY = re.compile(r"^=*\s*(\d+ passed.*?) in ([\d.]+)s", re.M)
+SUMMARY = re.compile(r"^=*\s*((?:\d+ failed, )?\d+ passed.*?) in ([\d.]+)s", re.M)
 ROW_FILE = re.compile(r"^\| `(tests/[\w/]+\.py)` \|", re.M)
 SLOW_S = 180
 
