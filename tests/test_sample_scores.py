@@ -152,14 +152,18 @@ def test_analyze_writes_the_sample_metrics_of_a_trained_run_and_compare_shows_it
                    f"--data_dir={data_dir}", "--config.num_epochs=1",
                    "--config.model.hidden=(32,)", "--config.model.latents=4")
   assert proc.returncode == 0, proc.stderr[-3000:]
-  proc = subprocess.run(
-      [sys.executable, "-c", _ANALYZE_WITH_TINY_NET, str(tmp_path / "features"),
-       f"--workdir={workdir}", f"--data_dir={data_dir}", "--sample_quality",
-       "--sample_images=300", "--ex_post_components=3", "--probe_examples=200"],
-      cwd=REPO, capture_output=True, text=True, timeout=600)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  with open(os.path.join(workdir, "analysis", "metrics.json")) as f:
-    result = json.load(f)
+
+  def analyze(sampler_flag: str) -> dict:
+    proc = subprocess.run(
+        [sys.executable, "-c", _ANALYZE_WITH_TINY_NET, str(tmp_path / "features"),
+         f"--workdir={workdir}", f"--data_dir={data_dir}", "--sample_quality",
+         "--sample_images=300", sampler_flag, "--probe_examples=200"],
+        cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(os.path.join(workdir, "analysis", "metrics.json")) as f:
+      return json.load(f)
+
+  result = analyze("--ex_post_components=3")
   net = "lenet_mnist"
   for prefix in ("", "rec_"):
     for key in METRICS:
@@ -179,14 +183,7 @@ def test_analyze_writes_the_sample_metrics_of_a_trained_run_and_compare_shows_it
   assert cells[0] == "real floor: 300 train vs 300 test images"
   assert float(cells[2]) == pytest.approx(record["floor"][f"fd_{net}"], rel=1e-3)
   # The flow sampler instead of the mixture: the same command, its own record and protocol.
-  proc = subprocess.run(
-      [sys.executable, "-c", _ANALYZE_WITH_TINY_NET, str(tmp_path / "features"),
-       f"--workdir={workdir}", f"--data_dir={data_dir}", "--sample_quality",
-       "--sample_images=300", "--ex_post_sampler=maf", "--probe_examples=200"],
-      cwd=REPO, capture_output=True, text=True, timeout=600)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  with open(os.path.join(workdir, "analysis", "metrics.json")) as f:
-    flow = json.load(f)
+  flow = analyze("--ex_post_sampler=maf")
   assert flow["sample_quality"]["sampler"] == "ex_post_maf"
   assert "masked autoregressive flow" in flow["protocols"]["sample_quality"]
   assert np.isfinite(flow["metrics"][f"fd_{net}"])

@@ -41,6 +41,18 @@ def weigh_kl(metrics: forward.Metrics, config: ml_collections.ConfigDict,
           "kl_weight": jnp.broadcast_to(w, metrics["loss"].shape)}
 
 
+def sampled_kl_elbo(model: Any, outputs: dict[str, jax.Array], x: jax.Array, log_q: jax.Array,
+                    config: ml_collections.ConfigDict, step: jax.Array | None,
+                    hp: hparams.Hparams, training: bool) -> forward.Metrics:
+  """The single-sample ELBO's terms where the KL has no closed form: estimated at the posterior
+  sample as log q(z|x) - log p(z) (`log_q` and outputs['log_prior'], [B]), the reconstruction
+  -log p(x|z) by the model's decoder distribution; KL-weighted as weigh_kl does."""
+  rec = -model.decoder_dist.log_prob(outputs["logits"], x)
+  kl = log_q - outputs["log_prior"]
+  metrics = {"loss": rec + kl, "rec": rec, "kl": kl, "elbo": -(rec + kl)}
+  return weigh_kl(metrics, config, step, hp, training)
+
+
 def _split(params: Any, inference: tuple[str, ...]) -> tuple[dict, dict]:
   """(inference network's, generative model's) top-level parameters."""
   missing = sorted(set(inference) - set(params))

@@ -94,10 +94,8 @@ def per_example(model: Any, params: Any, x_in: jax.Array, x: jax.Array,
     return vae.per_example(model, params, x_in, x, streams, config, hp, training=training,
                            step=step, axis_name=axis_name)
   out = forward.outputs(model, params, x_in, streams.posterior)
-  rec = -model.decoder_dist.log_prob(out["logits"], x)
-  kl = losses.log_normal_diag(out["z"], out["mean"], out["logvar"]) - out["log_prior"]
-  metrics = {"loss": rec + kl, "rec": rec, "kl": kl, "elbo": -(rec + kl)}
-  return shared.weigh_kl(metrics, config, step, hp, training)
+  log_q = losses.log_normal_diag(out["z"], out["mean"], out["logvar"])
+  return shared.sampled_kl_elbo(model, out, x, log_q, config, step, hp, training)
 
 
 def check(config: ml_collections.ConfigDict) -> str | None:
