@@ -12,42 +12,49 @@
 # The flags after WORKDIR are the data flags every command takes (--data_dir, --manual_dir,
 # --nodownload). Settings (environment):
 #   EPOCHS   the training budget: epochs of DATASET per run (default 1 of the small grid, 720
-#            steps of 64; the study trains 300,000). A train step of one run is 9.7 GFLOP (XLA's
-#            cost analysis of the conv pair's gradient at batch 64), so the 18 runs with their
-#            per-epoch evaluations are about 170 TFLOP: under 2 hours at 24 GFLOP/s, an
-#            estimate for the 2-core CPU, not a measurement
+#            steps of 64; the study trains 300,000); wall_times.txt records each group's time
+#   ANNEAL_STEPS  the annealed VAE's capacity_steps (default 240: C reaches c_max after a third
+#            of the default budget, as the study's 100,000 of 300,000)
 #   DATASET  a prepared dataset with factors (default shapes2d_small; shapes2d is the full grid)
 #   SEEDS    default 0,1,2
 #   SCALE    --disentanglement_scale of every metric (default 1: the reference's sample sizes)
 #   TRAIN_FLAGS    more aejax.sweep flags, e.g. --config.model.channels=(4,4,8,8) (no spaces)
 #   ANALYZE_FLAGS  analyze's other flags (default: the NLL of 1000 images with k = 100)
-# Re-running it skips the runs already trained and analysed (aejax.sweep resumes an unfinished
-# group).
+# All groups train first, then every run is analysed. Re-running it skips the groups that
+# wall_times.txt records as trained and the runs already analysed (aejax.sweep resumes an
+# unfinished group).
 set -euo pipefail
 root=${1:?usage: bench/disentanglement.sh WORKDIR [--data_dir=... --manual_dir=...]}
 shift
 PY=${PY:-python}
 EPOCHS=${EPOCHS:-1}
+ANNEAL_STEPS=${ANNEAL_STEPS:-240}
 DATASET=${DATASET:-shapes2d_small}
 SEEDS=${SEEDS:-0,1,2}
 SCALE=${SCALE:-1}
 read -ra train_flags <<< "${TRAIN_FLAGS:-}"
 read -ra analyze_flags <<< "${ANALYZE_FLAGS:---k=100 --nll_images=1000}"
 mkdir -p "$root"
+touch "$root/wall_times.txt"
 for experiment in experiments/dsprites_*.py; do
   model=$(basename "$experiment" .py)
+  grep -qs "^$model: " "$root/wall_times.txt" && continue  # trained by an earlier call
+  extra=()
+  [[ $model == dsprites_annealed_vae ]] && extra=(--config.objective.capacity_steps="$ANNEAL_STEPS")
   start=$(date +%s)
   "$PY" -m aejax.sweep --config="$experiment" --workdir="$root/$model" --vectorize \
       --sweep="seed=$SEEDS" --config.dataset="$DATASET" --config.num_epochs="$EPOCHS" \
-      --config.input_mode=device "${train_flags[@]}" "$@" > "$root/$model.log" 2>&1 \
+      --config.input_mode=device "${extra[@]}" "${train_flags[@]}" "$@" > "$root/$model.log" 2>&1 \
       || { echo "$model failed: see $root/$model.log" >&2; exit 1; }
   echo "$model: $(( $(date +%s) - start )) s wall" | tee -a "$root/wall_times.txt"
-  for run in "$root/$model/$model"-seed=*; do
-    grep -qs '"mig"' "$run/analysis/metrics.json" && continue
-    "$PY" -m aejax.analyze --workdir="$run" --seed="${run##*-seed=}" --disentanglement \
-        --disentanglement_scale="$SCALE" "${analyze_flags[@]}" "$@" > "$run/analyze.log" 2>&1 \
-        || { echo "analysis of $run failed: see $run/analyze.log" >&2; exit 1; }
-  done
+done
+for run in "$root"/dsprites_*/dsprites_*-seed=*; do
+  grep -qs '"mig"' "$run/analysis/metrics.json" && continue
+  start=$(date +%s)
+  "$PY" -m aejax.analyze --workdir="$run" --seed="${run##*-seed=}" --disentanglement \
+      --disentanglement_scale="$SCALE" "${analyze_flags[@]}" "$@" > "$run/analyze.log" 2>&1 \
+      || { echo "analysis of $run failed: see $run/analyze.log" >&2; exit 1; }
+  echo "analyze ${run#"$root"/}: $(( $(date +%s) - start )) s wall" | tee -a "$root/wall_times.txt"
 done
 "$PY" -m aejax.disentanglement_reference --dataset="$DATASET" --seeds="$SEEDS" \
     --disentanglement_scale="$SCALE" --out="$root/reference.json" "$@"
