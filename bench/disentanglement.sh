@@ -13,6 +13,7 @@
 # --nodownload). Settings (environment):
 #   EPOCHS   the training budget: epochs of DATASET per run (default 1 of the small grid, 720
 #            steps of 64; the study trains 300,000); wall_times.txt records each group's time
+#            (aejax.bench: a group of three at 140 examples/s on the 2-core CPU, about 16 min)
 #   ANNEAL_STEPS  the annealed VAE's capacity_steps (default 240: C reaches c_max after a third
 #            of the default budget, as the study's 100,000 of 300,000)
 #   DATASET  a prepared dataset with factors (default shapes2d_small; shapes2d is the full grid)

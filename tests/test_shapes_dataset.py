@@ -207,10 +207,12 @@ def test_the_stored_dataset_reads_back_like_any_other_and_as_a_ground_truth_sour
     np.testing.assert_array_equal(image, images[n])
 
 
-def test_cached_codes_encode_each_image_once_and_give_the_same_scores(prepared):
+def test_cached_codes_encode_each_image_once_and_give_the_same_scores(prepared, monkeypatch):
   """Every metric on the stored images through a representation, and on their indices through
-  CachedCodes of that representation: the same scores, with each image encoded at most once.
-  catches: a batch's new codes stored under each other's indices (in reversed order)."""
+  CachedCodes of that representation, lazy and eager: the same scores, with each image encoded
+  at most once (eager: all of them, in chunks, up front).
+  catches: a batch's new codes stored under each other's indices (in reversed order); an eager
+  chunk's codes stored at the first chunk's indices."""
   from aejax.analysis import disentanglement
   from aejax.analysis.disentanglement import factor_dataset
 
@@ -234,6 +236,24 @@ def test_cached_codes_encode_each_image_once_and_give_the_same_scores(prepared):
   cached = disentanglement.all_metrics(factor_dataset.IndexedFactors(source), codes, 5, sizes)
   assert cached == plain
   assert codes.encoded <= np.prod(SIZES) < drawn, (codes.encoded, drawn)
+  # Eager: the whole grid in chunks, in index order, before the first draw; nothing after.
+  calls.clear()
+  monkeypatch.setattr(factor_dataset.CachedCodes, "CHUNK", 500)
+  codes = factor_dataset.CachedCodes(source, represent, eager=True)
+  eager = disentanglement.all_metrics(factor_dataset.IndexedFactors(source), codes, 5, sizes)
+  assert eager == plain
+  assert calls == [500, 500, 500, 36] and codes.encoded == np.prod(SIZES) == 1536
+
+
+def test_a_run_encodes_the_whole_grid_when_the_beta_vae_score_draws_as_many_points():
+  """The beta-VAE score draws 2 x 64 x (10000 + 5000) = 1,920,000 points at scale 1 and
+  2 x 64 x (100 + 50) = 19,200 at 0.01 (worked out by hand).
+  catches: the bound taken from the train points only, or without the pair's factor 2."""
+  from aejax.analysis.disentanglement import report
+
+  assert report.encodes_whole_grid(46080, 1.0) and report.encodes_whole_grid(737280, 1.0)
+  assert report.encodes_whole_grid(1920000, 1.0) and not report.encodes_whole_grid(1920001, 1.0)
+  assert report.encodes_whole_grid(19200, 0.01) and not report.encodes_whole_grid(19201, 0.01)
 
 
 def test_a_dataset_without_factors_is_no_ground_truth_source(data_dir):

@@ -29,8 +29,8 @@ SCALE = flags.DEFINE_float(
 # At 0.01 a metric draws 100 training and 50 test points: beta-VAE's classifier still sees each
 # of 5 factors held fixed (a missing one is a chance of about 5 x 0.8^50 = 7e-5).
 MIN_SCALE = 0.01
-# The metrics encode batches of at most 64 (beta-VAE's and FactorVAE's); analyze's padded
-# batches of 500 would encode 8 times as many images.
+# Images encoded when first drawn come in batches of at most 64 new ones (beta-VAE's and
+# FactorVAE's); analyze's padded batches of 500 would encode 8 times as many.
 ENCODE_BATCH = 64
 NOISE_STREAM = 1  # The noise code's generator: PCG64 of (seed, this), apart from the metrics'.
 
@@ -94,16 +94,29 @@ def measure(source, representation_fn, seed: int, scale: float) -> dict[str, flo
   return {NAMES[key]: value for key, value in scores.items()}
 
 
+def encodes_whole_grid(grid_size: int, scale: float) -> bool:
+  """Whether a run's metrics encode the whole grid up front (CachedCodes' eager mode): when it
+  holds no more images than the beta-VAE score alone draws (2 x batch x its train and eval
+  points), since the metrics then draw nearly every image anyway."""
+  beta_vae = sizes(scale)["beta_vae"]
+  batch = inspect.signature(disentanglement.beta_vae_score).parameters["batch_size"].default
+  return grid_size <= 2 * batch * (beta_vae["num_train"] + beta_vae["num_eval"])
+
+
 def run_scores(run, source, seed: int, scale: float) -> dict[str, float]:
   """The metrics of a restored run's encoder means (aejax.analysis.restored.Restored)."""
-  coder = copy.copy(run)  # The same compiled functions, in the metrics' batch size.
-  coder.batch_size = ENCODE_BATCH
+  eager = encodes_whole_grid(int(np.prod(source.factors_num_values)), scale)
+  coder = run
+  if not eager:  # The same compiled functions, in the metrics' batch size.
+    coder = copy.copy(run)
+    coder.batch_size = ENCODE_BATCH
   start = time.perf_counter()
   codes = factor_dataset.CachedCodes(
-      source, lambda images: coder.encode(coder.model_inputs(images, seed)))
+      source, lambda images: coder.encode(coder.model_inputs(images, seed)), eager)
   scores = measure(factor_dataset.IndexedFactors(source), codes, seed, scale)
   logging.info("Disentanglement metrics at %g x the reference's sizes: %.1f s, %d images "
-               "encoded", scale, time.perf_counter() - start, codes.encoded)
+               "encoded%s", scale, time.perf_counter() - start, codes.encoded,
+               " (the whole grid, up front)" if eager else " (when first drawn)")
   return scores
 
 
