@@ -49,6 +49,10 @@ _NLL_IMAGES = flags.DEFINE_integer(
 _PROBE_EXAMPLES = flags.DEFINE_integer(
     "probe_examples", 0, "Train images (a random subset) the linear probe and k-NN fit on; "
     "0: the whole train split.")
+_TEST_IMAGES = flags.DEFINE_integer(
+    "test_images", 0, "Test images the analysis uses (a random subset drawn from --seed when "
+    "fewer than the test split; --nll_images then takes the first of them); 0: the whole test "
+    "split. For a large test split, such as a shapes grid scored on its one split.")
 _NEIGHBORS = flags.DEFINE_integer("neighbors", 5, "Neighbours of the k-NN classifier.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of every random draw of the analysis.")
 _EVAL_MEMORY = flags.DEFINE_float(
@@ -79,11 +83,19 @@ _DISENTANGLEMENT = flags.DEFINE_bool(
 flags.mark_flags_as_required(["workdir"])
 cli.require_local_paths("workdir")
 
+TEST_SUBSET_STREAM = 1
 CORRUPT_FRACTION = 0.1  # Pixels set to 0/1 in the anomalies of the corrupted-vs-clean AUROC.
 # analyze's names of the KL parts (losses.kl_parts) in metrics.json.
 KL_PARTS = {"mi": "index_code_mi", "tc": "total_correlation", "dwkl": "dimensionwise_kl"}
 MEMORY_FIX = ("lower --eval_memory_bytes (the NLL's and KL parts' chunks; 0 takes a quarter of "
               "the device's memory) or --nll_images")
+
+
+def subset_of_test_split(split_size: int, count: int, seed: int) -> np.ndarray:
+  """The indices of --test_images, in split order: `count` of the split drawn without
+  replacement from PCG64 of (seed, TEST_SUBSET_STREAM), apart from the probes' draw."""
+  order = np.random.default_rng((seed, TEST_SUBSET_STREAM)).permutation(split_size)
+  return np.sort(order[:count])
 
 
 # --- Scores on the test split ------------------------------------------------------------------
@@ -125,17 +137,17 @@ def family_reports(run: restored_lib.Restored) -> dict[str, float]:
 
 def analyze(workdir: str, *, step: int | None = None, k: int = 5000, data_dir: str | None = None,
             manual_dir: str | None = None, download: bool = True, nll_images: int = 0,
-            probe_examples: int = 0, neighbors: int = 5, seed: int = 0,
+            probe_examples: int = 0, test_images: int = 0, neighbors: int = 5, seed: int = 0,
             eval_memory_bytes: float = 0, sample_quality: bool = False,
             sample_images: int = sample_scores.IMAGES,
             ex_post_components: int = samplers.EX_POST_COMPONENTS, ex_post_sampler: str = "gmm",
             disentanglement: bool = False, disentanglement_scale: float = 1.0) -> dict:
   """Writes <workdir>/analysis/{metrics.json, *.png, report.md}; returns the metrics.json dict."""
-  if (k < 1 or neighbors < 1 or probe_examples < 0 or nll_images < 0
+  if (k < 1 or neighbors < 1 or probe_examples < 0 or nll_images < 0 or test_images < 0
       or eval_memory_bytes < 0):
     raise UserError(f"--k={k} and --neighbors={neighbors} must be >= 1, --probe_examples="
-                    f"{probe_examples}, --nll_images={nll_images} and --eval_memory_bytes="
-                    f"{eval_memory_bytes:g} >= 0")
+                    f"{probe_examples}, --test_images={test_images}, --nll_images={nll_images} "
+                    f"and --eval_memory_bytes={eval_memory_bytes:g} >= 0")
   if sample_quality:
     sample_scores.check_settings(sample_images, ex_post_components)
   elif ex_post_sampler != "gmm":
@@ -149,7 +161,8 @@ def analyze(workdir: str, *, step: int | None = None, k: int = 5000, data_dir: s
   try:
     return _analyze(workdir, step=step, k=k, data_dir=data_dir, manual_dir=manual_dir,
                     download=download, nll_images=nll_images, probe_examples=probe_examples,
-                    neighbors=neighbors, seed=seed, eval_memory_bytes=eval_memory_bytes,
+                    num_test_images=test_images, neighbors=neighbors, seed=seed,
+                    eval_memory_bytes=eval_memory_bytes,
                     sample_quality=sample_quality, sample_images=sample_images,
                     ex_post_components=ex_post_components, ex_post_sampler=ex_post_sampler,
                     disentanglement=disentanglement, disentanglement_scale=disentanglement_scale)
@@ -159,7 +172,8 @@ def analyze(workdir: str, *, step: int | None = None, k: int = 5000, data_dir: s
 
 def _analyze(workdir: str, *, step: int | None, k: int, data_dir: str | None,
              manual_dir: str | None, download: bool, nll_images: int, probe_examples: int,
-             neighbors: int, seed: int, eval_memory_bytes: float, sample_quality: bool,
+             num_test_images: int, neighbors: int, seed: int, eval_memory_bytes: float,
+             sample_quality: bool,
              sample_images: int, ex_post_components: int, ex_post_sampler: str,
              disentanglement: bool, disentanglement_scale: float) -> dict:
   # Fails on a bad workdir/step before any data work.
@@ -182,6 +196,12 @@ def _analyze(workdir: str, *, step: int | None, k: int, data_dir: str | None,
   factors = FactorSource(builder_dir) if disentanglement else None  # No factors: exit 2 now.
   train_images, train_labels = restored_lib.load_split(config, builder_dir, "train")
   test_images, test_labels = restored_lib.load_split(config, builder_dir, "test")
+  test_subset = None
+  if num_test_images and num_test_images < len(test_images):
+    test_subset = (num_test_images, len(test_images))
+    pick = subset_of_test_split(len(test_images), num_test_images, seed)
+    test_images = test_images[pick]
+    test_labels = None if test_labels is None else test_labels[pick]
   # A dataset without class labels (CelebA, a folder of your own): no probes, no held-out AUROC.
   labelled = test_labels is not None
   if probe_examples and probe_examples < len(train_images):
@@ -271,7 +291,7 @@ def _analyze(workdir: str, *, step: int | None, k: int, data_dir: str | None,
                    "devices": jax.device_count()},
       "protocols": protocols(mode, nll_count, k, components, len(subset), neighbors,
                              None if labelled else config.dataset,
-                             families.has_kl_parts(config)),
+                             families.has_kl_parts(config), test_subset),
       "figures": sorted(made),
   }
   if quality is not None:
@@ -295,10 +315,12 @@ def _analyze(workdir: str, *, step: int | None, k: int, data_dir: str | None,
 
 def protocols(mode: str, nll_count: int | None, k: int, components: int, probe_examples: int,
               neighbors: int, unlabelled: str | None = None,
-              with_kl_parts: bool = False) -> dict[str, str]:
+              with_kl_parts: bool = False,
+              test_subset: tuple[int, int] | None = None) -> dict[str, str]:
   """How each number of metrics.json was measured, in words (copied into report.md);
   `unlabelled`: the name of a dataset without class labels, whose label-based numbers are left
-  out; `with_kl_parts`: the KL parts of a VAE-family run's aggregate posterior are measured."""
+  out; `with_kl_parts`: the KL parts of a VAE-family run's aggregate posterior are measured;
+  `test_subset`: (count, split size) of --test_images, where it took a subset."""
   text = {
       "inputs": f"test and train images preprocessed as in training (binarize={mode!r}; "
                 f"'dynamic' is one fixed Bernoulli sample)",
@@ -307,6 +329,9 @@ def protocols(mode: str, nll_count: int | None, k: int, components: int, probe_e
                         "distribution's) summed over the pixels of each test image, averaged "
                         "over the test split; VAE-family models decode the posterior mean",
   }
+  if test_subset:
+    text["inputs"] += (f"; the test split is {test_subset[0]} of its {test_subset[1]} images, "
+                       f"drawn at random from the seed (--test_images), in split order")
   if nll_count is not None:
     text["likelihood"] = (
         f"nats per image (and bits per dimension: / (pixels x channels x ln 2)) of the first "
@@ -432,7 +457,7 @@ def main(argv: list[str]) -> None:
   try:
     analyze(_WORKDIR.value, step=_STEP.value, k=_K.value, **data_flags.values(),
             nll_images=_NLL_IMAGES.value,
-            probe_examples=_PROBE_EXAMPLES.value,
+            probe_examples=_PROBE_EXAMPLES.value, test_images=_TEST_IMAGES.value,
             neighbors=_NEIGHBORS.value, seed=_SEED.value,
             eval_memory_bytes=_EVAL_MEMORY.value, sample_quality=_SAMPLE_QUALITY.value,
             sample_images=_SAMPLE_IMAGES.value, ex_post_components=_EX_POST_COMPONENTS.value,

@@ -20,7 +20,8 @@
 #   SEEDS    default 0,1,2
 #   SCALE    --disentanglement_scale of every metric (default 1: the reference's sample sizes)
 #   TRAIN_FLAGS    more aejax.sweep flags, e.g. --config.model.channels=(4,4,8,8) (no spaces)
-#   ANALYZE_FLAGS  analyze's other flags (default: the NLL of 1000 images with k = 100)
+#   ANALYZE_FLAGS  analyze's other flags (default: 5000 of the grid's images as the test split and
+#            as the train images of the codes, the NLL of the first 1000 of them with k = 10)
 # All groups train first, then every run is analysed. Re-running it skips the groups that
 # wall_times.txt records as trained and the runs already analysed (aejax.sweep resumes an
 # unfinished group).
@@ -34,7 +35,7 @@ DATASET=${DATASET:-shapes2d_small}
 SEEDS=${SEEDS:-0,1,2}
 SCALE=${SCALE:-1}
 read -ra train_flags <<< "${TRAIN_FLAGS:-}"
-read -ra analyze_flags <<< "${ANALYZE_FLAGS:---k=100 --nll_images=1000}"
+read -ra analyze_flags <<< "${ANALYZE_FLAGS:---k=10 --nll_images=1000 --test_images=5000 --probe_examples=5000}"
 mkdir -p "$root"
 touch "$root/wall_times.txt"
 for experiment in experiments/dsprites_*.py; do

@@ -20,6 +20,7 @@ import sys
 import numpy as np
 import pytest
 
+from aejax.errors import UserError
 from aejax.run import lock
 from aejax.run import storage
 from conftest import REPO, run_aejax
@@ -489,3 +490,14 @@ def test_the_manifold_grid_takes_the_quantiles_of_the_models_own_prior():
   q1, q2 = restored.prior_quantiles(run, q_Q, seed=0)
   np.testing.assert_allclose(q1, stats.norm.ppf(q_Q, loc=3, scale=2), atol=0.05)
   np.testing.assert_allclose(q2, stats.uniform.ppf(q_Q, loc=-1, scale=2), atol=0.02)
+
+
+def test_a_negative_count_of_test_images_is_one_line_before_any_work(tmp_path):
+  """catches: --test_images left out of the flag checks (a negative slice would analyse all but
+  the last images)."""
+  from aejax import analyze as analyze_lib
+
+  with pytest.raises(UserError, match=r"--test_images=-1, --nll_images=0 and "
+                                      r"--eval_memory_bytes=0 >= 0$"):
+    analyze_lib.analyze(str(tmp_path / "no_run"), test_images=-1)
+  assert not os.path.exists(tmp_path / "no_run")

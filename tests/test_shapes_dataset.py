@@ -338,6 +338,7 @@ DISENTANGLEMENT_NAMES = {
     "dci_completeness", "dci_informativeness", "dci_informativeness_train", "sap", "modularity",
     "explicitness", "explicitness_train"}
 SEED = 3
+TEST_IMAGES = 300  # Of the grid's 1,536, which the shapes configs score as their test split.
 
 
 @pytest.fixture(scope="module")
@@ -347,7 +348,8 @@ def shapes_analysis(shapes_vae, prepared):
 
   proc = run_aejax(f"--workdir={shapes_vae}", f"--data_dir={prepared[0]}", "--disentanglement",
                    "--disentanglement_scale=0.01", f"--seed={SEED}", "--k=10",
-                   "--nll_images=100", module="aejax.analyze", timeout=600)
+                   "--nll_images=100", f"--test_images={TEST_IMAGES}", module="aejax.analyze",
+                   timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
   with open(os.path.join(shapes_vae, "analysis", "metrics.json")) as f:
     return json.load(f)
@@ -382,6 +384,33 @@ def test_analyze_scores_the_encoder_means_at_the_seed_and_sizes_it_states(
     assert words in text, text
   with open(os.path.join(shapes_vae, "analysis", "report.md")) as f:
     assert "| `mig` |" in f.read()
+
+
+def test_test_images_takes_a_seeded_subset_of_the_test_split(shapes_vae, shapes_analysis,
+                                                             prepared):
+  """--test_images=300: the PCA baseline's error and the reconstruction error are those of the
+  300 images numpy's PCG64 of (seed, 1) draws from the grid's 1,536 (PCA by numpy's SVD of the
+  whole grid, the train split; reconstructions through aejax.restore), and the analysis says so.
+  catches: the subset drawn from the seed alone (the probes' draw: PCA error 52.41, not 51.74),
+  the first 300 images."""
+  import aejax
+  from aejax.analysis.disentanglement import factor_dataset
+
+  assert shapes_analysis["test_images"] == TEST_IMAGES
+  assert f"is {TEST_IMAGES} of its 1536 images" in shapes_analysis["protocols"]["inputs"]
+  source = factor_dataset.FactorSource(prepared[1]["binary"])
+  x_NxP = source.images(np.arange(1536)).reshape(1536, -1).astype(np.float64) / 255
+  mean_P = x_NxP.mean(axis=0)
+  basis_PxL = np.linalg.svd(x_NxP - mean_P, full_matrices=False)[2][:shapes_analysis["latents"]].T
+  pick = np.sort(np.random.default_rng((SEED, 1)).permutation(1536)[:TEST_IMAGES])
+  centred = x_NxP[pick] - mean_P
+  pca_err = np.sum((centred - centred @ basis_PxL @ basis_PxL.T) ** 2, axis=1)
+  m = shapes_analysis["metrics"]
+  assert m["pca_sq_err_per_image"] == pytest.approx(np.mean(pca_err), rel=1e-6)
+  x = x_NxP[pick].reshape(-1, 64, 64, 1).astype(np.float32)
+  run = aejax.restore(shapes_vae, data_dir=prepared[0])
+  sq_err = np.sum((run.reconstruct(x) - x) ** 2, axis=(1, 2, 3))
+  assert m["sq_err_per_image"] == pytest.approx(np.mean(sq_err), rel=1e-5)
 
 
 def test_the_reference_rows_score_the_factors_high_and_noise_at_chance_first_in_compare(
