@@ -81,6 +81,8 @@ _LOOP = flags.DEFINE_string("loop", None, f"config.loop for device, one of {loop
                             "(default: the experiment's).")
 _CONV_IMPL = flags.DEFINE_string("conv_impl", None, "config.model.conv_impl, one of "
                                  f"{models.CONV_IMPLS} (default: the experiment's).")
+_GROUP_RUNS = flags.DEFINE_string("group_runs", None, "config.group_runs of the 'group' rows, "
+                                  f"one of {loops.GROUP_RUNS} (default: the experiment's).")
 _PEER_LOOP = flags.DEFINE_enum(
     "peer_loop", None, ["scan", "host"], "How the peer runs an epoch's steps (default: as the "
     "device mode does: a host loop for a conv model on CPU, else one lax.scan).")
@@ -128,14 +130,15 @@ def timed(fn, trace_name: str | None = None) -> tuple[float, object]:
 
 
 def device_epochs(step_fn, layout: group.Layout, run, state, images: np.ndarray, *,
-                  batch_size: int, loop: str, epochs: int, spe: int, trace_name: str):
+                  batch_size: int, loop: str, epochs: int, spe: int, trace_name: str,
+                  group_runs: str = "vmap"):
   """(compile seconds, timer): `timer()` gives the seconds of `epochs` device-resident epochs
   (one call each) of the run or group in `layout`; one warm-up epoch has run."""
   images_dev = parallel.put_replicated(images, layout.mesh)
   t0 = time.perf_counter()
   epoch_fn = epochs_lib.make_train_chunk(step_fn, batch_size=batch_size, mesh=layout.mesh,
                                          loop=loop, vectorized=layout.vectorized,
-                                         run_sharded=layout.run_sharded)
+                                         group_runs=group_runs, run_sharded=layout.run_sharded)
   epoch_fn = epoch_fn.lower(state, images_dev, 0, 0, spe, run).compile()
   compile_s = time.perf_counter() - t0
   state, _ = jax.block_until_ready(epoch_fn(state, images_dev, 0, 0, run))  # Warm-up.
@@ -192,9 +195,10 @@ def bench_group(config, images: np.ndarray, *, replicas: list[int], model, image
                                 tx=make_tx(hparams.of(config)))
     compile_s, timer = device_epochs(
         step_fn, layout, run, state, images, batch_size=config.batch_size, loop=loop,
-        epochs=epochs, spe=spe, trace_name=f"group{g}_b{config.batch_size}")
+        epochs=epochs, spe=spe, trace_name=f"group{g}_b{config.batch_size}",
+        group_runs=config.group_runs)
     r = row("group", timer(), epochs * spe * g, compile_s)
-    r["replicas"], r["loop"] = g, loop
+    r["replicas"], r["loop"], r["group_runs"] = g, loop, config.group_runs
     rows.append(r)
   return rows
 
@@ -327,6 +331,7 @@ def format_row(r: dict) -> str:
           f"{ratio('ratio_to_baseline'):>8} {ratio('ratio_to_peer'):>8} {r['compile_s']:>9.2f} "
           f"{r['flops_per_sec'] / 1e9:>10.1f} ({r['flops_source']})"
           + (f" loop={r['loop']}" if r.get("loop") else "")
+          + (f" group_runs={r['group_runs']}" if r.get("group_runs") else "")
           + (f" round={r['round']}" if r.get("round") else ""))
 
 
@@ -380,6 +385,8 @@ def run():
         config.loop = _LOOP.value
       if _CONV_IMPL.value is not None:
         config.model.conv_impl = _CONV_IMPL.value
+      if _GROUP_RUNS.value is not None:
+        config.group_runs = _GROUP_RUNS.value
       for r in bench_one(config, images, source, modes=modes, steps=_STEPS.value,
                          stream_epochs=_STREAM_EPOCHS.value, replicas=replicas,
                          rounds=_ROUNDS.value):

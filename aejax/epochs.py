@@ -57,6 +57,7 @@ def summarize(metrics: Metrics) -> Metrics:
 
 def make_train_chunk(step_fn: Callable, *, batch_size: int, mesh: jax.sharding.Mesh,
                      mode: str = "mesh", loop: str = "scan", vectorized: bool = False,
+                     group_runs: str = "vmap",
                      run_sharded: bool = False) -> Any:
   """(state, images_NxHxWxC uint8, epoch, start, num_steps, run) -> (state, sums), on device.
 
@@ -72,7 +73,8 @@ def make_train_chunk(step_fn: Callable, *, batch_size: int, mesh: jax.sharding.M
   it (one program for a group of runs; a run that stops being finite cannot touch the others'
   slices, so the steps need no per-run mask: the trainer stops saving and recording it).
   `run_sharded` splits the run axis over the mesh, each run's batch then whole on its device (no
-  all-reduce), instead of splitting every run's batch.
+  all-reduce), instead of splitting every run's batch. `group_runs` (config.group_runs): 'vmap'
+  batches each op over the run axis, 'unroll' writes each run's steps out once per run.
   """
   local_batch = batch_size // mesh.size
   batch_sharding = parallel.batch_sharded(mesh)
@@ -100,10 +102,14 @@ def make_train_chunk(step_fn: Callable, *, batch_size: int, mesh: jax.sharding.M
                                   start + jnp.arange(num_steps), unroll=loop == "unroll")
     return state, summarize(metrics)
 
-  # The run axis: vmapped over state, permutation and run; images and step index are shared.
-  over_runs = (lambda f, in_axes: jax.vmap(
-      f, in_axes=in_axes, spmd_axis_name=parallel.DATA_AXIS if run_sharded else None)
-      ) if vectorized else (lambda f, in_axes: f)
+  # The run axis: over state, permutation and run; images and step index are shared.
+  if not vectorized:
+    over_runs = lambda f, in_axes: f
+  elif group_runs == "unroll":
+    over_runs = unrolled
+  else:
+    over_runs = lambda f, in_axes: jax.vmap(
+        f, in_axes=in_axes, spmd_axis_name=parallel.DATA_AXIS if run_sharded else None)
 
   def train_chunk(state, images_NxHxWxC, epoch, start, num_steps, run):
     return over_runs(lambda s, r: one_run(s, images_NxHxWxC, epoch, start, num_steps, r),
@@ -124,6 +130,20 @@ def make_train_chunk(step_fn: Callable, *, batch_size: int, mesh: jax.sharding.M
                     in_axes=(0, 0, None, None, None, None), static_broadcasted_argnums=4,
                     donate_argnums=0)
   return jax.jit(train_chunk, static_argnums=4, donate_argnums=0)
+
+
+def unrolled(f: Callable, in_axes: int | tuple[int | None, ...]) -> Callable:
+  """jax.vmap(f, in_axes) for in_axes of 0 (the run axis) and None (shared), as one call of f
+  per run, their results stacked: inside jit, each run's ops are a run alone's, unbatched."""
+
+  def call(*args):
+    axes = in_axes if isinstance(in_axes, tuple) else (in_axes,) * len(args)
+    num_runs = next(jax.tree.leaves(a)[0].shape[0] for a, ax in zip(args, axes) if ax == 0)
+    outs = [f(*(jax.tree.map(lambda x: x[i], a) if ax == 0 else a for a, ax in zip(args, axes)))
+            for i in range(num_runs)]
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
+
+  return call
 
 
 class _HostLoop:

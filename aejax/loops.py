@@ -15,6 +15,8 @@ per-step dispatch. Every choice runs the same `train_step` on the same batches a
 LOOPS = ("auto", "scan", "unroll", "host")  # config.loop
 # 'scan': one lax.scan per call; 'unroll': the same scan fully unrolled (no while loop, compile
 # time grows with steps_per_call); 'host': a Python loop over one jitted step.
+GROUP_RUNS = ("vmap", "unroll")  # config.group_runs: a vectorised group's run axis, batched or
+# written out once per run (epochs.unrolled).
 
 
 def resolve(loop: str, encoder: str, backend: str) -> str:

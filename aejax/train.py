@@ -239,6 +239,7 @@ def _device_chunk(step_fn: Callable, g: Group, data: Data, per_call: int) -> Cal
   train_chunk = epochs.make_train_chunk(step_fn, batch_size=config.batch_size, mesh=mesh,
                                         mode=config.parallel, loop=loop,
                                         vectorized=g.layout.vectorized,
+                                        group_runs=config.group_runs,
                                         run_sharded=g.layout.run_sharded)
   # A compiled pmap takes global arrays, a pmap call each process's local ones (the layout
   # to_pmap builds without moving data between hosts): across processes pmap is called, and

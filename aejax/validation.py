@@ -84,6 +84,7 @@ def validate_config(config: ml_collections.ConfigDict, device_count: int) -> Non
            f"devices; use a multiple of {device_count}")
   _one_of(config.parallel, parallel.MODES, "parallel")
   _one_of(config.loop, loops.LOOPS, "loop")
+  _one_of(config.group_runs, loops.GROUP_RUNS, "group_runs")
   _one_of(config.input_mode, input_pipeline.INPUT_MODES, "input_mode")
   _at_least(config, "input_workers", 0)
   _one_of(config.dtype, factory.DTYPES, "dtype")

@@ -82,6 +82,8 @@ def test_training_runs_without_tensorflow(data_dir, tmp_path):
      "cannot load --config=experiments/no_such_experiment.py"),
     (["--config=experiments/mlp_ae.py", "--config.batch_size=0"], "config.batch_size=0"),
     (["--config=experiments/mlp_ae.py", "--config.loop=scna"], "unknown config.loop='scna'"),
+    (["--config=experiments/mlp_ae.py", "--config.group_runs=map"],
+     "unknown config.group_runs='map'"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(flags, expected, data_dir, tmp_path):
   proc = run_aejax(*flags, f"--workdir={tmp_path / 'w'}", f"--data_dir={data_dir}")

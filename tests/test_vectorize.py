@@ -218,14 +218,18 @@ def test_a_learning_rate_group_equals_its_runs_alone_for_every_schedule_and_opti
   _assert_group_is_runs_alone(_two_runs(varied, **fixed), mnist)
 
 
-@pytest.mark.parametrize("loop", ["scan", "host"])
-def test_conv_ae_group_equals_runs_alone(mnist, loop):
+@pytest.mark.parametrize("loop,group_runs,conv_impl", [
+    ("scan", "vmap", "strided"), ("host", "vmap", "strided"), ("host", "unroll", "strided"),
+    ("scan", "unroll", "space_to_depth"), ("host", "unroll", "space_to_depth")])
+def test_conv_ae_group_equals_runs_alone(mnist, loop, group_runs, conv_impl):
   """The conv family through the loop's chunk, scanned and as a host loop (conv models' choice
-  on CPU), on 640 images (20 steps of 32): a whole-MNIST epoch of XLA's CPU convolutions would
-  cost minutes."""
+  on CPU), its runs vmapped and unrolled (config.group_runs), on 640 images (20 steps of 32): a
+  whole-MNIST epoch of XLA's CPU convolutions would cost minutes.
+  catches (unroll): every run given run 0's slice of the state or of the run inputs."""
   cfgs = [_small_conv_ae(0, 1e-3), _small_conv_ae(1, 3e-3)]
   for c in cfgs:
     c.batch_size, c.eval_batch_size = 32, 128
+    c.group_runs, c.model.conv_impl = group_runs, conv_impl
   _assert_group_is_runs_alone(cfgs, mnist, loop=loop)
 
 
