@@ -157,6 +157,10 @@ def check_group(configs: list[ml_collections.ConfigDict], vectorized: bool) -> N
     if c.parallel != "mesh" or c.input_mode != "device":
       raise UserError("a vectorised group trains on the mesh with the data on the devices; use "
                       "config.parallel='mesh' and config.input_mode='device'")
+    if c.group_runs == "unroll" and jax.device_count() > 1:
+      raise UserError(f"config.group_runs='unroll' trains a group on one device, not "
+                      f"{jax.device_count()}; use config.group_runs='vmap', which spreads a "
+                      f"group over the mesh")
 
 
 def check_fits(state_shapes: Any, layout: Layout) -> None:

@@ -105,6 +105,19 @@ def test_max_group_size_caps_the_groups():
   assert [len(g) for g in sweep.groups(runs, None)] == [3, 3]
 
 
+def test_an_unrolled_group_on_several_devices_is_one_line_exit_2(data_dir, tmp_path):
+  """config.group_runs='unroll' is tested on one device only (tests/test_vectorize.py)."""
+  proc = run_aejax("--config=experiments/mlp_ae.py", f"--workdir={tmp_path / 'root'}",
+                   f"--data_dir={data_dir}", "--vectorize", "--sweep=seed=0,1",
+                   "--config.group_runs=unroll", module="aejax.sweep", timeout=600,
+                   env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+  assert proc.returncode == 2, proc.stderr[-3000:]
+  assert proc.stderr.strip().splitlines()[-1] == (
+      "aejax: error: config.group_runs='unroll' trains a group on one device, not 2; use "
+      "config.group_runs='vmap', which spreads a group over the mesh"), proc.stderr[-3000:]
+  assert "Traceback" not in proc.stderr
+
+
 @pytest.mark.parametrize("flags,expected", [
     (["--parallel=2"], "--vectorize trains each group in this process"),
     (["--max_group_size=0"], "--max_group_size=0 must be >= 1"),
