@@ -40,10 +40,8 @@ def base() -> ml_collections.ConfigDict:
   c.loop = "auto"
   # How a vectorised group (aejax.sweep --vectorize) runs its runs' steps in its one program:
   # 'vmap' (each op batched over the run axis) | 'unroll' (each run's step written out once, as
-  # a run alone's; compile time grows with the group). Same result either way. aejax.bench on
-  # the 2-core CPU, a group of 3 of configs.dsprites' conv pair, examples/s in all against one
-  # run's: space_to_depth convolutions 148 vmapped, 310 unrolled (one run 238, 221); strided
-  # 196 vmapped, 216 unrolled (one run 192, 183): XLA:CPU batches the former's convolutions badly.
+  # a run alone's; compile time grows with the group; one device only). Same result either way;
+  # unrolled is faster for space_to_depth convolutions on CPU (measured in docs/sweeps.md).
   c.group_runs = "vmap"
 
   # 'mesh': jit over a device mesh, batch sharded on 'data', XLA inserting the gradient all-reduce;

@@ -13,7 +13,6 @@
 # --nodownload). Settings (environment):
 #   EPOCHS   the training budget: epochs of DATASET per run (default 1 of the small grid, 720
 #            steps of 64; the study trains 300,000); wall_times.txt records each group's time
-#            (at aejax.bench's 310 examples/s, about 7.5 min per group of three)
 #   ANNEAL_STEPS  the annealed VAE's capacity_steps (default 240: C reaches c_max after a third
 #            of the default budget, as the study's 100,000 of 300,000)
 #   DATASET  a prepared dataset with factors (default shapes2d_small; shapes2d is the full grid)
@@ -22,8 +21,7 @@
 #   TRAIN_FLAGS    more aejax.sweep flags, e.g. --config.model.channels=(4,4,8,8) (no spaces);
 #            default --config.group_runs=unroll --config.model.conv_impl=space_to_depth: the
 #            same convolutions (a checkpoint restores under either conv_impl), computed the way
-#            the 2-core CPU runs fastest (aejax.bench, a group of 3 of this conv pair: 310
-#            examples/s in all, 196 vmapped with strided convolutions)
+#            the 2-core CPU runs fastest (docs/sweeps.md: aejax.bench's group rows)
 #   ANALYZE_FLAGS  analyze's other flags (default: 5000 of the grid's images as the test split and
 #            as the train images of the codes, the NLL of the first 1000 of them with k = 10)
 # All groups train first, then every run is analysed. Re-running it skips the groups that
